@@ -1,0 +1,44 @@
+"""Per-material looks for the renderer: colour, gloss, transparency and shader kind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Material:
+    """How one material renders. Colours are sRGB in [0, 1]."""
+
+    colour: tuple[float, float, float]
+    alpha: float = 1.0  # 0 hides the material, (0, 1) blends it after the opaque pass
+    specular: float = 0.08
+    shininess: float = 24.0
+    textured: bool = False  # sample the model's UV texture when one is given
+    kind: int = 0  # 0 plain, 1 iris (procedural pupil/iris), 2 sclera (clear cornea)
+
+
+KIND_PLAIN, KIND_IRIS, KIND_SCLERA = 0, 1, 2
+
+SKIN = Material((0.84, 0.64, 0.54), specular=0.10, shininess=20.0, textured=True)
+
+# ICT-FaceKit material names. The eye helper shells are transparent films in the original
+# model; drawn opaque they hide the eyes, so they are left out.
+ICT_MATERIALS: dict[str, Material] = {
+    "M_Face": SKIN,
+    "M_BackHead": SKIN,
+    "M_EyeLashes": Material((0.10, 0.07, 0.06), alpha=0.45, specular=0.0),
+    "M_Teeth": Material((0.93, 0.90, 0.82), specular=0.35, shininess=40.0),
+    "M_GumsTongue": Material((0.72, 0.33, 0.35), specular=0.25, shininess=30.0),
+    "M_IrisLeft": Material((0.33, 0.22, 0.13), specular=0.0, kind=KIND_IRIS),
+    "M_IrisRight": Material((0.33, 0.22, 0.13), specular=0.0, kind=KIND_IRIS),
+    "M_ScleraLeft": Material((0.93, 0.91, 0.88), specular=0.6, shininess=80.0, kind=KIND_SCLERA),
+    "M_ScleraRight": Material((0.93, 0.91, 0.88), specular=0.6, shininess=80.0, kind=KIND_SCLERA),
+    "M_EyeOcclusion": Material((0.0, 0.0, 0.0), alpha=0.0),
+    "M_EyeBlend": Material((0.0, 0.0, 0.0), alpha=0.0),
+    "M_LacrimalFluid": Material((0.0, 0.0, 0.0), alpha=0.0),
+}
+
+
+def material_for(name: str) -> Material:
+    """The look of a material name; unknown names (e.g. FLAME's 'skin') render as skin."""
+    return ICT_MATERIALS.get(name, SKIN)
