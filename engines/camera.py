@@ -51,8 +51,9 @@ class PerspectiveCamera:
 
     def view(self) -> np.ndarray:
         """World-to-view (4, 4)."""
-        return look_at(np.asarray(self.eye, float), np.asarray(self.target, float),
-                       np.asarray(self.up, float))
+        return look_at(
+            np.asarray(self.eye, float), np.asarray(self.target, float), np.asarray(self.up, float)
+        )
 
     def projection(self, aspect: float) -> np.ndarray:
         """View-to-clip (4, 4) for width / height = ``aspect``."""

@@ -68,9 +68,7 @@ class FaceModel(torch.nn.Module):
             torch.zeros(batch, self.n_pose, device=dev),
         )
 
-    def expression_vector(
-        self, weights: dict[str, float], batch: int = 1
-    ) -> torch.Tensor:
+    def expression_vector(self, weights: dict[str, float], batch: int = 1) -> torch.Tensor:
         """An expression tensor (batch, n_expression) from ``{name: weight}``.
 
         Unknown names raise ``KeyError`` listing the valid ones.

@@ -79,8 +79,12 @@ class _ChumpyStandIn:
 
     chumpy_class = "chumpy.ch.Ch"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # chumpy's __new__ takes args
-        self.state: dict[str, Any] = {}
+    state: dict[str, Any]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _ChumpyStandIn:  # NEWOBJ may pass args
+        obj = super().__new__(cls)
+        obj.state = {}
+        return obj
 
     def __setstate__(self, state: Any) -> None:
         if isinstance(state, tuple):  # (dict state, slot state)
@@ -175,10 +179,10 @@ def _find_flame_file(path: str | os.PathLike[str] | None) -> Path:
         return candidate
     raise AssetMissingError(
         f"FLAME model file not found.\n"
-        f"  searched: {candidate.resolve()} (from {source})\n"
+        f"  searched: {candidate.absolute()} (from {source})\n"
         f"  FLAME may not be redistributed: register at {FLAME_URL}, download FLAME 2020 "
         f"(`generic_model.pkl`) or FLAME 2023 (`flame2023.pkl`), then either put it at "
-        f"{default.resolve()} (named generic_model.pkl) or set ${FLAME_ENV_VAR} to its path"
+        f"{default.absolute()} (named generic_model.pkl) or set ${FLAME_ENV_VAR} to its path"
     )
 
 
@@ -196,11 +200,8 @@ def _check_flame_arrays(data: dict[str, np.ndarray], file: Path) -> None:
     }
     for key, want in expected.items():
         got = data[key].shape if key in data else None
-        if (
-            got is None
-            or len(got) != len(want)
-            or any(w is not None and w != g for w, g in zip(want, got))
-        ):
+        ok = got is not None and len(got) == len(want)
+        if not (ok and all(w in (None, g) for w, g in zip(want, got, strict=True))):
             raise ValueError(
                 f"{file}: not a FLAME model: {key!r} should have shape "
                 f"{tuple('*' if w is None else w for w in want)}, got {got}"

@@ -149,7 +149,9 @@ class ICTFaceModel(FaceModel):
         self.register_buffer("neck_pivot", torch.tensor(NECK_PIVOT))
         self.register_buffer("left_eye_ids", eye_ids[0])
         self.register_buffer("right_eye_ids", eye_ids[1])
-        self.register_buffer("eye_offsets", torch.tensor(np.stack(eye_offsets), dtype=torch.float32))
+        self.register_buffer(
+            "eye_offsets", torch.tensor(np.stack(eye_offsets), dtype=torch.float32)
+        )
 
     @property
     def n_vertices(self) -> int:
@@ -166,7 +168,9 @@ class ICTFaceModel(FaceModel):
     ) -> torch.Tensor:
         self.check_params(shape, expression, pose)
         shape = torch.nn.functional.pad(shape, [0, self.n_shape - shape.shape[1]])
-        expression = torch.nn.functional.pad(expression, [0, self.n_expression - expression.shape[1]])
+        expression = torch.nn.functional.pad(
+            expression, [0, self.n_expression - expression.shape[1]]
+        )
         v = (
             self.neutral[None]
             + blend_shapes(shape, self.identity_dirs)

@@ -26,9 +26,9 @@ SKIN = Material((0.84, 0.64, 0.54), specular=0.10, shininess=20.0, textured=True
 ICT_MATERIALS: dict[str, Material] = {
     "M_Face": SKIN,
     "M_BackHead": SKIN,
-    "M_EyeLashes": Material((0.10, 0.07, 0.06), alpha=0.45, specular=0.0),
-    "M_Teeth": Material((0.93, 0.90, 0.82), specular=0.35, shininess=40.0),
-    "M_GumsTongue": Material((0.72, 0.33, 0.35), specular=0.25, shininess=30.0),
+    "M_EyeLashes": Material((0.06, 0.045, 0.04), alpha=0.3, specular=0.0),
+    "M_Teeth": Material((0.82, 0.79, 0.72), specular=0.25, shininess=40.0),
+    "M_GumsTongue": Material((0.50, 0.22, 0.24), specular=0.2, shininess=30.0),
     "M_IrisLeft": Material((0.33, 0.22, 0.13), specular=0.0, kind=KIND_IRIS),
     "M_IrisRight": Material((0.33, 0.22, 0.13), specular=0.0, kind=KIND_IRIS),
     "M_ScleraLeft": Material((0.93, 0.91, 0.88), specular=0.6, shininess=80.0, kind=KIND_SCLERA),

@@ -1,0 +1,176 @@
+"""Offscreen renderer: silhouette against a software rasteriser, rotation, texture, leaks."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from engines.camera import PerspectiveCamera, WeakPerspectiveCamera
+from engines.face_model import MeshTopology
+from engines.ict_model import ICTFaceModel
+from engines.materials import material_for
+from engines.renderer import MeshRenderer, RenderConfig, expand_render_vertices
+
+SIZE = 256
+
+
+@pytest.fixture(scope="module")
+def renderer(ict: ICTFaceModel):
+    cfg = RenderConfig(width=SIZE, height=SIZE, transparent=True)
+    with MeshRenderer(ict.topology, cfg) as r:
+        yield r
+
+
+def software_mask(
+    vertices: np.ndarray, topology: MeshTopology, camera, width: int, height: int
+) -> np.ndarray:
+    """Rasterise the drawn (opaque) triangles with OpenCV, 1/16 px precision."""
+    px = camera.project(vertices, width, height) - 0.5  # OpenCV: pixel centres at integers
+    alpha = np.array([material_for(n).alpha for n in topology.material_names])
+    tris = topology.faces[alpha[topology.face_material] >= 1.0]
+    pts = np.round(px[tris] * 16).astype(np.int32)  # (T, 3, 2)
+    mask = np.zeros((height, width), np.uint8)
+    for tri in pts:
+        cv2.fillConvexPoly(mask, tri, 1, lineType=cv2.LINE_8, shift=4)
+    return mask.astype(bool)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+@pytest.mark.parametrize(
+    "camera",
+    [PerspectiveCamera.portrait(), WeakPerspectiveCamera.portrait()],
+    ids=["persp", "weak"],
+)
+def test_silhouette_matches_software_raster(ict, renderer, camera) -> None:
+    s, _e, p = ict.zero_params(1)
+    p[0, :3] = torch.tensor([0.1, 0.5, 0.0])
+    v = ict(s, ict.expression_vector({"jawOpen": 0.5}), p)[0]
+    img = renderer.render(v, camera)
+    assert img.shape == (SIZE, SIZE, 4) and img.dtype == np.uint8
+    gl_mask = img[..., 3] > 0
+    sw_mask = software_mask(v.numpy(), ict.topology, camera, SIZE, SIZE)
+    assert sw_mask.sum() > 0.1 * SIZE * SIZE
+    assert iou(gl_mask, sw_mask) > 0.95
+
+
+def centroid_x(mask: np.ndarray) -> float:
+    return float(np.nonzero(mask)[1].mean())
+
+
+def test_rotated_head_renders_rotated(ict, renderer) -> None:
+    s, e, p = ict.zero_params(1)
+    front = renderer.render(ict(s, e, p)[0])
+    p[0, 1] = 0.6  # yaw to the subject's left = image right for a camera facing the face
+    turned = renderer.render(ict(s, e, p)[0])
+
+    # the face's brightest skin (nose and cheeks) moves right; mirror-symmetry breaks
+    def face_mask(img: np.ndarray) -> np.ndarray:
+        m = img[..., 3] > 0
+        m[int(SIZE * 0.62) :] = False  # above the neck
+        return m
+
+    assert centroid_x(face_mask(turned)) > centroid_x(face_mask(front)) + 2
+    sym = (face_mask(front) != face_mask(front)[:, ::-1]).mean()
+    asym = (face_mask(turned) != face_mask(turned)[:, ::-1]).mean()
+    assert asym > 5 * sym
+
+
+def test_texture_colour_appears_where_the_uvs_put_it(ict) -> None:
+    s, e, p = ict.zero_params(1)
+    v = ict(s, e, p)[0]
+    t = ict.topology
+    tip = int(t.landmark_vertex_ids[30])  # nose tip
+    # the uv of the nose tip: find a face corner that uses it
+    face, corner = np.argwhere(t.faces == tip)[0]
+    u, w = t.uvs[t.face_uvs[face, corner]]
+    tex = np.full((512, 512, 3), 200, np.uint8)
+    row, col = int((1 - w) * 512), int(u * 512)  # image row 0 is v = 1
+    tex[max(row - 12, 0) : row + 12, max(col - 12, 0) : col + 12] = (255, 0, 0)
+    cam = PerspectiveCamera.portrait()
+    with MeshRenderer(t, RenderConfig(width=SIZE, height=SIZE), texture=tex) as r:
+        img = r.render(v, cam).astype(int)
+    x, y = cam.project(v[tip : tip + 1].numpy(), SIZE, SIZE)[0].astype(int)
+    patch = img[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3).mean(0)
+    assert patch[0] > patch[1] + 60 and patch[0] > patch[2] + 60  # red under the nose tip
+    far = img[y - 40, x]  # forehead: grey texture
+    assert abs(far[0] - far[1]) < 25
+
+
+def test_weak_perspective_scale_changes_size(ict, renderer) -> None:
+    v = ict(*ict.zero_params(1))[0]
+    small = renderer.render(v, WeakPerspectiveCamera(scale=1 / 40))[..., 3] > 0
+    large = renderer.render(v, WeakPerspectiveCamera(scale=1 / 20))[..., 3] > 0
+    assert 3.0 < large.sum() / small.sum() < 5.0  # area goes with scale squared
+
+
+def test_solid_background_and_rgb_output(ict) -> None:
+    cfg = RenderConfig(width=64, height=48, background=(0.0, 1.0, 0.0))
+    with MeshRenderer(ict.topology, cfg) as r:
+        img = r.render(ict(*ict.zero_params(1))[0])
+    assert img.shape == (48, 64, 3)
+    assert tuple(img[0, 0]) == (0, 255, 0)
+
+
+def test_render_batch_equals_single_renders(ict, renderer) -> None:
+    s, e, p = ict.zero_params(2)
+    p[1, 1] = 0.4
+    v = ict(s, e, p)
+    batch = renderer.render_batch(v)
+    assert batch.shape == (2, SIZE, SIZE, 4)
+    assert np.array_equal(batch[1], renderer.render(v[1]))
+    assert not np.array_equal(batch[0], batch[1])
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * 4096 / 2**20
+
+
+def test_many_renders_leak_no_gl_objects_or_memory(ict) -> None:
+    v = ict(*ict.zero_params(1))[0]
+    with MeshRenderer(ict.topology, RenderConfig(width=128, height=128)) as r:
+        for _ in range(50):
+            r.render(v)
+        with r.ctx:
+            before = r.ctx.buffer(reserve=4)
+        mem_before = rss_mb()
+        for i in range(500):
+            r.render(v + 0.001 * (i % 3))
+        with r.ctx:
+            after = r.ctx.buffer(reserve=4)
+        mem_after = rss_mb()
+        names = (before.glo, after.glo)
+        before.release()
+        after.release()
+    assert names[1] == names[0] + 1  # the 500 frames allocated no GL buffer names
+    assert mem_after - mem_before < 25
+
+
+def test_expand_render_vertices_splits_uv_seams() -> None:
+    topo = MeshTopology(
+        faces=np.array([[0, 1, 2], [0, 2, 3]], np.int32),
+        face_material=np.zeros(2, np.int16),
+        material_names=("skin",),
+        landmark_vertex_ids=np.zeros(0, np.int64),
+        uvs=np.zeros((5, 2), np.float32),
+        face_uvs=np.array([[0, 1, 2], [4, 2, 3]], np.int32),  # vertex 0 has two uvs
+    )
+    vids, uv_ids, tris = expand_render_vertices(topo)
+    assert len(vids) == 5 and sorted(vids.tolist()) == [0, 0, 1, 2, 3]
+    assert np.array_equal(vids[tris], topo.faces)
+    assert np.array_equal(uv_ids[tris], topo.face_uvs)
+
+
+def test_bad_sizes_and_textures_raise(ict) -> None:
+    with pytest.raises(ValueError, match="render size"):
+        MeshRenderer(ict.topology, RenderConfig(width=0))
+    with (
+        MeshRenderer(ict.topology, RenderConfig(width=8, height=8)) as r,
+        pytest.raises(ValueError, match="texture"),
+    ):
+        r.set_texture(np.zeros((4, 4), np.uint8))

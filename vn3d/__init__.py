@@ -1,0 +1,1 @@
+"""vn3d-retarget: command line, configuration and set-up checks."""
