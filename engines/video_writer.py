@@ -1,0 +1,70 @@
+"""Writing RGB frames to a video file with PyAV (H.264 in MP4 by default)."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+class VideoWriter:
+    """Encode (H, W, 3) uint8 RGB frames. Writes to a temporary file and renames it into
+    place on a clean close, so an interrupted job leaves no partial output."""
+
+    def __init__(
+        self, path: str | Path, fps: int = 25, codec: str = "libx264", crf: int = 20
+    ) -> None:
+        self.path = Path(path)
+        self._tmp = self.path.with_name(f".{self.path.name}.part")
+        self.fps = fps
+        self._container = av.open(str(self._tmp), mode="w", format=_format_for(self.path))
+        self._stream = self._container.add_stream(codec, rate=Fraction(fps))
+        self._stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            self._stream.options = {"crf": str(crf), "preset": "veryfast"}
+        self._size: tuple[int, int] | None = None
+
+    def write(self, frame: np.ndarray) -> None:
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"frames must be (H, W, 3) uint8 RGB; got {frame.shape} {frame.dtype}")
+        h, w = frame.shape[:2]
+        if self._size is None:
+            if h % 2 or w % 2:
+                raise ValueError(f"yuv420p needs even sizes; got {w}x{h}")
+            self._stream.width, self._stream.height = w, h
+            self._size = (w, h)
+        elif self._size != (w, h):
+            raise ValueError(f"frame size changed from {self._size} to {(w, h)}")
+        video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        for packet in self._stream.encode(video_frame):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        """Flush, close and move the finished file into place."""
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Close and delete the partial file."""
+        try:
+            self._container.close()
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type: type | None, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _format_for(path: Path) -> str:
+    return {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}.get(path.suffix.lower(), "mp4")

@@ -1,0 +1,141 @@
+"""The ``vn3d`` command: one subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from engines.assets import AssetMissingError
+from engines.demo import DemoConfig
+
+
+def load_model(name: str):  # -> FaceModel
+    """The face model by name: ``ict`` (open default) or ``flame`` (needs the FLAME file)."""
+    if name == "flame":
+        from engines.flame_model import FlameModel
+
+        return FlameModel()
+    from engines.ict_model import ICTFaceModel
+
+    return ICTFaceModel()
+
+
+def parse_floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    import cv2
+    import torch
+
+    from engines.camera import PerspectiveCamera
+    from engines.expressions import parse_weights
+    from engines.renderer import MeshRenderer, RenderConfig
+
+    model = load_model(args.model)
+    shape, _, pose = model.zero_params(1)
+    ident = torch.tensor(args.identity, dtype=torch.float32)
+    if len(ident) > model.n_shape:
+        raise ValueError(
+            f"--identity has {len(ident)} values; {model.name} takes <= {model.n_shape}"
+        )
+    shape[0, : len(ident)] = ident
+    psi = model.expression_vector(parse_weights(args.expression))
+    # head rotation: pitch about x, yaw about y, roll about z (degrees), composed as one
+    # axis-angle for ICT's head joint / FLAME's global joint
+    rot = torch.tensor([[math.radians(a) for a in (args.pitch, args.yaw, args.roll)]])
+    pose[:, :3] = rot
+    with torch.no_grad():
+        vertices = model(shape, psi, pose)[0]
+    cfg = RenderConfig(
+        width=args.size, height=args.size, samples=args.samples, transparent=args.transparent
+    )
+    camera = PerspectiveCamera.portrait(model.units_in_metres)
+    with MeshRenderer(model.topology, cfg) as renderer:
+        img = renderer.render(vertices, camera)
+    code = cv2.COLOR_RGBA2BGRA if args.transparent else cv2.COLOR_RGB2BGR
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), cv2.cvtColor(img, code)):
+        raise ValueError(f"could not write {out}: use a .png or .jpg name")
+    print(f"wrote {out} ({args.size}x{args.size})")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from engines.demo import render_demo
+
+    model = load_model(args.model)
+    cfg = DemoConfig(
+        size=args.size,
+        fps=args.fps,
+        samples=args.samples,
+        seconds_per_expression=args.seconds_per_expression,
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n = render_demo(model, out, cfg)
+    print(f"wrote {out}: {n} frames, {n / cfg.fps:.1f} s at {cfg.size}x{cfg.size}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from vn3d.doctor import run_doctor
+
+    return run_doctor()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vn3d", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("render", help="render the default head with given parameters to a PNG")
+    p.add_argument("--expression", default="", help="NAME=W,... ARKit weights, or e.g. 'happy'")
+    p.add_argument(
+        "--identity", type=parse_floats, default=[], help="identity coefficients a,b,..."
+    )
+    p.add_argument("--yaw", type=float, default=0.0, help="degrees, + turns to the head's left")
+    p.add_argument("--pitch", type=float, default=0.0, help="degrees, + tilts the chin down")
+    p.add_argument("--roll", type=float, default=0.0, help="degrees")
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--samples", type=int, default=4, help="MSAA samples (0 = off)")
+    p.add_argument("--transparent", action="store_true", help="transparent background (PNG)")
+    p.add_argument("--model", choices=["ict", "flame"], default="ict")
+    p.add_argument("--out", default="head.png")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("demo", help="render the seven basic expressions with head motion to MP4")
+    p.add_argument("--out", default="out/demo.mp4")
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--fps", type=int, default=25)
+    p.add_argument(
+        "--seconds-per-expression", type=float, default=DemoConfig.seconds_per_expression
+    )
+    p.add_argument("--samples", type=int, default=4, help="MSAA samples (0 = off)")
+    p.add_argument("--model", choices=["ict", "flame"], default="ict")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("doctor", help="check assets, renderer, MediaPipe, CUDA/TensorRT")
+    p.set_defaults(func=cmd_doctor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (AssetMissingError, ValueError, KeyError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"vn3d {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
