@@ -1,0 +1,121 @@
+"""Render benchmark: frames per second of the ICT head at 256, 512 and 1024 px.
+
+Measures, per size and anti-aliasing setting, single frames (model + render + readback
+one at a time) and batches (one batched model call, then every frame rendered with the
+same GL objects). Prints a table and writes JSON. Never a pass/fail gate.
+
+    python scripts/bench_render.py [--frames 60] [--batch 8] [--out out/bench_render.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from engines.ict_model import ICTFaceModel
+from engines.renderer import MeshRenderer, RenderConfig
+
+
+def animated_params(model: ICTFaceModel, n: int) -> tuple[torch.Tensor, ...]:
+    """n frames of a changing expression and head pose, so no frame is a cache hit."""
+    g = torch.Generator().manual_seed(0)
+    shape = torch.zeros(n, model.n_shape)
+    psi = 0.5 * torch.rand(n, model.n_expression, generator=g)
+    pose = torch.zeros(n, model.n_pose)
+    t = torch.arange(n, dtype=torch.float32)
+    pose[:, 1] = 0.35 * torch.sin(t / 7)
+    pose[:, 0] = 0.12 * torch.sin(t / 5)
+    return shape, psi, pose
+
+
+def bench_single(model, renderer, params, frames: int) -> list[float]:
+    shape, psi, pose = params
+    times = []
+    for i in range(frames):
+        t0 = time.perf_counter()
+        v = model(shape[i : i + 1], psi[i : i + 1], pose[i : i + 1])[0]
+        renderer.render(v)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def bench_batch(model, renderer, params, frames: int, batch: int) -> float:
+    shape, psi, pose = params
+    t0 = time.perf_counter()
+    for start in range(0, frames, batch):
+        sl = slice(start, min(start + batch, frames))
+        renderer.render_batch(model(shape[sl], psi[sl], pose[sl]))
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--sizes", default="256,512,1024")
+    ap.add_argument("--out", default="out/bench_render.json")
+    args = ap.parse_args()
+
+    model = ICTFaceModel()
+    params = animated_params(model, args.frames)
+    rows = []
+    gl_renderer = None
+    with torch.no_grad():
+        for size in (int(s) for s in args.sizes.split(",")):
+            for samples in (0, 4):
+                cfg = RenderConfig(width=size, height=size, samples=samples)
+                with MeshRenderer(model.topology, cfg) as r:
+                    with r.ctx:
+                        gl_renderer = r.ctx.info["GL_RENDERER"]
+                    bench_single(model, r, params, 5)  # warm-up (shader compile, caches)
+                    single = bench_single(model, r, params, args.frames)
+                    batch_s = bench_batch(model, r, params, args.frames, args.batch)
+                med = statistics.median(single)
+                rows.append(
+                    {
+                        "size": size,
+                        "msaa": samples,
+                        "single_fps": round(1 / med, 1),
+                        "single_median_ms": round(1000 * med, 2),
+                        "single_p95_ms": round(1000 * sorted(single)[int(0.95 * len(single))], 2),
+                        f"batch{args.batch}_fps": round(args.frames / batch_s, 1),
+                    }
+                )
+                print(f"  {size}px msaa={samples}: {rows[-1]['single_fps']} fps", flush=True)
+
+    header = [
+        "size",
+        "msaa",
+        "single_fps",
+        "single_median_ms",
+        "single_p95_ms",
+        f"batch{args.batch}_fps",
+    ]
+    print(
+        f"\nICT head ({model.n_vertices} vertices, {model.topology.n_faces} triangles) "
+        f"on {gl_renderer}, {torch.get_num_threads()} torch threads"
+    )
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(str(row[h]) for h in header) + " |")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "gl_renderer": gl_renderer,
+        "machine": platform.machine(),
+        "cpu_count": __import__("os").cpu_count(),
+        "frames": args.frames,
+    }
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
