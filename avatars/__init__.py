@@ -1,0 +1,1 @@
+"""Avatar store (content-hash ids, checked imports): lands with the avatar issue."""
