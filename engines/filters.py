@@ -1,0 +1,58 @@
+"""Temporal smoothing of tracked parameters: the One-Euro filter (Casiez et al., CHI 2012).
+
+A low-pass filter whose cutoff rises with the signal's speed: still input is smoothed
+hard (jitter drops), fast changes pass with little lag. One filter per stream, vectors
+filtered element-wise, timestamps in seconds.
+
+Defaults (``OneEuroConfig``) were chosen on synthetic signals (``tests/test_filters.py``):
+for ψ in [0, 1] at 25-30 fps they cut still-frame jitter (σ = 0.02) about 7x and follow a
+step of 0.3-0.8 to 95 % within 3 frames; θ in radians uses the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class OneEuroConfig:
+    min_cutoff: float = 0.3  # Hz: smoothing of still input (lower = smoother)
+    beta: float = 5.0  # how fast the cutoff rises with speed (higher = less lag)
+    d_cutoff: float = 1.0  # Hz: smoothing of the speed estimate
+
+
+def smoothing_factor(dt: float, cutoff: float | np.ndarray) -> float | np.ndarray:
+    """Exponential smoothing weight of a first-order low-pass at ``cutoff`` Hz."""
+    r = 2.0 * math.pi * cutoff * dt
+    return r / (r + 1.0)
+
+
+class OneEuroFilter:
+    """Filter a vector stream; call with each new value and its timestamp (seconds)."""
+
+    def __init__(self, config: OneEuroConfig | None = None) -> None:
+        self.config = config or OneEuroConfig()
+        self._x: np.ndarray | None = None
+        self._dx: np.ndarray | None = None
+        self._t: float | None = None
+
+    def reset(self) -> None:
+        self._x = self._dx = self._t = None
+
+    def __call__(self, x: np.ndarray, t: float) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if self._x is None or self._t is None or t <= self._t or x.shape != self._x.shape:
+            self._x, self._dx, self._t = x.copy(), np.zeros_like(x), t
+            return x.copy()
+        cfg = self.config
+        dt = t - self._t
+        dx = (x - self._x) / dt
+        a_d = smoothing_factor(dt, cfg.d_cutoff)
+        self._dx = a_d * dx + (1 - a_d) * self._dx
+        a = smoothing_factor(dt, cfg.min_cutoff + cfg.beta * np.abs(self._dx))
+        self._x = a * x + (1 - a) * self._x
+        self._t = t
+        return self._x.copy()

@@ -1,0 +1,50 @@
+"""One-Euro filter on synthetic signals: jitter drops >= 5x, a step is followed in <= 3 frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engines.filters import OneEuroFilter
+
+
+@pytest.mark.parametrize("fps", [25, 30])
+def test_still_input_jitter_drops_at_least_five_times(fps: int) -> None:
+    rng = np.random.default_rng(0)
+    n, dims = 300, 53
+    clean = np.full(dims, 0.3)
+    noisy = clean + rng.normal(0, 0.02, size=(n, dims))
+    f = OneEuroFilter()
+    out = np.array([f(x, i / fps) for i, x in enumerate(noisy)])
+    settle = fps  # ignore the first second
+    jitter_in = np.abs(np.diff(noisy[settle:], axis=0)).mean()
+    jitter_out = np.abs(np.diff(out[settle:], axis=0)).mean()
+    assert jitter_out * 5 <= jitter_in, (jitter_in, jitter_out)
+    assert np.abs(out[settle:] - clean).mean() < np.abs(noisy[settle:] - clean).mean()
+
+
+@pytest.mark.parametrize("fps", [25, 30])
+@pytest.mark.parametrize("step", [0.3, 0.8])
+def test_step_is_followed_within_three_frames(fps: int, step: float) -> None:
+    rng = np.random.default_rng(1)
+    n = 80
+    signal = np.where(np.arange(n) < 40, 0.1, 0.1 + step)[:, None] + rng.normal(0, 0.01, (n, 4))
+    f = OneEuroFilter()
+    out = np.array([f(x, i / fps) for i, x in enumerate(signal)])
+    target = 0.1 + 0.9 * step
+    assert (out[42] >= target).all(), out[40:44, 0]  # frames 40, 41, 42
+
+
+def test_first_value_and_reset_pass_through() -> None:
+    f = OneEuroFilter()
+    assert np.array_equal(f(np.array([1.0, 2.0]), 0.0), [1.0, 2.0])
+    f(np.array([5.0, 5.0]), 0.04)
+    f.reset()
+    assert np.array_equal(f(np.array([3.0, 3.0]), 1.0), [3.0, 3.0])
+
+
+def test_non_increasing_time_restarts_instead_of_dividing_by_zero() -> None:
+    f = OneEuroFilter()
+    f(np.zeros(3), 1.0)
+    out = f(np.ones(3), 1.0)
+    assert np.all(np.isfinite(out)) and np.array_equal(out, np.ones(3))

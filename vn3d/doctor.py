@@ -1,0 +1,196 @@
+"""``vn3d doctor``: what this machine has for vn3d, and how to fix what is missing.
+
+Each check gives :class:`Check` lines: OK; MISSING (needed for the default ICT head and
+renderer: the exit status becomes 1); WARN (optional or degraded: the exit status stays 0).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from engines.assets import ASSETS, ENV_VAR, asset_root, sha256_file
+
+OK, MISSING, WARN = "OK", "MISSING", "WARN"
+REQUIRED_ASSETS = frozenset({"ict_facekit"})  # the default head; the others serve tracking
+PIP_FIX = "pip install -e . (in the project's virtual environment)"
+APT_FIX = "apt-get install libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri (Debian/Ubuntu)"
+MEDIAPIPE_FIX = (
+    "pip install 'mediapipe>=0.10.20' 'opencv-contrib-python>=4.10'; keep one OpenCV "
+    "wheel only (opencv-python / opencv-python-headless overwrite the same cv2/)"
+)
+TENSORRT_FIX = (
+    "on a GPU machine: pip install --extra-index-url https://pypi.nvidia.com tensorrt-cu12; "
+    "it is an optional import, used only to build TensorRT engines"
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # OK, MISSING or WARN
+    detail: str
+    fix: str = ""
+
+
+def check_asset_root() -> list[Check]:
+    root = asset_root()
+    source = f"${ENV_VAR}" if os.environ.get(ENV_VAR) else "the default ../shared/assets"
+    detail = f"{root.resolve()} (from {source})"
+    if root.is_dir():
+        return [Check("asset root", OK, detail)]
+    fix = f"set ${ENV_VAR} to the assets folder, or run `python scripts/fetch_assets.py all`"
+    return [Check("asset root", MISSING, f"{detail} does not exist", fix)]
+
+
+def check_assets() -> list[Check]:
+    checks = []
+    for key, asset in ASSETS.items():
+        name, path = f"asset {key}", asset_root() / asset.relpath
+        bad = MISSING if key in REQUIRED_ASSETS else WARN
+        if not path.is_file():
+            detail = f"{asset.relpath} not found at {path.resolve()}"
+            checks.append(Check(name, bad, detail, asset.how_to_get))
+            continue
+        try:
+            digest = sha256_file(path)
+        except OSError as exc:
+            checks.append(Check(name, bad, f"{asset.relpath} unreadable: {exc}"))
+            continue
+        if asset.sha256 and digest != asset.sha256 and key == "ict_facekit" and loads_as_ict(path):
+            detail = (
+                f"{asset.relpath}: not the reference pack (sha256 {digest[:12]}...), but it loads "
+                "as a valid ICT head (expected for a copy packed by scripts/fetch_assets.py)"
+            )
+            checks.append(Check(name, WARN, detail))
+        elif asset.sha256 and digest != asset.sha256:
+            detail = (
+                f"{asset.relpath}: checksum mismatch (sha256 {digest[:12]}..., "
+                f"expected {asset.sha256[:12]}...)"
+            )
+            checks.append(Check(name, bad, detail, f"replace the file: {asset.how_to_get}"))
+        else:
+            checks.append(Check(name, OK, f"{asset.relpath}, {asset.licence}, sha256 matches"))
+    return checks
+
+
+def loads_as_ict(path: Path) -> bool:
+    """True when the file loads as the ICT head with the expected sizes."""
+    from engines.ict_model import ICTFaceModel
+
+    try:
+        model = ICTFaceModel(path)
+    except Exception:  # any failure means "not a valid pack"
+        return False
+    return model.n_vertices == 26719 and model.n_expression == 53 and model.n_shape == 100
+
+
+def check_flame() -> list[Check]:
+    from engines.flame_model import FLAME_DEFAULT_RELPATH, FLAME_ENV_VAR, FLAME_URL
+
+    name, default = "FLAME model (optional)", asset_root() / FLAME_DEFAULT_RELPATH
+    path = Path(os.environ.get(FLAME_ENV_VAR) or default).expanduser()
+    if path.is_file():
+        return [Check(name, OK, str(path.resolve()))]
+    fix = (
+        f"only for --model flame: register at {FLAME_URL}, download FLAME 2020 and put "
+        f"generic_model.pkl at {default.resolve()}, or set ${FLAME_ENV_VAR} to its path"
+    )
+    return [Check(name, WARN, f"not found at {path.resolve()} (not redistributable)", fix)]
+
+
+def check_renderer() -> list[Check]:
+    try:
+        from engines.renderer import create_context
+
+        ctx = create_context()
+    except Exception as exc:
+        detail = f"no headless OpenGL 3.3 context: {exc.__cause__ or exc}"
+        return [Check("EGL renderer", MISSING, detail, APT_FIX)]
+    try:
+        info = ctx.info
+        return [Check("EGL renderer", OK, f"{info['GL_RENDERER']}, GL {info['GL_VERSION']}")]
+    finally:
+        ctx.release()
+
+
+def check_mediapipe() -> list[Check]:
+    try:
+        import cv2
+        import mediapipe
+    except Exception as exc:
+        return [Check("MediaPipe + OpenCV", WARN, f"import failed: {exc}", MEDIAPIPE_FIX)]
+    versions = f"mediapipe {getattr(mediapipe, '__version__', '?')}, cv2 {cv2.__version__}"
+    checks = [Check("MediaPipe + OpenCV", OK, versions)]
+    try:
+        from mediapipe.tasks.python.vision import FaceLandmarker
+    except Exception as exc:
+        detail = f"mediapipe.tasks.python.vision.FaceLandmarker: {exc}"
+        return [*checks, Check("FaceLandmarker", WARN, detail, MEDIAPIPE_FIX)]
+    return [*checks, Check("FaceLandmarker", OK, f"{FaceLandmarker.__module__} importable")]
+
+
+def check_torch() -> list[Check]:
+    try:
+        import torch
+    except Exception as exc:
+        return [Check("torch", MISSING, f"import failed: {exc}", PIP_FIX)]
+    if torch.cuda.is_available():
+        cuda = f"CUDA {torch.version.cuda} on {torch.cuda.get_device_name(0)}"
+    else:
+        cuda = "CUDA not available (CPU only)"
+    return [Check("torch", OK, f"{torch.__version__}, {cuda}")]
+
+
+def check_onnxruntime() -> list[Check]:
+    try:
+        import onnxruntime
+    except Exception as exc:
+        return [Check("onnxruntime", WARN, f"import failed: {exc}", PIP_FIX)]
+    providers = ", ".join(onnxruntime.get_available_providers())
+    return [Check("onnxruntime", OK, f"{onnxruntime.__version__}, providers: {providers}")]
+
+
+def check_tensorrt() -> list[Check]:
+    try:
+        import tensorrt
+    except ImportError:
+        detail = "TensorRT not installed: the CPU path uses ONNX Runtime"
+        return [Check("TensorRT", WARN, detail, TENSORRT_FIX)]
+    return [Check("TensorRT", OK, tensorrt.__version__)]
+
+
+CHECKS: tuple[Callable[[], list[Check]], ...] = (
+    check_asset_root,
+    check_assets,
+    check_flame,
+    check_renderer,
+    check_mediapipe,
+    check_torch,
+    check_onnxruntime,
+    check_tensorrt,
+)
+
+
+def run_doctor() -> int:
+    """Print one line per check (with the fix under each problem); 1 if anything is MISSING."""
+    checks: list[Check] = []
+    for check in CHECKS:
+        try:
+            checks.extend(check())
+        except Exception as exc:  # one broken check must not hide the others
+            name = check.__name__.removeprefix("check_")
+            checks.append(Check(name, WARN, f"check failed: {type(exc).__name__}: {exc}"))
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        print(f"{c.status:<7}  {c.name:<{width}}  {c.detail}")
+        if c.fix and c.status != OK:
+            print(f"{'':<7}  {'':<{width}}  fix: {c.fix}")
+    missing = [c.name for c in checks if c.status == MISSING]
+    if missing:
+        print(f"\nnot ready: missing {', '.join(missing)} (fixes above)")
+        return 1
+    print("\nready: the default ICT head and the renderer have what they need")
+    return 0
