@@ -49,6 +49,7 @@ uniform vec4 u_colour[16];   // linear rgb, alpha
 uniform vec4 u_params[16];   // specular, shininess, textured, kind
 uniform sampler2D u_texture;
 uniform bool u_has_texture;
+uniform float u_tiles;       // UDIM tiles side by side in the texture (width / height)
 uniform bool u_ortho;
 uniform float u_iris_cos;    // cos of the iris' angular radius on the eyeball
 uniform float u_pupil_cos;
@@ -75,8 +76,8 @@ void main() {
     vec4 params = u_params[v_mat];
     int kind = int(params.w + 0.5);
     vec3 base = colour.rgb;
-    if (params.z > 0.5 && u_has_texture) {
-        base = to_linear(texture(u_texture, vec2(v_uv.x, 1.0 - v_uv.y)).rgb);
+    if (params.z > 0.5 && u_has_texture && v_uv.x < u_tiles) {
+        base = to_linear(texture(u_texture, vec2(v_uv.x / u_tiles, 1.0 - v_uv.y)).rgb);
     }
     if (kind == 2) {  // sclera: clear over the iris (the cornea)
         if (normalize(v_eye).z > u_iris_cos) discard;
@@ -252,7 +253,11 @@ class MeshRenderer:
             self.fbo = self.fbo_resolve
 
     def set_texture(self, texture: np.ndarray | None) -> None:
-        """Use an (H, W, 3) uint8 sRGB UV texture for textured materials, or none."""
+        """Use an (H, W, 3) uint8 sRGB UV texture for textured materials, or none.
+
+        UDIM tiles lie side by side: a W = k * H texture covers u in [0, k) (ICT: tile 0
+        is the face, tile 1 the back of the head); materials beyond it keep their colour.
+        """
         with self.ctx:
             self._set_texture(texture)
 
@@ -264,11 +269,16 @@ class MeshRenderer:
         if texture is None:
             return
         tex = np.ascontiguousarray(texture[..., :3], dtype=np.uint8)
-        if tex.ndim != 3:
-            raise ValueError(f"texture must be (H, W, 3) uint8; got {texture.shape}")
+        if tex.ndim != 3 or tex.shape[1] % tex.shape[0]:
+            raise ValueError(
+                f"texture must be (H, k*H, 3) uint8 (k UDIM tiles); got {texture.shape}"
+            )
+        self.prog["u_tiles"].value = float(tex.shape[1] // tex.shape[0])
         self.texture = self.ctx.texture((tex.shape[1], tex.shape[0]), 3, tex.tobytes())
         self.texture.build_mipmaps()
         self.texture.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
+        self.texture.repeat_x = False  # tiles must not bleed into each other
+        self.texture.repeat_y = False
         self.texture.use(0)
         self.prog["u_texture"].value = 0
 

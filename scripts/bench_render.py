@@ -1,7 +1,8 @@
 """Render benchmark: frames per second of the ICT head at 256, 512 and 1024 px.
 
-Measures, per size and anti-aliasing setting, single frames (model + render + readback
-one at a time) and batches (one batched model call, then every frame rendered with the
+Measures, per size and anti-aliasing setting, rendering alone (precomputed vertices:
+normals, upload, draw, readback), single frames (model + render + readback one at a time)
+and batches (one batched model call, then every frame rendered with the
 same GL objects). Prints a table and writes JSON. Never a pass/fail gate.
 
     python scripts/bench_render.py [--frames 60] [--batch 8] [--out out/bench_render.json]
@@ -45,6 +46,16 @@ def bench_single(model, renderer, params, frames: int) -> list[float]:
     return times
 
 
+def bench_render_only(renderer, vertices: torch.Tensor) -> list[float]:
+    """Render + readback of precomputed vertices (B, V, 3), one frame at a time."""
+    times = []
+    for v in vertices:
+        t0 = time.perf_counter()
+        renderer.render(v)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def bench_batch(model, renderer, params, frames: int, batch: int) -> float:
     shape, psi, pose = params
     t0 = time.perf_counter()
@@ -75,12 +86,14 @@ def main() -> None:
                         gl_renderer = r.ctx.info["GL_RENDERER"]
                     bench_single(model, r, params, 5)  # warm-up (shader compile, caches)
                     single = bench_single(model, r, params, args.frames)
+                    render_only = bench_render_only(r, model(*params))
                     batch_s = bench_batch(model, r, params, args.frames, args.batch)
                 med = statistics.median(single)
                 rows.append(
                     {
                         "size": size,
                         "msaa": samples,
+                        "render_only_fps": round(1 / statistics.median(render_only), 1),
                         "single_fps": round(1 / med, 1),
                         "single_median_ms": round(1000 * med, 2),
                         "single_p95_ms": round(1000 * sorted(single)[int(0.95 * len(single))], 2),
@@ -92,6 +105,7 @@ def main() -> None:
     header = [
         "size",
         "msaa",
+        "render_only_fps",
         "single_fps",
         "single_median_ms",
         "single_p95_ms",

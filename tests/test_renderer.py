@@ -174,3 +174,20 @@ def test_bad_sizes_and_textures_raise(ict) -> None:
         pytest.raises(ValueError, match="texture"),
     ):
         r.set_texture(np.zeros((4, 4), np.uint8))
+
+
+def test_udim_tiles_side_by_side_texture_face_and_back_of_head(ict) -> None:
+    tex = np.zeros((64, 128, 3), np.uint8)
+    tex[:, :64] = (40, 200, 40)  # tile 0: the face
+    tex[:, 64:] = (40, 40, 200)  # tile 1: the back of the head
+    s, e, p = ict.zero_params(1)
+    with MeshRenderer(ict.topology, RenderConfig(width=96, height=96), texture=tex) as r:
+        front = r.render(ict(s, e, p)[0]).astype(int)
+        p[0, 1] = np.pi
+        back = r.render(ict(s, e, p)[0]).astype(int)
+    centre = (slice(30, 50), slice(40, 56))
+    f, b = front[centre].reshape(-1, 3).mean(0), back[centre].reshape(-1, 3).mean(0)
+    assert f[1] > f[2] + 40 and b[2] > b[1] + 40
+    with MeshRenderer(ict.topology, RenderConfig(width=96, height=96), texture=tex[:, :64]) as r:
+        back_square = r.render(ict(s, e, p)[0]).astype(int)[centre].reshape(-1, 3).mean(0)
+    assert abs(back_square[1] - back_square[2]) < 30  # a 1-tile texture leaves tile 1 plain
