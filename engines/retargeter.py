@@ -1,0 +1,122 @@
+"""The retargeting pipeline: a frame in, the target's head with the person's expression
+and head pose out. Reads top to bottom per frame: track (+ filter) -> model -> render.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import av
+import numpy as np
+import torch
+
+from engines.camera import Camera, PerspectiveCamera
+from engines.face_model import FaceModel
+from engines.renderer import MeshRenderer, RenderConfig
+from engines.tracker import FaceTracker, TrackerConfig, TrackResult
+
+STAGES = ("decode", "track", "filter", "model", "render", "encode")
+
+
+@dataclass
+class Target:
+    """A precomputed target identity: shape coefficients and an optional UV texture."""
+
+    name: str
+    shape: torch.Tensor  # (1, <= n_shape)
+    texture: np.ndarray | None = None  # (H, k*H, 3) uint8, k UDIM tiles
+
+
+def default_target(model: FaceModel) -> Target:
+    """The ICT mean head with a plain procedural skin texture."""
+    from engines.ict_model import ICTFaceModel
+    from engines.skin_texture import plain_skin_texture
+
+    texture = plain_skin_texture(model) if isinstance(model, ICTFaceModel) else None
+    return Target("default", torch.zeros(1, model.n_shape), texture)
+
+
+@dataclass
+class RetargetedFrame:
+    image: np.ndarray  # (H, W, 3) uint8 render of the target
+    track: TrackResult
+    timings_ms: dict[str, float]
+
+
+class Retargeter:
+    """Holds a face model, a target, a tracker and a renderer for one video stream."""
+
+    def __init__(
+        self,
+        model: FaceModel,
+        target: Target | None = None,
+        render_config: RenderConfig | None = None,
+        tracker_config: TrackerConfig | None = None,
+        camera: Camera | None = None,
+    ) -> None:
+        self.model = model
+        self.camera = camera or PerspectiveCamera.portrait(model.units_in_metres)
+        self.tracker = FaceTracker(model.expression_names, tracker_config)
+        self.renderer = MeshRenderer(model.topology, render_config)
+        self.history: deque[dict[str, float]] = deque(maxlen=600)
+        self.target = target or default_target(model)
+        self.set_target(self.target)
+
+    def set_target(self, target: Target) -> None:
+        """Switch the target between frames (no reconnect, no new GL context)."""
+        if target.shape.shape[-1] > self.model.n_shape:
+            raise ValueError(f"target {target.name!r} has too many shape coefficients")
+        self.target = target
+        self.renderer.set_texture(target.texture)
+
+    def process(
+        self, frame: av.VideoFrame | np.ndarray, timestamp_s: float, fmt: str = "rgb"
+    ) -> RetargetedFrame:
+        timings: dict[str, float] = {}
+        track = self.tracker.process(frame, timestamp_s, fmt)
+        timings.update(self.tracker.timings_ms)
+        image = self.render(track.expression, track.rotation, timings)
+        self.history.append(timings)
+        return RetargetedFrame(image, track, timings)
+
+    def render(
+        self, expression: np.ndarray, rotation: np.ndarray, timings: dict[str, float] | None = None
+    ) -> np.ndarray:
+        """Render the target with ψ (n_expression,) and head rotation (3,) axis-angle."""
+        timings = {} if timings is None else timings
+        t0 = time.perf_counter()
+        psi = torch.as_tensor(expression, dtype=torch.float32)[None]
+        pose = torch.zeros(1, self.model.n_pose)
+        pose[0, :3] = torch.as_tensor(rotation, dtype=torch.float32)
+        with torch.no_grad():
+            vertices = self.model(self.target.shape, psi, pose)[0]
+        t1 = time.perf_counter()
+        image = self.renderer.render(vertices, self.camera)
+        timings["model"] = 1000 * (t1 - t0)
+        timings["render"] = 1000 * (time.perf_counter() - t1)
+        return image
+
+    def close(self) -> None:
+        self.tracker.close()
+        self.renderer.close()
+
+    def __enter__(self) -> Retargeter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def stage_summary(history: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Median and p95 milliseconds per stage over recorded frames."""
+    out = {}
+    for stage in STAGES:
+        values = np.array([h[stage] for h in history if stage in h])
+        if len(values):
+            out[stage] = {
+                "median_ms": float(np.median(values)),
+                "p95_ms": float(np.percentile(values, 95)),
+            }
+    return out
