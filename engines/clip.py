@@ -33,6 +33,7 @@ class ClipConfig:
     side_by_side: bool = False  # source | render
     samples: int = 0  # MSAA
     crf: int = 20
+    calibrate_frames: int = 0  # > 0: the first N frames with a face are the neutral face
 
 
 @dataclass
@@ -85,6 +86,8 @@ def retarget_clip(
         with Retargeter(
             model, target, RenderConfig(cfg.size, cfg.size, samples=cfg.samples), tracker_config
         ) as retargeter:
+            if cfg.calibrate_frames > 0:
+                retargeter.tracker.start_neutral_calibration(cfg.calibrate_frames)
             report = _run(src, tmp, retargeter, cfg)
         os.replace(tmp, out)
     except av.FFmpegError as exc:

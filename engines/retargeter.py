@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
 import av
 import numpy as np
@@ -36,6 +37,27 @@ def default_target(model: FaceModel) -> Target:
 
     texture = plain_skin_texture(model) if isinstance(model, ICTFaceModel) else None
     return Target("default", torch.zeros(1, model.n_shape), texture)
+
+
+def load_target(spec: str, model: FaceModel) -> Target:
+    """A target by name: ``default``, or an ``.npz`` with ``shape`` (n,) and optionally
+    ``texture`` (H, k*H, 3) uint8."""
+    if spec == "default":
+        return default_target(model)
+    path = Path(spec)
+    if path.suffix != ".npz" or not path.is_file():
+        raise ValueError(f"unknown target {spec!r}: use 'default' or an existing .npz file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            shape = np.asarray(data["shape"], np.float32).reshape(1, -1)
+            texture = data["texture"] if "texture" in data.files else None
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValueError(f"target file {path} is not a valid target: {exc}") from exc
+    if shape.shape[1] > model.n_shape or not np.isfinite(shape).all():
+        raise ValueError(f"target file {path}: shape must be <= {model.n_shape} finite values")
+    if texture is not None and (texture.dtype != np.uint8 or texture.ndim != 3):
+        raise ValueError(f"target file {path}: texture must be (H, k*H, 3) uint8")
+    return Target(path.stem, torch.from_numpy(shape), texture)
 
 
 @dataclass

@@ -86,6 +86,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retarget_clip(args: argparse.Namespace) -> int:
+    from engines.clip import ClipConfig, ClipError, retarget_clip
+    from engines.retargeter import load_target
+
+    model = load_model(args.model)
+    target = load_target(args.target, model)
+    cfg = ClipConfig(
+        size=args.size,
+        side_by_side=args.side_by_side,
+        samples=args.samples,
+        calibrate_frames=args.calibrate_neutral,
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        report = retarget_clip(model, args.source, out, target, cfg)
+    except ClipError as exc:
+        raise ValueError(str(exc)) from exc
+    print(
+        f"wrote {out}: {report.frames} frames, face found in {report.frames_with_face}, "
+        f"{report.frames / report.seconds:.1f} frames/s"
+    )
+    for stage, t in report.stages.items():
+        print(f"  {stage:<7} median {t['median_ms']:6.1f} ms   p95 {t['p95_ms']:6.1f} ms")
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from vn3d.doctor import run_doctor
 
@@ -121,6 +148,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=4, help="MSAA samples (0 = off)")
     p.add_argument("--model", choices=["ict", "flame"], default="ict")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("retarget-clip", help="put a video's expressions onto a target's head")
+    p.add_argument("source", help="input video (any format FFmpeg reads)")
+    p.add_argument("--target", default="default", help="'default' or a target .npz")
+    p.add_argument("--out", default="out/retargeted.mp4")
+    p.add_argument("--side-by-side", action="store_true", help="source | render")
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--samples", type=int, default=0, help="MSAA samples (0 = off)")
+    p.add_argument(
+        "--calibrate-neutral",
+        type=int,
+        default=0,
+        metavar="N",
+        help="treat the first N frames with a face as the neutral face",
+    )
+    p.add_argument("--model", choices=["ict"], default="ict")
+    p.set_defaults(func=cmd_retarget_clip)
 
     p = sub.add_parser("doctor", help="check assets, renderer, MediaPipe, CUDA/TensorRT")
     p.set_defaults(func=cmd_doctor)
