@@ -57,6 +57,20 @@ class FaceModel(torch.nn.Module):
     def n_vertices(self) -> int:
         raise NotImplementedError
 
+    def prepare_identity(self, shape: torch.Tensor) -> torch.Tensor:
+        """Per-target precomputation for :meth:`forward_prepared` (default: the shape).
+
+        Models whose identity part is costly (ICT: 100 blendshapes) return the identity
+        vertices here, so a fixed target pays for them once, not every frame.
+        """
+        return shape
+
+    def forward_prepared(
+        self, prepared: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor
+    ) -> torch.Tensor:
+        """``forward`` with the output of :meth:`prepare_identity` in place of the shape."""
+        return self(prepared, expression, pose)
+
     def zero_params(
         self, batch: int = 1, device: torch.device | str | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

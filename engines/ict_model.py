@@ -167,15 +167,21 @@ class ICTFaceModel(FaceModel):
         self, shape: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor
     ) -> torch.Tensor:
         self.check_params(shape, expression, pose)
+        return self.forward_prepared(self.prepare_identity(shape), expression, pose)
+
+    def prepare_identity(self, shape: torch.Tensor) -> torch.Tensor:  # (B, V, 3)
+        """The identity's neutral vertices: template + identity blendshapes."""
         shape = torch.nn.functional.pad(shape, [0, self.n_shape - shape.shape[1]])
+        return self.neutral[None] + blend_shapes(shape, self.identity_dirs)
+
+    def forward_prepared(  # (B, V, 3)
+        self, prepared: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor
+    ) -> torch.Tensor:
+        """Expression blendshapes, eye rotations and neck skinning on identity vertices."""
         expression = torch.nn.functional.pad(
             expression, [0, self.n_expression - expression.shape[1]]
         )
-        v = (
-            self.neutral[None]
-            + blend_shapes(shape, self.identity_dirs)
-            + blend_shapes(expression, self.expression_dirs)
-        )  # (B, V, 3)
+        v = prepared + blend_shapes(expression, self.expression_dirs)  # (B, V, 3)
         centres = self.eye_centres(v)  # (B, 2, 3)
         rot_l, rot_r = eye_rotations(expression, pose[:, 3:6], self._idx)
         v = v.clone()

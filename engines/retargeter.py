@@ -91,6 +91,8 @@ class Retargeter:
         if target.shape.shape[-1] > self.model.n_shape:
             raise ValueError(f"target {target.name!r} has too many shape coefficients")
         self.target = target
+        with torch.no_grad():
+            self._identity = self.model.prepare_identity(target.shape)
         self.renderer.set_texture(target.texture)
 
     def process(
@@ -113,7 +115,7 @@ class Retargeter:
         pose = torch.zeros(1, self.model.n_pose)
         pose[0, :3] = torch.as_tensor(rotation, dtype=torch.float32)
         with torch.no_grad():
-            vertices = self.model(self.target.shape, psi, pose)[0]
+            vertices = self.model.forward_prepared(self._identity, psi, pose)[0]
         t1 = time.perf_counter()
         image = self.renderer.render(vertices, self.camera)
         timings["model"] = 1000 * (t1 - t0)

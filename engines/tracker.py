@@ -30,6 +30,7 @@ from engines.frames import fit_for_tracker, to_rgb
 @dataclass
 class TrackerConfig:
     model_path: str | None = None  # default: the asset face_landmarker.task
+    video: bool = True  # VIDEO mode (tracks between frames); False: every frame on its own
     max_side: int = 640  # frames are resized (aspect kept) so the long side is in range
     min_side: int = 192
     max_faces: int = 4
@@ -66,7 +67,7 @@ class FaceTracker:
         path = Path(cfg.model_path) if cfg.model_path else asset_path("face_landmarker")
         options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(path)),
-            running_mode=vision.RunningMode.VIDEO,
+            running_mode=vision.RunningMode.VIDEO if cfg.video else vision.RunningMode.IMAGE,
             num_faces=cfg.max_faces,
             min_face_detection_confidence=cfg.min_confidence,
             min_face_presence_confidence=cfg.min_confidence,
@@ -111,7 +112,10 @@ class FaceTracker:
         ms = max(int(timestamp_s * 1000), self._last_ms + 1)  # strictly increasing
         self._last_ms = ms
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
-        result = self._landmarker.detect_for_video(image, ms)
+        if self.config.video:
+            result = self._landmarker.detect_for_video(image, ms)
+        else:
+            result = self._landmarker.detect(image)
         self.timings_ms["track"] = 1000 * (time.perf_counter() - t0)
         n = len(result.face_landmarks)
         if n == 0:

@@ -175,3 +175,11 @@ def test_bad_parameter_shapes_raise(ict: ICTFaceModel) -> None:
         ict(s, torch.zeros(1, 60), p)
     with pytest.raises(KeyError, match="jawOpen"):
         ict.expression_vector({"jawOpne": 1.0})
+
+
+def test_prepared_identity_gives_the_same_mesh(ict: ICTFaceModel) -> None:
+    g = torch.Generator().manual_seed(3)
+    s, e, p = torch.randn(2, 100, generator=g), torch.rand(2, 53, generator=g), torch.zeros(2, 6)
+    p[:, 1] = 0.4
+    prepared = ict.prepare_identity(s)
+    assert torch.allclose(ict.forward_prepared(prepared, e, p), ict(s, e, p))
