@@ -17,6 +17,7 @@ from engines.face_model import MeshTopology
 from engines.materials import KIND_IRIS, KIND_SCLERA, Material, material_for
 
 MAX_MATERIALS = 16
+EYE_BACK_Z = -0.2  # eyeball faces whose rest direction has z below this are hidden (> 100°)
 
 VERTEX_SHADER = """
 #version 330
@@ -206,6 +207,11 @@ class MeshRenderer:
 
         looks = [(materials or {}).get(n) or material_for(n) for n in topology.material_names]
         face_alpha = np.array([looks[m].alpha for m in topology.face_material])
+        if topology.eye_directions is not None:
+            # the back of an eyeball sits inside the head whatever the gaze: never drawn
+            eye_z = topology.eye_directions[topology.faces][..., 2]  # (F, 3)
+            is_eye = np.abs(topology.eye_directions[topology.faces]).sum((1, 2)) > 0
+            face_alpha = np.where(is_eye & (eye_z.max(1) < EYE_BACK_Z), 0.0, face_alpha)
         opaque = tris[face_alpha >= 1.0]
         blended = tris[(face_alpha > 0.0) & (face_alpha < 1.0)]
 
