@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
 
 from engines.assets import AssetMissingError
 from engines.demo import DemoConfig
+from engines.erm import ERMConfig
 
 
 def load_model(name: str):  # -> FaceModel
@@ -48,6 +50,15 @@ def cmd_render(args: argparse.Namespace) -> int:
         )
     shape[0, : len(ident)] = ident
     psi = model.expression_vector(parse_weights(args.expression))
+    if args.emotion:
+        from engines.emotion import default_emotion_models
+
+        text = args.emotion if "=" in args.emotion else f"{args.emotion}=1"
+        models = default_emotion_models(model.expression_names)
+        erm_psi, erm_theta = models.sliders(parse_weights(text))
+        psi = torch.maximum(psi, torch.from_numpy(erm_psi)[None])
+        pose[0, 3:6] = torch.from_numpy(erm_theta[3:6])
+        pose[0, :3] += torch.from_numpy(erm_theta[:3])
     # head rotation: pitch about x, yaw about y, roll about z (degrees), composed as one
     # axis-angle for ICT's head joint / FLAME's global joint
     rot = torch.tensor([[math.radians(a) for a in (args.pitch, args.yaw, args.roll)]])
@@ -113,6 +124,64 @@ def cmd_retarget_clip(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_records(spec: str, model):  # -> Records
+    """``default`` (FACS records), a records ``.npz``, a photo folder or a CSV of photos."""
+    from engines.facs import Records, facs_records
+
+    if spec == "default":
+        return facs_records(model.expression_names)
+    path = Path(spec)
+    if path.suffix == ".npz":
+        return Records.load(path)
+    from engines.emotion_photos import records_from_photos
+
+    records, skipped = records_from_photos(path, model.expression_names)
+    for line in skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    return records
+
+
+def cmd_erm_records(args: argparse.Namespace) -> int:
+    model = load_model("ict")
+    records = load_records(args.source, model)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    records.save(out)
+    print(f"wrote {out}: {len(records)} records from {len(set(records.subject))} subjects")
+    return 0
+
+
+def cmd_erm_train(args: argparse.Namespace) -> int:
+    from engines.erm import ERMConfig, save_erm, train_erm
+
+    model = load_model("ict")
+    records = load_records(args.data, model)
+    cfg = ERMConfig(
+        use_identity=args.identity,
+        rho=args.rho,
+        epsilon=args.epsilon,
+        epochs=args.epochs,
+        seed=args.seed,
+    )
+    result = train_erm(records, cfg)
+    metrics = {k: v for k, v in result.metrics.items() if k != "history"}
+    path = save_erm(result.model, args.out, result.metrics)
+    print(f"wrote {path} (+ erm.onnx, metrics.json)")
+    print(json.dumps({k: metrics[k] for k in ("train", "val", "val_loss_predict_mean")}, indent=2))
+    return 0
+
+
+def cmd_erm_eval(args: argparse.Namespace) -> int:
+    from engines.erm import evaluate, load_erm, split_by_subject
+
+    erm = load_erm(args.model)
+    records = load_records(args.data, load_model("ict"))
+    if args.split == "val":
+        records = split_by_subject(records, erm.config.val_fraction, erm.config.seed)[1]
+    print(json.dumps(evaluate(erm, records), indent=2))
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from vn3d.doctor import run_doctor
 
@@ -128,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--identity", type=parse_floats, default=[], help="identity coefficients a,b,..."
     )
+    p.add_argument("--emotion", default="", help="EMOTION or EMOTION=I,... through the ERM")
     p.add_argument("--yaw", type=float, default=0.0, help="degrees, + turns to the head's left")
     p.add_argument("--pitch", type=float, default=0.0, help="degrees, + tilts the chin down")
     p.add_argument("--roll", type=float, default=0.0, help="degrees")
@@ -165,6 +235,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", choices=["ict"], default="ict")
     p.set_defaults(func=cmd_retarget_clip)
+
+    erm = sub.add_parser("erm", help="the emotion regressive model").add_subparsers(
+        dest="erm_command", required=True
+    )
+    p = erm.add_parser("records", help="write training records (FACS default or photos)")
+    p.add_argument("source", help="'default', a photo folder (SUBJECT/EMOTION.jpg) or a CSV")
+    p.add_argument("--out", default="out/records.npz")
+    p.set_defaults(func=cmd_erm_records)
+    p = erm.add_parser("train", help="train the ERM; writes erm.pt, erm.onnx, metrics.json")
+    p.add_argument("--data", default="default", help="'default', records .npz, photos or CSV")
+    p.add_argument("--out", default="out/erm")
+    p.add_argument("--identity", action="store_true", help="the variant that also takes β")
+    p.add_argument("--rho", type=float, default=ERMConfig.rho)
+    p.add_argument("--epsilon", type=float, default=ERMConfig.epsilon)
+    p.add_argument("--epochs", type=int, default=ERMConfig.epochs)
+    p.add_argument("--seed", type=int, default=ERMConfig.seed)
+    p.set_defaults(func=cmd_erm_train)
+    p = erm.add_parser("eval", help="MAE per output group of a trained ERM")
+    p.add_argument("--model", default="out/erm")
+    p.add_argument("--data", default="default")
+    p.add_argument("--split", choices=["all", "val"], default="val")
+    p.set_defaults(func=cmd_erm_eval)
 
     p = sub.add_parser("doctor", help="check assets, renderer, MediaPipe, CUDA/TensorRT")
     p.set_defaults(func=cmd_doctor)

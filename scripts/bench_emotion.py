@@ -1,0 +1,100 @@
+"""ERM and emotion detector figures: the default ERM's validation MAE per output group, and
+the detector on the London Set (neutral photos should read neutral, smiling ones happy),
+without and with each person's neutral photo as calibration. Table + JSON.
+
+    python scripts/bench_emotion.py [--out out/bench_emotion.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engines.assets import asset_root
+from engines.emotion import default_emotion_models
+from engines.erm import evaluate, split_by_subject
+from engines.facs import LABELS, facs_records
+from engines.ict_model import ICTFaceModel
+from engines.tracker import FaceTracker, TrackerConfig
+
+
+def london_readings(model: ICTFaceModel) -> dict[str, dict[str, np.ndarray]]:
+    """person -> {"neutral": ψ, "smiling": ψ} from MediaPipe on each photo."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    cfg = TrackerConfig(smoothing=None, video=False)
+    with FaceTracker(model.expression_names, cfg) as tracker:
+        for path in sorted((asset_root() / "faces" / "london_set").glob("london_*_*.jpg")):
+            _, person, kind = path.stem.split("_")
+            result = tracker.process(cv2.imread(str(path)), 0.0, "bgr")
+            if result.found:
+                out.setdefault(person, {})[kind] = result.expression
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="out/bench_emotion.json")
+    args = ap.parse_args()
+    model = ICTFaceModel()
+    models = default_emotion_models(model.expression_names)
+    records = facs_records(model.expression_names)
+    val = split_by_subject(records, models.erm.config.val_fraction, models.erm.config.seed)[1]
+    erm_val = evaluate(models.erm, val)
+
+    readings = london_readings(model)
+    truth = {"neutral": "neutral", "smiling": "happy"}
+    rows = []
+    for person, kinds in readings.items():
+        base = kinds.get("neutral")
+        for kind, psi in kinds.items():
+            raw = LABELS[int(models.detector.probabilities(psi).argmax())]
+            cal = None
+            if base is not None:
+                calibrated = np.clip((psi - base) / np.maximum(1 - base, 0.2), 0, 1)
+                cal = LABELS[int(models.detector.probabilities(calibrated).argmax())]
+            rows.append(
+                {
+                    "person": person,
+                    "photo": kind,
+                    "truth": truth[kind],
+                    "raw": raw,
+                    "calibrated": cal,
+                }
+            )
+
+    def accuracy(key: str, kind: str | None = None) -> float:
+        sel = [r for r in rows if kind is None or r["photo"] == kind]
+        return round(float(np.mean([r[key] == r["truth"] for r in sel])), 3)
+
+    acc = {
+        k: {
+            "all": accuracy(k),
+            "neutral": accuracy(k, "neutral"),
+            "smiling": accuracy(k, "smiling"),
+        }
+        for k in ("raw", "calibrated")
+    }
+    print(f"\nDefault ERM, validation subjects ({len(val)} records):")
+    print("| ψ MAE | θ head MAE (deg) | θ gaze MAE (deg) |\n|---|---|---|")
+    print(
+        f"| {erm_val['psi_mae']:.4f} | {erm_val['theta1_mae_deg']:.2f} | "
+        f"{erm_val['theta2_mae_deg']:.2f} |"
+    )
+    print(f"\nDetector on the London Set ({len(rows)} photos with a face):")
+    print("| reading | all | neutral → neutral | smiling → happy |\n|---|---|---|---|")
+    for k, label in (("raw", "raw MediaPipe ψ"), ("calibrated", "ψ minus the person's neutral")):
+        print(f"| {label} | {acc[k]['all']} | {acc[k]['neutral']} | {acc[k]['smiling']} |")
+    confusions = sorted({r["raw"] for r in rows if r["raw"] != r["truth"]})
+    print(f"\nraw mistakes read as: {', '.join(confusions) or 'none'}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"erm_val": erm_val, "london": acc, "rows": rows}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
