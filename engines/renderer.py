@@ -6,6 +6,7 @@ frame only writes positions and normals into the vertex buffer, draws and reads 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import moderngl
@@ -132,8 +133,20 @@ class RenderConfig:
     pupil_angle_deg: float = 12.0
 
 
+def load_triton_first() -> None:
+    """Import triton (when installed) before EGL loads Mesa.
+
+    torch imports triton lazily (its optimisers reach torch._dynamo); triton bundles its own
+    LLVM, and loading it after llvmpipe has loaded Mesa's LLVM crashes the process with a
+    segmentation fault. The other order is fine.
+    """
+    with contextlib.suppress(ImportError):
+        import triton  # noqa: F401
+
+
 def create_context() -> moderngl.Context:
     """A standalone headless OpenGL 3.3 context through EGL."""
+    load_triton_first()
     try:
         return moderngl.create_standalone_context(backend="egl", require=330)
     except Exception as exc:  # moderngl raises plain Exception subclasses

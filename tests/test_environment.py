@@ -30,3 +30,22 @@ def test_egl_context_reports_a_renderer() -> None:
         assert ctx.version_code >= 330
     finally:
         ctx.release()
+
+
+def test_torch_training_after_a_gl_context_does_not_crash() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "from engines.renderer import create_context\n"
+        "ctx = create_context()\n"
+        "import torch\n"
+        "m = torch.nn.Linear(2, 1)\n"
+        "opt = torch.optim.Adam(m.parameters())\n"
+        "m(torch.ones(1, 2)).sum().backward()\n"
+        "opt.step()\n"
+        "import torch._dynamo\n"
+        "print('survived')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "survived" in out.stdout, out.stderr[-2000:]
