@@ -137,6 +137,21 @@ class EmotionModels:
         return psi[0], theta[0]
 
 
+class EmotionMode:
+    """The live "emotion" mode for one stream: tracked ψ -> detector -> steady label and
+    intensity -> ERM -> the ψ and θ that drive the avatar."""
+
+    def __init__(self, models: EmotionModels, expression_names: tuple[str, ...]) -> None:
+        self.models = models
+        self.label = EmotionLabel(expression_names)
+
+    def step(self, tracked_psi: np.ndarray) -> tuple[str, float, np.ndarray, np.ndarray]:
+        probs = self.models.detector.probabilities(tracked_psi)[0]
+        name, intensity = self.label.update(probs, tracked_psi)
+        psi, theta = self.models.erm.predict(self.label.intensities())
+        return name, intensity, psi[0], theta[0]
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "vn3d") / DEFAULT_VERSION
 

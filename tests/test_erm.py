@@ -230,3 +230,18 @@ def test_cli_render_with_an_emotion(tmp_path, monkeypatch, capsys) -> None:
     assert (diff > 40).mean() > 0.01
     assert main(["render", "--emotion", "happy=2", "--out", str(b)]) == 2
     assert "[0, 1]" in capsys.readouterr().err
+
+
+def test_emotion_mode_turns_a_tracked_smile_into_a_steady_happy_avatar(ict, models) -> None:
+    from engines.emotion import EmotionMode
+
+    mode = EmotionMode(models, ict.expression_names)
+    smile = np.zeros(53, np.float32)
+    for name in ("mouthSmile_L", "mouthSmile_R"):
+        smile[ict.expression_names.index(name)] = 0.8
+    outs = [mode.step(smile) for _ in range(15)]
+    assert outs[0][0] == "neutral" and outs[-1][0] == "happy"
+    psi = outs[-1][2]
+    assert psi[ict.expression_names.index("cheekSquint_L")] > 0.3  # the ERM adds the cheeks
+    flicker = mode.step(np.zeros(53, np.float32))
+    assert flicker[0] == "happy"  # one neutral frame does not flip the label
