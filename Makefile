@@ -1,18 +1,28 @@
 # Two commands on a fresh Debian/Ubuntu machine (see README.md):
-#   make run    set up everything, then render the demo on the embedded default head
-#   make test   set up everything, then run the test suite
+#   make run    set up everything, then start the live service (prints the URL)
+#   make test   set up everything (with a browser for the page test), then run the tests
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_PACKAGES := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libglib2.0-0
+# the WebRTC/browser tests: a browser and its driver, `ip` and `unshare` for a private netns
+TEST_APT_PACKAGES := chromium chromium-driver iproute2 util-linux
+# WebRTC tests run where only loopback exists (root: plain unshare; else a user namespace)
+NETNS := unshare --net $(if $(filter 0,$(shell id -u)),,--map-root-user)
 
-.PHONY: setup system run test lint bench clean
+.PHONY: setup system test-system apt run demo test lint bench clean
 
 setup: system $(STAMP)
 
 # Debian packages for headless OpenGL (Mesa EGL) and OpenCV's libGL/glib; skipped when present.
 system:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@$(MAKE) --no-print-directory apt PACKAGES="$(APT_PACKAGES)"
+
+test-system:
+	@$(MAKE) --no-print-directory apt PACKAGES="$(TEST_APT_PACKAGES)"
+
+apt:
+	@missing=$$(for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages: $$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -27,11 +37,15 @@ $(STAMP): pyproject.toml
 
 run: setup
 	$(VENV)/bin/vn3d doctor || true
+	$(VENV)/bin/vn3d serve
+
+demo: setup
 	$(VENV)/bin/vn3d demo --out out/demo.mp4
 
-test: setup
+test: setup test-system
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -m "not netns"
+	$(NETNS) sh -c 'ip link set lo up && $(VENV)/bin/pytest -q -m netns'
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

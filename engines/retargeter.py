@@ -106,14 +106,21 @@ class Retargeter:
         return RetargetedFrame(image, track, timings)
 
     def render(
-        self, expression: np.ndarray, rotation: np.ndarray, timings: dict[str, float] | None = None
+        self,
+        expression: np.ndarray,
+        rotation: np.ndarray,
+        timings: dict[str, float] | None = None,
+        gaze: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Render the target with ψ (n_expression,) and head rotation (3,) axis-angle."""
+        """Render the target with ψ (n_expression,), head rotation (3,) axis-angle and,
+        for models with a gaze slot (ICT: pose[3:6]), an extra gaze rotation (3,)."""
         timings = {} if timings is None else timings
         t0 = time.perf_counter()
         psi = torch.as_tensor(expression, dtype=torch.float32)[None]
         pose = torch.zeros(1, self.model.n_pose)
         pose[0, :3] = torch.as_tensor(rotation, dtype=torch.float32)
+        if gaze is not None and self.model.pose_names[3:6] == ("gaze_rx", "gaze_ry", "gaze_rz"):
+            pose[0, 3:6] = torch.as_tensor(gaze, dtype=torch.float32)
         with torch.no_grad():
             vertices = self.model.forward_prepared(self._identity, psi, pose)[0]
         t1 = time.perf_counter()

@@ -182,6 +182,35 @@ def cmd_erm_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from server.app import ServerConfig, run_server
+
+    if bool(args.cert) != bool(args.key):
+        raise ValueError("--cert and --key go together")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        max_sessions=args.max_sessions,
+        token=args.token,
+        ice_loopback=args.ice_loopback,
+        ice_servers=args.ice_server,
+        size=args.size,
+        cert=args.cert,
+        key=args.key,
+    )
+
+    def ready(url: str) -> None:
+        suffix = f"?token={args.token}" if args.token else ""
+        print(f"serving on {url}{suffix}  (Ctrl+C stops)", flush=True)
+
+    asyncio.run(run_server(config, args.target, ready))
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from vn3d.doctor import run_doctor
 
@@ -257,6 +286,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="default")
     p.add_argument("--split", choices=["all", "val"], default="val")
     p.set_defaults(func=cmd_erm_eval)
+
+    p = sub.add_parser("serve", help="the live service: web page + WebRTC retargeting")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--max-sessions", type=int, default=4)
+    p.add_argument("--target", default="default", help="the target new sessions start with")
+    p.add_argument("--size", type=int, default=512, help="rendered video size")
+    p.add_argument("--token", default=None, help="require ?token=... for signalling")
+    p.add_argument("--cert", default=None, help="TLS certificate (PEM) for https/wss")
+    p.add_argument("--key", default=None, help="TLS private key (PEM)")
+    p.add_argument(
+        "--ice-server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a STUN/TURN server URL (repeatable); none by default",
+    )
+    p.add_argument(
+        "--ice-loopback",
+        action="store_true",
+        help="ICE on 127.0.0.1 only (tests and single-machine use)",
+    )
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("doctor", help="check assets, renderer, MediaPipe, CUDA/TensorRT")
     p.set_defaults(func=cmd_doctor)

@@ -1,0 +1,499 @@
+"""The live retargeting service: aiortc for media, websockets for signalling and the page.
+
+One port serves the page (``client_web/``), target thumbnails and the signalling socket
+(``/ws``). Each browser session gets its own ``Retargeter`` (tracker + renderer) on its own
+worker thread; the output track always works on the newest received frame.
+
+Signalling messages (JSON): client -> server ``offer``, ``target``, ``mode``, ``sliders``,
+``calibrate``, ``ping``; server -> client ``welcome``, ``answer``, ``stats``, ``target``,
+``mode``, ``error``, ``pong``. Bad input gets an ``error`` reply and a log line; the
+other sessions keep running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import mimetypes
+import signal
+import ssl
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import aioice.ice
+import av
+import cv2
+import numpy as np
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from engines.emotion import EmotionMode, EmotionModels, default_emotion_models
+from engines.facs import EMOTIONS
+from engines.ict_model import ICTFaceModel
+from engines.renderer import MeshRenderer, RenderConfig
+from engines.retargeter import Retargeter, Target, default_target
+
+log = logging.getLogger("vn3d.server")
+
+WEB_ROOT = Path(__file__).resolve().parent.parent / "client_web"
+MODES = ("track", "emotion", "sliders")
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_sessions: int = 4
+    max_message_bytes: int = 64 * 1024  # larger signalling messages close the socket (1009)
+    token: str | None = None  # when set, /ws?token=... is required
+    ice_loopback: bool = False  # gather and accept only 127.0.0.1 candidates (tests, local)
+    ice_servers: list[str] = field(default_factory=list)  # stun:/turn: URLs; none by default
+    size: int = 512  # rendered output size (square)
+    cert: str | None = None  # with key: serve https and wss
+    key: str | None = None
+    web_root: Path = WEB_ROOT
+    stats_interval_s: float = 1.0
+
+
+class ProtocolError(Exception):
+    """A client message the server refuses; becomes an ``error`` reply."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def restrict_ice_to_loopback() -> None:
+    """aioice offers no loopback candidates: gather on 127.0.0.1 only (tests, local use)."""
+    aioice.ice.get_host_addresses = lambda use_ipv4=True, use_ipv6=False: ["127.0.0.1"]
+
+
+def loopback_candidates_only(sdp: str) -> str:
+    """Drop remote candidates that are not on loopback (and mDNS ``.local`` names)."""
+    keep = []
+    for line in sdp.splitlines():
+        if line.startswith("a=candidate:"):
+            parts = line.split()
+            if len(parts) < 5 or parts[4] not in ("127.0.0.1", "::1"):
+                continue
+        keep.append(line)
+    return "\r\n".join(keep) + "\r\n"
+
+
+class Session:
+    """One browser: its peer connection, mode, sliders and a Retargeter on its own thread."""
+
+    def __init__(self, app: App, ws: ServerConnection) -> None:
+        self.app, self.ws = app, ws
+        self.id = uuid.uuid4().hex[:12]
+        self.pc: RTCPeerConnection | None = None
+        self.mode = "track"
+        self.sliders = np.zeros(6, np.float32)
+        self.target_id = app.default_target
+        self.calibrate_frames = 0
+        # the GL context and MediaPipe graph live on this one thread
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"s-{self.id}")
+        self.retargeter: Retargeter | None = None
+        self.emotion: EmotionMode | None = None
+        self.last_emotion: tuple[str, float] | None = None
+        self.frames_out = 0
+        self.stage_ms: list[dict[str, float]] = []
+        self.latency_ms: list[float] = []
+        self.face = "lost"
+
+    # -- runs on the session thread -------------------------------------------------------
+    def process(self, frame: av.VideoFrame, received_at: float) -> np.ndarray:
+        app = self.app
+        if self.retargeter is None:
+            self.retargeter = Retargeter(
+                app.model,
+                app.targets[self.target_id],
+                RenderConfig(app.config.size, app.config.size),
+            )
+            if app.emotion_models is not None:
+                self.emotion = EmotionMode(app.emotion_models, app.model.expression_names)
+        rt = self.retargeter
+        if rt.target is not app.targets[self.target_id]:
+            rt.set_target(app.targets[self.target_id])
+        if self.calibrate_frames:
+            rt.tracker.start_neutral_calibration(self.calibrate_frames)
+            self.calibrate_frames = 0
+        t = float(frame.time) if frame.time is not None else time.monotonic()
+        timings: dict[str, float] = {}
+        if self.mode == "sliders" and app.emotion_models is not None:
+            psi, theta = app.emotion_models.sliders(self.sliders.tolist())
+            image = rt.render(psi, theta[:3], timings, gaze=theta[3:6])
+            self.face = "sliders"
+        else:
+            track = rt.tracker.process(frame, t)
+            timings.update(rt.tracker.timings_ms)
+            self.face = track.status
+            if self.mode == "emotion" and self.emotion is not None:
+                label, intensity, psi, theta = self.emotion.step(track.expression)
+                self.last_emotion = (label, intensity)
+                image = rt.render(psi, track.rotation + theta[:3], timings, gaze=theta[3:6])
+            else:
+                image = rt.render(track.expression, track.rotation, timings)
+        self.stage_ms.append(timings)
+        self.latency_ms.append(1000 * (time.perf_counter() - received_at))
+        self.frames_out += 1
+        return image
+
+    def close_engines(self) -> None:
+        if self.retargeter is not None:
+            self.retargeter.close()
+            self.retargeter = None
+
+    # -- runs on the event loop ----------------------------------------------------------
+    def stats(self, elapsed: float) -> dict:
+        stages: dict[str, float] = {}
+        for key in ("track", "filter", "model", "render"):
+            values = [s[key] for s in self.stage_ms if key in s]
+            if values:
+                stages[key] = round(float(np.median(values)), 1)
+        msg = {
+            "type": "stats",
+            "fps": round(self.frames_out / elapsed, 1),
+            "stages": stages,
+            "face": self.face,
+            "mode": self.mode,
+            "emotion": (
+                {"label": self.last_emotion[0], "intensity": round(self.last_emotion[1], 2)}
+                if self.mode == "emotion" and self.last_emotion
+                else None
+            ),
+            "latencyMs": round(float(np.median(self.latency_ms)), 1) if self.latency_ms else None,
+        }
+        self.frames_out, self.stage_ms, self.latency_ms = 0, [], []
+        return msg
+
+    async def close(self) -> None:
+        if self.pc is not None:
+            pc, self.pc = self.pc, None
+            await pc.close()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.executor, self.close_engines)
+        self.executor.shutdown(wait=False)
+
+
+class RetargetTrack(MediaStreamTrack):
+    """The avatar video: each output frame is the target rendered from the newest input."""
+
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack, session: Session) -> None:
+        super().__init__()
+        self.source, self.session = source, session
+        self._latest: tuple[av.VideoFrame, float] | None = None
+        self._new = asyncio.Event()
+        self._pump = asyncio.ensure_future(self._read_source())
+
+    async def _read_source(self) -> None:
+        """Keep only the newest source frame (older ones are dropped, never queued)."""
+        try:
+            while True:
+                frame = await self.source.recv()
+                self._latest = (frame, time.perf_counter())
+                self._new.set()
+        except Exception:  # the source ended (MediaStreamError) or the call closed
+            self._new.set()
+
+    async def recv(self) -> av.VideoFrame:
+        await self._new.wait()
+        self._new.clear()
+        if self._latest is None or self.readyState != "live":
+            self.stop()
+            raise MediaStreamError
+        frame, received_at = self._latest
+        loop = asyncio.get_running_loop()
+        image = await loop.run_in_executor(
+            self.session.executor, self.session.process, frame, received_at
+        )
+        out = av.VideoFrame.from_ndarray(image, format="rgb24")
+        out.pts, out.time_base = frame.pts, frame.time_base
+        return out
+
+    def stop(self) -> None:
+        super().stop()
+        self._pump.cancel()
+
+
+class App:
+    """Holds what sessions share: the face model, targets, emotion models, the session table."""
+
+    def __init__(self, config: ServerConfig, target: str = "default") -> None:
+        self.config = config
+        self.model = ICTFaceModel()
+        self.targets: dict[str, Target] = {"default": default_target(self.model)}
+        self.names = {"default": "Default head"}
+        if target not in self.targets:
+            raise ValueError(f"unknown target {target!r}; known: {', '.join(self.targets)}")
+        self.default_target = target
+        self.thumbnails: dict[str, bytes] = {}
+        self.emotion_models: EmotionModels | None = None
+        self.emotion_reason = ""
+        self.sessions: dict[str, Session] = {}
+        if config.ice_loopback:
+            restrict_ice_to_loopback()
+
+    def prepare(self) -> None:
+        """Thumbnails and the emotion models (trained on first use, then cached)."""
+        with MeshRenderer(self.model.topology, RenderConfig(160, 160, samples=4)) as r:
+            for tid, target in self.targets.items():
+                r.set_texture(target.texture)
+                v = self.model.forward_prepared(
+                    self.model.prepare_identity(target.shape), *self.model.zero_params(1)[1:]
+                )[0]
+                ok, png = cv2.imencode(".png", cv2.cvtColor(r.render(v), cv2.COLOR_RGB2BGR))
+                self.thumbnails[tid] = png.tobytes() if ok else b""
+        try:
+            self.emotion_models = default_emotion_models(self.model.expression_names)
+        except Exception as exc:  # the service still runs in "track" mode
+            self.emotion_reason = f"emotion models unavailable: {exc}"
+            log.exception("emotion models unavailable")
+
+    # -- HTTP -----------------------------------------------------------------------------
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if path == "/ws":
+            return None  # the WebSocket handshake goes on
+        if path.startswith("/targets/") and path.endswith(".png"):
+            png = self.thumbnails.get(path[len("/targets/") : -4])
+            return http_response(HTTPStatus.OK, png, "image/png") if png else not_found()
+        root = self.config.web_root.resolve()
+        file = (root / (path.lstrip("/") or "index.html")).resolve()
+        if not file.is_relative_to(root) or not file.is_file():
+            return not_found()
+        mime = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        return http_response(HTTPStatus.OK, file.read_bytes(), mime)
+
+    # -- signalling -----------------------------------------------------------------------
+    async def handle(self, ws: ServerConnection) -> None:
+        query = parse_qs(urlsplit(ws.request.path).query)
+        if self.config.token and query.get("token", [""])[0] != self.config.token:
+            await send(ws, error("unauthorized", "a valid token is required (?token=...)"))
+            await ws.close(1008, "unauthorized")
+            return
+        if len(self.sessions) >= self.config.max_sessions:
+            n = self.config.max_sessions
+            await send(ws, error("busy", f"the server is busy: all {n} sessions are in use"))
+            await ws.close(1013, "busy")
+            return
+        session = Session(self, ws)
+        self.sessions[session.id] = session
+        log.info("session %s opened (%d active)", session.id, len(self.sessions))
+        stats = asyncio.ensure_future(self.send_stats(session))
+        try:
+            await send(ws, self.welcome(session))
+            async for raw in ws:
+                try:
+                    reply = await self.dispatch(session, parse(raw))
+                except ProtocolError as exc:
+                    log.warning("session %s: %s: %s", session.id, exc.code, exc)
+                    reply = error(exc.code, str(exc))
+                except Exception as exc:  # a bug must not take the server down
+                    log.exception("session %s: internal error", session.id)
+                    reply = error("internal", f"internal error: {type(exc).__name__}")
+                if reply is not None:
+                    await send(ws, reply)
+        except ConnectionClosed:
+            pass
+        finally:
+            stats.cancel()
+            del self.sessions[session.id]
+            await session.close()
+            log.info("session %s closed (%d active)", session.id, len(self.sessions))
+
+    def welcome(self, session: Session) -> dict:
+        emotion_ok = self.emotion_models is not None
+        return {
+            "type": "welcome",
+            "session": session.id,
+            "targets": [
+                {"id": t, "name": self.names[t], "thumbnail": f"/targets/{t}.png"}
+                for t in self.targets
+            ],
+            "modes": [
+                {"id": "track", "available": True},
+                {"id": "emotion", "available": emotion_ok, "reason": self.emotion_reason},
+                {"id": "sliders", "available": emotion_ok, "reason": self.emotion_reason},
+            ],
+            "emotions": list(EMOTIONS),
+            "maxSessions": self.config.max_sessions,
+        }
+
+    async def dispatch(self, session: Session, msg: dict) -> dict | None:
+        kind = msg["type"]
+        if kind == "ping":
+            return {"type": "pong"}
+        if kind == "offer":
+            return await self.answer(session, msg)
+        if kind == "target":
+            target = msg.get("id")
+            if not isinstance(target, str) or target not in self.targets:
+                raise ProtocolError("unknown_target", f"unknown target {str(target)[:64]!r}")
+            session.target_id = target
+            return {"type": "target", "id": target, "ok": True}
+        if kind == "mode":
+            mode = msg.get("mode")
+            if mode not in MODES:
+                raise ProtocolError("bad_message", f"mode must be one of {', '.join(MODES)}")
+            if mode != "track" and self.emotion_models is None:
+                raise ProtocolError("unavailable", self.emotion_reason)
+            session.mode = mode
+            return {"type": "mode", "mode": mode, "ok": True}
+        if kind == "sliders":
+            session.sliders = slider_values(msg.get("values"))
+            return None
+        if kind == "calibrate":
+            frames = msg.get("frames", 15)
+            if not isinstance(frames, int) or isinstance(frames, bool) or not 1 <= frames <= 300:
+                raise ProtocolError("bad_message", "frames must be an integer in 1..300")
+            session.calibrate_frames = frames
+            return None
+        if kind == "candidate":
+            return None  # candidates travel inside the offer (no trickle ICE)
+        raise ProtocolError("unknown_type", f"unknown message type {kind[:64]!r}")
+
+    async def answer(self, session: Session, msg: dict) -> dict:
+        sdp = msg.get("sdp")
+        if not isinstance(sdp, str) or msg.get("sdpType", "offer") != "offer":
+            raise ProtocolError("bad_sdp", "offer needs 'sdp' (a string) and sdpType 'offer'")
+        if "m=video" not in sdp:
+            raise ProtocolError("bad_sdp", "the offer has no video")
+        if self.config.ice_loopback:
+            sdp = loopback_candidates_only(sdp)
+        if session.pc is not None:  # a new offer replaces the call (reconnects)
+            old, session.pc = session.pc, None
+            await old.close()
+        servers = [RTCIceServer(urls=u) for u in self.config.ice_servers]
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        session.pc = pc
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "video":
+                pc.addTrack(RetargetTrack(track, session))
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed") and session.pc is pc:
+                session.pc = None
+                await pc.close()
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:  # aiortc raises ValueError and others on bad SDP
+            session.pc = None
+            await pc.close()
+            raise ProtocolError("bad_sdp", f"cannot use this offer: {exc}"[:300]) from exc
+        return {"type": "answer", "sdp": pc.localDescription.sdp, "sdpType": "answer"}
+
+    async def send_stats(self, session: Session) -> None:
+        interval = self.config.stats_interval_s
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(interval)
+            now = time.perf_counter()
+            if session.pc is not None:
+                with contextlib.suppress(ConnectionClosed):
+                    await send(session.ws, session.stats(now - last))
+            last = now
+
+    async def close_all(self) -> None:
+        for session in list(self.sessions.values()):
+            await session.ws.close(1001, "server shutting down")
+
+
+def parse(raw: str | bytes) -> dict:
+    if isinstance(raw, bytes):
+        raise ProtocolError("bad_message", "messages must be JSON text, not binary")
+    try:
+        msg = json.loads(raw)
+    except ValueError as exc:
+        raise ProtocolError("bad_json", f"not valid JSON: {exc}"[:200]) from None
+    if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+        raise ProtocolError("bad_message", "a message is a JSON object with a string 'type'")
+    return msg
+
+
+def slider_values(values: object) -> np.ndarray:
+    if not isinstance(values, dict) or set(values) - set(EMOTIONS):
+        raise ProtocolError("bad_message", f"values must map {', '.join(EMOTIONS)} to 0..1")
+    out = np.zeros(6, np.float32)
+    for i, name in enumerate(EMOTIONS):
+        v = values.get(name, 0.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+            raise ProtocolError("bad_message", f"{name} must be a number in [0, 1]")
+        out[i] = v
+    return out
+
+
+def error(code: str, message: str) -> dict:
+    return {"type": "error", "code": code, "message": message}
+
+
+async def send(ws: ServerConnection, msg: dict) -> None:
+    await ws.send(json.dumps(msg))
+
+
+def http_response(status: HTTPStatus, body: bytes, mime: str) -> Response:
+    headers = Headers(
+        [
+            ("Content-Type", mime),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-cache"),
+            ("X-Content-Type-Options", "nosniff"),
+        ]
+    )
+    return Response(status.value, status.phrase, headers, body)
+
+
+def not_found() -> Response:
+    return http_response(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
+
+
+async def run_server(config: ServerConfig, target: str = "default", ready=None) -> None:
+    """Serve until SIGINT/SIGTERM; ``ready(url)`` is called once listening."""
+    app = App(config, target)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, app.prepare)
+    tls = None
+    if config.cert:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(config.cert, config.key)
+    stop = loop.create_future()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    async with serve(
+        app.handle,
+        config.host,
+        config.port,
+        process_request=app.process_request,
+        max_size=config.max_message_bytes,
+        ssl=tls,
+    ):
+        scheme = "https" if tls else "http"
+        if ready is not None:
+            ready(f"{scheme}://{config.host}:{config.port}/")
+        await stop
+        log.info("shutting down: closing %d sessions", len(app.sessions))
+        await app.close_all()

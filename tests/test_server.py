@@ -1,0 +1,168 @@
+"""The live service in-process: an aiortc client streams a GRID clip and gets renders back;
+bad signalling gets errors; limits; HTTP. Runs in a private network namespace."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+
+import av
+import numpy as np
+import pytest
+import websockets
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+
+from engines.assets import asset_root
+from server.app import ServerConfig, loopback_candidates_only, run_server
+
+pytestmark = pytest.mark.netns
+
+GRID = asset_root() / "video" / "grid_corpus" / "bbaf2n.mpg"
+
+
+class ClipTrack(VideoStreamTrack):
+    """Plays the GRID clip's frames (looping) at 25 fps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        with av.open(str(GRID)) as c:
+            self.frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        self.i = 0
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = av.VideoFrame.from_ndarray(self.frames[self.i % len(self.frames)], "rgb24")
+        self.i += 1
+        frame.pts, frame.time_base = pts, time_base
+        return frame
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+async def server():
+    port = free_port()
+    cfg = ServerConfig(port=port, ice_loopback=True, max_sessions=2, size=128)
+    started = asyncio.Event()
+    task = asyncio.create_task(run_server(cfg, ready=lambda url: started.set()))
+    await asyncio.wait_for(started.wait(), 120)
+    yield f"ws://127.0.0.1:{port}/ws", port
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def call(url: str, seconds: float) -> tuple[list[np.ndarray], list[dict]]:
+    """Stream the clip for ``seconds``; return received frames and server messages."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTrack(ClipTrack())
+    frames: list[np.ndarray] = []
+    messages: list[dict] = []
+    pulls: list[asyncio.Task] = []
+
+    @pc.on("track")
+    def on_track(track) -> None:
+        async def pull() -> None:
+            while True:
+                frames.append((await track.recv()).to_ndarray(format="rgb24"))
+
+        pulls.append(asyncio.ensure_future(pull()))
+
+    async with websockets.connect(url) as ws:
+        messages.append(json.loads(await ws.recv()))
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = loopback_candidates_only(pc.localDescription.sdp)
+        await ws.send(json.dumps({"type": "offer", "sdp": sdp, "sdpType": "offer"}))
+        answer = json.loads(await ws.recv())
+        messages.append(answer)
+        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        end = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < end:
+            with contextlib.suppress(TimeoutError):
+                messages.append(json.loads(await asyncio.wait_for(ws.recv(), 0.5)))
+    for task in pulls:
+        task.cancel()
+    await pc.close()
+    return frames, messages
+
+
+async def test_client_receives_renders_of_the_target(server) -> None:
+    url, _ = server
+    frames, messages = await call(url, 8.0)
+    assert messages[0]["type"] == "welcome" and messages[1]["type"] == "answer"
+    assert len(frames) > 20
+    video = np.stack(frames[5:]).astype(np.float32)  # (T, 128, 128, 3)
+    assert video.shape[1:] == (128, 128, 3)  # the render size, not the 360x288 input
+    background = video[:, :6, :6].mean(axis=(1, 2, 3))
+    centre = video[:, 50:78, 50:78].mean(axis=(1, 2, 3))
+    assert (np.abs(centre - background) > 15).all()  # a head, not blank
+    mouth = video[:, 84:100, 52:76].mean(axis=(2, 3))  # (T, 16)
+    assert mouth.std(axis=0).mean() > 2.0  # the mouth moves while the speaker talks
+    stats = [m for m in messages if m["type"] == "stats"]
+    assert stats and stats[-1]["fps"] > 0 and stats[-1]["face"] in ("tracked", "held")
+    assert {"track", "render"} <= set(stats[-1]["stages"])
+
+
+async def test_bad_messages_get_errors_and_limits_hold(server) -> None:
+    url, _ = server
+    bad = [
+        "{",
+        "[]",
+        "42",
+        '{"type": 3}',
+        '{"type": "nope"}',
+        json.dumps({"type": "offer", "sdp": 5}),
+        json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"}),
+        json.dumps({"type": "mode", "mode": "dance"}),
+        json.dumps({"type": "target", "id": "../../etc/passwd"}),
+        json.dumps({"type": "sliders", "values": {"happy": 7}}),
+        json.dumps({"type": "calibrate", "frames": -1}),
+    ]
+    async with websockets.connect(url) as ws:
+        assert json.loads(await ws.recv())["type"] == "welcome"
+        for msg in bad:
+            await ws.send(msg)
+            reply = json.loads(await ws.recv())
+            assert reply["type"] == "error" and reply["code"] and reply["message"], msg
+        await ws.send(b"\x00\x01")
+        assert json.loads(await ws.recv())["code"] == "bad_message"
+        await ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(await ws.recv()) == {"type": "pong"}
+        await ws.send(json.dumps({"type": "mode", "mode": "sliders"}))
+        assert json.loads(await ws.recv())["ok"] is True
+        async with websockets.connect(url) as ws2:
+            assert json.loads(await ws2.recv())["type"] == "welcome"
+            async with websockets.connect(url) as ws3:  # max_sessions = 2
+                busy = json.loads(await ws3.recv())
+                assert busy["code"] == "busy"
+                with pytest.raises(websockets.ConnectionClosed):
+                    await ws3.recv()
+        huge = json.dumps({"type": "offer", "sdp": "x" * 200_000})
+        await ws.send(huge)
+        with pytest.raises(websockets.ConnectionClosed):  # over the message size limit
+            await ws.recv()
+    async with websockets.connect(url) as ws:  # the server still serves
+        assert json.loads(await ws.recv())["type"] == "welcome"
+
+
+async def test_http_serves_the_page_and_thumbnails_only(server) -> None:
+    _, port = server
+
+    async def get(path: str) -> tuple[int, bytes]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        data = await reader.read(1 << 20)
+        writer.close()
+        return int(data.split(b" ")[1]), data
+
+    status, body = await get("/targets/default.png")
+    assert status == 200 and b"\x89PNG" in body
+    assert (await get("/targets/nope.png"))[0] == 404
+    assert (await get("/../pyproject.toml"))[0] == 404
+    assert (await get("/%2e%2e/pyproject.toml"))[0] == 404
