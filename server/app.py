@@ -135,7 +135,9 @@ class Session:
         if self.calibrate_frames:
             rt.tracker.start_neutral_calibration(self.calibrate_frames)
             self.calibrate_frames = 0
-        t = float(frame.time) if frame.time is not None else time.monotonic()
+        t = float(frame.time) if frame.time is not None else float("nan")
+        if not np.isfinite(t):  # a frame without a usable timestamp
+            t = time.monotonic()
         timings: dict[str, float] = {}
         if self.mode == "sliders" and app.emotion_models is not None:
             psi, theta = app.emotion_models.sliders(self.sliders.tolist())

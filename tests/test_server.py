@@ -166,3 +166,45 @@ async def test_http_serves_the_page_and_thumbnails_only(server) -> None:
     assert (await get("/targets/nope.png"))[0] == 404
     assert (await get("/../pyproject.toml"))[0] == 404
     assert (await get("/%2e%2e/pyproject.toml"))[0] == 404
+
+
+async def test_garbage_from_another_client_leaves_the_call_playing(server) -> None:
+    url, _ = server
+
+    async def garbage() -> int:
+        replies = 0
+        async with websockets.connect(url) as ws:
+            await ws.recv()
+            for i in range(200):
+                await ws.send(["{", "null", '{"type":"offer","sdp":"v=0"}', '{"type":1}'][i % 4])
+                reply = json.loads(await ws.recv())
+                replies += reply["type"] == "error"
+                await asyncio.sleep(0.01)
+        return replies
+
+    (frames, _), replies = await asyncio.gather(call(url, 6.0), garbage())
+    assert replies == 200
+    assert len(frames) > 15
+
+
+async def test_a_vanished_client_is_cleaned_up(server) -> None:
+    url, _ = server
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTrack(ClipTrack())
+    for _ in range(2):  # max_sessions = 2: both slots taken, then dropped without a goodbye
+        ws = await websockets.connect(url)
+        await ws.recv()
+        await pc.setLocalDescription(await pc.createOffer())
+        await ws.send(json.dumps({"type": "offer", "sdp": pc.localDescription.sdp}))
+        await ws.recv()
+        ws.transport.abort()  # the tab crashed: no close frame
+    await pc.close()
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        async with websockets.connect(url) as ws:
+            reply = json.loads(await ws.recv())
+        if reply["type"] == "welcome":
+            break
+        assert reply["code"] == "busy"
+        assert asyncio.get_running_loop().time() < deadline, "sessions were not cleaned up"
+        await asyncio.sleep(0.5)

@@ -1,0 +1,62 @@
+"""Server pieces without a network: frame processing of odd sizes, modes, messages."""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from server.app import App, ProtocolError, ServerConfig, Session, loopback_candidates_only, parse
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory) -> App:
+    mp = pytest.MonkeyPatch()
+    mp.setenv("VN3D_CACHE", str(tmp_path_factory.mktemp("cache")))
+    app = App(ServerConfig(size=64))
+    app.prepare()
+    yield app
+    mp.undo()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (17, 33), (251, 333), (2160, 3840)])
+def test_odd_frame_sizes_give_a_render(app, size) -> None:
+    session = Session(app, ws=None)
+    h, w = size
+    frame = av.VideoFrame.from_ndarray(np.full((h, w, 3), 90, np.uint8), "rgb24")
+    frame.pts, frame.time_base = 0, Fraction(1, 90000)
+    image = session.process(frame, time.perf_counter())
+    assert image.shape == (64, 64, 3) and image.std() > 5
+    assert session.face == "lost"
+    session.close_engines()
+
+
+def test_modes_change_the_output(app) -> None:
+    session = Session(app, ws=None)
+    frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), 90, np.uint8), "rgb24")
+    frame.pts = 0
+    neutral = session.process(frame, time.perf_counter())
+    session.mode = "sliders"
+    session.sliders = np.array([0, 0, 0, 0, 1, 0], np.float32)  # surprised
+    surprised = session.process(frame, time.perf_counter())
+    assert np.abs(neutral.astype(int) - surprised.astype(int)).max() > 40
+    stats = session.stats(1.0)
+    assert stats["fps"] == 2.0 and "render" in stats["stages"]
+    session.close_engines()
+
+
+def test_parse_and_sdp_filter() -> None:
+    assert parse('{"type": "ping"}') == {"type": "ping"}
+    for bad in ("{", "[1]", '{"type": null}', b"\x00"):
+        with pytest.raises(ProtocolError):
+            parse(bad)
+    sdp = (
+        "v=0\r\na=candidate:1 1 udp 1 192.168.1.5 5000 typ host\r\n"
+        "a=candidate:2 1 udp 1 127.0.0.1 5001 typ host\r\n"
+        "a=candidate:3 1 udp 1 x.local 9 typ host\r\n"
+    )
+    out = loopback_candidates_only(sdp)
+    assert "127.0.0.1" in out and "192.168" not in out and ".local" not in out
