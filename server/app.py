@@ -5,9 +5,10 @@ One port serves the page (``client_web/``), target thumbnails and the signalling
 worker thread; the output track always works on the newest received frame.
 
 Signalling messages (JSON): client -> server ``offer``, ``target``, ``mode``, ``sliders``,
-``calibrate``, ``ping``; server -> client ``welcome``, ``answer``, ``stats``, ``target``,
-``mode``, ``error``, ``pong``. Bad input gets an ``error`` reply and a log line; the
-other sessions keep running.
+``calibrate``, ``ping``; the server answers every one of them with exactly one message
+(``answer``, ``target``, ``mode``, ``sliders``, ``calibrate``, ``pong`` or ``error``) and
+also sends ``welcome`` first and ``stats`` about once a second during a call. Bad input
+gets an ``error`` reply and a log line; the other sessions keep running.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ class Session:
         if self.mode == "sliders" and app.emotion_models is not None:
             psi, theta = app.emotion_models.sliders(self.sliders.tolist())
             image = rt.render(psi, theta[:3], timings, gaze=theta[3:6])
-            self.face = "sliders"
+            self.face = "none"  # no tracking in sliders mode
         else:
             track = rt.tracker.process(frame, t)
             timings.update(rt.tracker.timings_ms)
@@ -338,6 +339,8 @@ class App:
                 {"id": "sliders", "available": emotion_ok, "reason": self.emotion_reason},
             ],
             "emotions": list(EMOTIONS),
+            "target": session.target_id,
+            "mode": session.mode,
             "maxSessions": self.config.max_sessions,
         }
 
@@ -363,15 +366,17 @@ class App:
             return {"type": "mode", "mode": mode, "ok": True}
         if kind == "sliders":
             session.sliders = slider_values(msg.get("values"))
-            return None
+            return {"type": "sliders", "ok": True}
         if kind == "calibrate":
             frames = msg.get("frames", 15)
             if not isinstance(frames, int) or isinstance(frames, bool) or not 1 <= frames <= 300:
                 raise ProtocolError("bad_message", "frames must be an integer in 1..300")
             session.calibrate_frames = frames
-            return None
+            return {"type": "calibrate", "ok": True, "frames": frames}
         if kind == "candidate":
-            return None  # candidates travel inside the offer (no trickle ICE)
+            raise ProtocolError(
+                "bad_message", "no trickle ICE: send the offer after gathering completes"
+            )
         raise ProtocolError("unknown_type", f"unknown message type {kind[:64]!r}")
 
     async def answer(self, session: Session, msg: dict) -> dict:
@@ -406,7 +411,8 @@ class App:
         except Exception as exc:  # aiortc raises ValueError and others on bad SDP
             session.pc = None
             await pc.close()
-            raise ProtocolError("bad_sdp", f"cannot use this offer: {exc}"[:300]) from exc
+            reason = str(exc) or type(exc).__name__
+            raise ProtocolError("bad_sdp", f"cannot use this offer: {reason}"[:300]) from exc
         return {"type": "answer", "sdp": pc.localDescription.sdp, "sdpType": "answer"}
 
     async def send_stats(self, session: Session) -> None:

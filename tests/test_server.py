@@ -208,3 +208,59 @@ async def test_a_vanished_client_is_cleaned_up(server) -> None:
         assert reply["code"] == "busy"
         assert asyncio.get_running_loop().time() < deadline, "sessions were not cleaned up"
         await asyncio.sleep(0.5)
+
+
+def fuzz_messages(n: int, seed: int = 0) -> list[str | bytes]:
+    """Malformed signalling: random bytes, truncated JSON, wrong types, huge SDP, unknown
+    types, broken offers."""
+    rng = np.random.default_rng(seed)
+    good = [
+        {"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", "sdpType": "offer"},
+        {"type": "target", "id": "default"},
+        {"type": "mode", "mode": "track"},
+        {"type": "sliders", "values": {"happy": 0.5}},
+        {"type": "calibrate", "frames": 10},
+    ]
+    junk_values = [None, True, -1, 1e308, "x" * 300, [], {}, [1, 2], {"a": {"b": []}}, "\u202e"]
+    out: list[str | bytes] = []
+    for i in range(n):
+        kind = i % 6
+        if kind == 0:
+            out.append(rng.bytes(int(rng.integers(1, 200))))
+        elif kind == 1:
+            text = json.dumps(good[i % len(good)])
+            out.append(text[: int(rng.integers(0, len(text)))])
+        elif kind == 2:
+            msg = dict(good[i % len(good)])
+            key = list(msg)[int(rng.integers(len(msg)))]
+            msg[key] = junk_values[int(rng.integers(len(junk_values)))]
+            out.append(json.dumps(msg))
+        elif kind == 3:
+            out.append(json.dumps({"type": "".join(map(chr, rng.integers(33, 0x2FF, 12)))}))
+        elif kind == 4:
+            chars = rng.integers(32, 127, int(rng.integers(1, 400)))
+            out.append("".join(map(chr, chars)))
+        else:
+            noise = "".join(map(chr, rng.integers(32, 127, 200)))
+            out.append(json.dumps({"type": "offer", "sdp": f"v=0\r\nm=video {noise}"}))
+    return out
+
+
+async def test_fuzz_5000_malformed_messages_then_a_good_client(server) -> None:
+    url, _ = server
+    messages = fuzz_messages(5000)
+    errors = 0
+    async with websockets.connect(url) as ws:
+        await ws.recv()
+        for msg in messages:
+            await ws.send(msg)
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 10))  # one reply each
+            assert reply["type"] in ("error", "target", "mode", "sliders", "calibrate"), reply
+            errors += reply["type"] == "error"
+        # a huge SDP closes this connection (message size limit) ...
+        await ws.send(json.dumps({"type": "offer", "sdp": "v=0\r\n" + "a" * 100_000}))
+        with pytest.raises(websockets.ConnectionClosed):
+            await ws.recv()
+    assert errors >= 4500
+    frames, _ = await call(url, 5.0)  # ... and a good client is still served
+    assert len(frames) > 10

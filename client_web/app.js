@@ -1,0 +1,862 @@
+// vn3d retarget — the live page.
+// One WebSocket to the server (JSON messages) carries the WebRTC offer/answer, the
+// target / mode / slider choices and the server's stats. The camera goes to the server
+// over WebRTC and the rendered avatar comes back on the same peer connection.
+"use strict";
+
+(() => {
+  const DEFAULT_EMOTIONS = ["happy", "sad", "afraid", "angry", "surprised", "disgusted"];
+  const DEFAULT_MODES = [
+    { id: "track", available: true },
+    { id: "emotion", available: true },
+    { id: "sliders", available: true },
+  ];
+  const MODE_LABELS = { track: "Track", emotion: "Emotion", sliders: "Sliders" };
+  const PING_MS = 10000;
+  const ICE_GATHER_TIMEOUT_MS = 3000;
+  const SLIDER_SEND_MS = 100; // at most ~10 slider messages a second
+  const BACKOFF_MIN_MS = 1000;
+  const BACKOFF_MAX_MS = 15000;
+  const CALIBRATE_FRAMES = 15;
+  const NO_RECONNECT_CODES = new Set(["busy", "unauthorized"]);
+
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    local: $("local"),
+    localPlaceholder: $("local-placeholder"),
+    avatar: $("avatar"),
+    avatarPlaceholder: $("avatar-placeholder"),
+    start: $("start"),
+    stop: $("stop"),
+    calibrate: $("calibrate"),
+    targets: $("targets"),
+    modes: $("modes"),
+    modeHint: $("mode-hint"),
+    sliders: $("sliders"),
+    slidersGroup: $("sliders-group"),
+    stats: $("stats"),
+    stages: $("stages"),
+    message: $("message"),
+    conn: $("conn"),
+    connText: $("conn-text"),
+  };
+
+  // Public state for tests and the console.
+  const pub = {
+    state: "idle", // idle | connecting | live | error
+    lastStats: null,
+    lastError: null,
+    statsCount: 0, // stats messages received since the page loaded
+    welcome: null,
+    socket: "closed", // closed | connecting | open
+  };
+  window.vn3d = pub;
+
+  // ---- internal state ---------------------------------------------------------------
+  let ws = null;
+  let wsReady = false; // welcome received on the current socket
+  let reconnectTimer = null;
+  let reconnectAttempt = 0;
+  let noReconnect = false; // set after "busy" / "unauthorized"
+  let pingTimer = null;
+
+  let pc = null;
+  let camera = null; // MediaStream
+  let wantCall = false; // the user pressed Start and not Stop
+  let negotiating = false;
+  let callSerial = 0; // invalidates stale async steps after Stop / reconnect
+  let pcRetryTimer = null;
+
+  let selectedTarget = null;
+  let userChoseTarget = false; // re-sent to a new session after a reconnect
+  let currentMode = "track";
+  let userChoseMode = false;
+  let pendingMode = null;
+  let emotions = DEFAULT_EMOTIONS.slice();
+  const sliderValues = {};
+  let sliderTimer = null;
+  let sliderLastSent = 0;
+  let calibrateTimer = null;
+
+  // ---- messages -----------------------------------------------------------------------
+  // Several sources can want to say something at once; the most important one is shown.
+  const PRIORITY = { fatal: 5, camera: 4, connection: 3, notice: 2, face: 1 };
+  const messages = {};
+  const messageTimers = {};
+
+  function setMessage(slot, text, { level = "warn", timeoutMs = 0 } = {}) {
+    clearTimeout(messageTimers[slot]);
+    if (!text) {
+      delete messages[slot];
+    } else {
+      messages[slot] = { text, level };
+      if (timeoutMs > 0) {
+        messageTimers[slot] = setTimeout(() => setMessage(slot, null), timeoutMs);
+      }
+    }
+    renderMessage();
+  }
+
+  function renderMessage() {
+    let best = null;
+    for (const slot of Object.keys(messages)) {
+      if (!best || PRIORITY[slot] > PRIORITY[best]) best = slot;
+    }
+    if (!best) {
+      el.message.hidden = true;
+      el.message.textContent = "";
+      el.message.dataset.slot = "";
+      return;
+    }
+    el.message.hidden = false;
+    el.message.textContent = messages[best].text;
+    el.message.dataset.slot = best;
+    el.message.className = "message " + messages[best].level;
+  }
+
+  // ---- state ----------------------------------------------------------------------------
+  function setState(state) {
+    pub.state = state;
+    document.body.dataset.state = state;
+    const inCall = wantCall;
+    el.start.disabled = inCall;
+    el.stop.disabled = !inCall;
+    el.calibrate.disabled = !(state === "live" && wsReady);
+    el.avatarPlaceholder.textContent =
+      state === "connecting" ? "Connecting…" : state === "live" ? "" : "Press Start";
+    el.avatarPlaceholder.hidden = state === "live";
+    el.localPlaceholder.hidden = !!camera;
+  }
+
+  function setSocketState(s) {
+    pub.socket = s;
+    el.conn.dataset.state = s;
+    el.connText.textContent =
+      s === "open" ? "connected" : s === "connecting" ? "connecting…" : "offline";
+  }
+
+  // ---- WebSocket --------------------------------------------------------------------------
+  function wsUrl() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const token = new URLSearchParams(location.search).get("token");
+    let url = `${scheme}//${location.host}/ws`;
+    if (token) url += `?token=${encodeURIComponent(token)}`;
+    return url;
+  }
+
+  function send(obj) {
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(JSON.stringify(obj));
+    return true;
+  }
+
+  function connect() {
+    clearTimeout(reconnectTimer);
+    reconnectTimer = null;
+    if (ws && (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING)) {
+      return;
+    }
+    setSocketState("connecting");
+    let sock;
+    try {
+      sock = new WebSocket(wsUrl());
+    } catch (err) {
+      console.error("WebSocket", err);
+      scheduleReconnect();
+      return;
+    }
+    ws = sock;
+    wsReady = false;
+    sock.onopen = () => {
+      if (sock !== ws) return;
+      setSocketState("open");
+      clearInterval(pingTimer);
+      pingTimer = setInterval(() => send({ type: "ping" }), PING_MS);
+    };
+    sock.onmessage = (ev) => {
+      if (sock !== ws) return;
+      let msg;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch (err) {
+        console.warn("not JSON from server", ev.data);
+        return;
+      }
+      handleMessage(msg);
+    };
+    sock.onclose = () => {
+      if (sock !== ws) return;
+      onSocketClosed();
+    };
+    sock.onerror = () => {
+      /* onclose follows */
+    };
+  }
+
+  function onSocketClosed() {
+    ws = null;
+    wsReady = false;
+    clearInterval(pingTimer);
+    pingTimer = null;
+    setSocketState("closed");
+    setMessage("face", null);
+    if (pendingMode) {
+      currentMode = pendingMode; // unconfirmed, but it is what the user asked for
+      pendingMode = null;
+    }
+    // The server's half of the call belonged to that socket's session: drop ours, keep
+    // the camera, and negotiate again once a new socket is up.
+    if (pc) closePeer();
+    if (noReconnect) {
+      if (wantCall) {
+        wantCall = false;
+        stopCamera();
+      }
+      setState("error");
+      return;
+    }
+    if (wantCall) setState("connecting");
+    else setState(pub.state === "error" ? "error" : "idle");
+    setMessage("connection", "Connection lost — reconnecting…", { level: "warn" });
+    scheduleReconnect();
+  }
+
+  function scheduleReconnect() {
+    if (noReconnect || reconnectTimer) return;
+    const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** reconnectAttempt);
+    reconnectAttempt += 1;
+    reconnectTimer = setTimeout(() => {
+      reconnectTimer = null;
+      connect();
+    }, delay);
+  }
+
+  function handleMessage(msg) {
+    switch (msg.type) {
+      case "welcome":
+        onWelcome(msg);
+        break;
+      case "answer":
+        onAnswer(msg);
+        break;
+      case "stats":
+        onStats(msg);
+        break;
+      case "target":
+        onTargetAck(msg);
+        break;
+      case "mode":
+        onModeAck(msg);
+        break;
+      case "calibrate":
+        onCalibrateAck(msg);
+        break;
+      case "error":
+        onServerError(msg);
+        break;
+      case "pong":
+        break;
+      default:
+        console.debug("unhandled message", msg);
+    }
+  }
+
+  function onWelcome(msg) {
+    pub.welcome = msg;
+    wsReady = true;
+    reconnectAttempt = 0;
+    setMessage("connection", null);
+    if (Array.isArray(msg.emotions) && msg.emotions.length) emotions = msg.emotions.slice();
+    buildTargets(Array.isArray(msg.targets) ? msg.targets : []);
+    buildModes(Array.isArray(msg.modes) && msg.modes.length ? msg.modes : DEFAULT_MODES);
+    buildSliders();
+    // A new socket is a new server session: re-apply what the user chose before.
+    reapplyChoices();
+    setState(pub.state);
+    if (wantCall) startCall();
+  }
+
+  function reapplyChoices() {
+    const w = pub.welcome || {};
+    const targets = w.targets || [];
+    if (userChoseTarget && selectedTarget && targets.some((t) => t.id === selectedTarget)) {
+      if (selectedTarget !== w.target) send({ type: "target", id: selectedTarget });
+    } else if (typeof w.target === "string") {
+      selectedTarget = w.target; // the session's starting target, when the server says
+      markTarget(selectedTarget);
+    }
+    if (userChoseMode) {
+      const m = modeInfo(currentMode);
+      if (m && m.available !== false) {
+        if (currentMode !== (w.mode || "track")) {
+          pendingMode = currentMode;
+          send({ type: "mode", mode: currentMode });
+        }
+      } else {
+        currentMode = w.mode || "track";
+        markMode(currentMode);
+      }
+    } else if (typeof w.mode === "string") {
+      currentMode = w.mode;
+      markMode(currentMode);
+    }
+    if (currentMode === "sliders") sendSlidersNow();
+  }
+
+  function onServerError(msg) {
+    const code = msg.code || "internal";
+    pub.lastError = { code, message: msg.message || "" };
+    console.warn("server error", code, msg.message);
+    if (code === "busy") {
+      noReconnect = true;
+      const n = busyCount(msg.message);
+      const text = n
+        ? `The server is busy (all ${n} sessions in use) — try again in a minute`
+        : "The server is busy (all sessions in use) — try again in a minute";
+      setMessage("connection", null);
+      setMessage("fatal", text, { level: "error" });
+      setState("error");
+    } else if (code === "unauthorized") {
+      noReconnect = true;
+      setMessage("connection", null);
+      setMessage(
+        "fatal",
+        "Not authorised — this page needs the link with its access token (…/?token=…)." +
+          (msg.message ? ` Server: ${msg.message}` : ""),
+        { level: "error" },
+      );
+      setState("error");
+    } else if (code === "unavailable") {
+      if (pendingMode) {
+        pendingMode = null;
+        markMode(currentMode);
+      }
+      setMessage("notice", msg.message || "That is not available on this server.", {
+        timeoutMs: 6000,
+      });
+    } else if (code === "unknown_target") {
+      setMessage("notice", msg.message || "Unknown target.", { timeoutMs: 6000 });
+    } else if (code === "bad_sdp") {
+      setMessage("notice", `The call could not be set up: ${msg.message || code}`, {
+        level: "error",
+        timeoutMs: 8000,
+      });
+      if (wantCall) retryCallSoon();
+    } else {
+      setMessage("notice", `Server: ${msg.message || code}`, { timeoutMs: 6000 });
+    }
+  }
+
+  function busyCount(text) {
+    if (pub.welcome && pub.welcome.maxSessions) return pub.welcome.maxSessions;
+    const m = /(\d+)/.exec(text || "");
+    return m ? Number(m[1]) : null;
+  }
+
+  // ---- targets ------------------------------------------------------------------------------
+  function buildTargets(targets) {
+    el.targets.textContent = "";
+    if (!targets.length) {
+      const span = document.createElement("span");
+      span.className = "hint";
+      span.textContent = "No targets on this server.";
+      el.targets.appendChild(span);
+      return;
+    }
+    if (!selectedTarget || !targets.some((t) => t.id === selectedTarget)) {
+      selectedTarget = targets[0].id;
+    }
+    for (const t of targets) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "target";
+      b.dataset.id = t.id;
+      b.setAttribute("role", "option");
+      b.title = t.name || t.id;
+      if (t.thumbnail) {
+        const img = document.createElement("img");
+        img.src = t.thumbnail;
+        img.alt = "";
+        img.loading = "lazy";
+        img.onerror = () => img.replaceWith(initialBadge(t));
+        b.appendChild(img);
+      } else {
+        b.appendChild(initialBadge(t));
+      }
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = t.name || t.id;
+      b.appendChild(name);
+      b.addEventListener("click", () => chooseTarget(t.id));
+      el.targets.appendChild(b);
+    }
+    markTarget(selectedTarget);
+  }
+
+  function initialBadge(t) {
+    const d = document.createElement("span");
+    d.className = "badge";
+    d.textContent = (t.name || t.id || "?").trim().charAt(0).toUpperCase();
+    return d;
+  }
+
+  function markTarget(id) {
+    for (const b of el.targets.querySelectorAll(".target")) {
+      const on = b.dataset.id === id;
+      b.classList.toggle("selected", on);
+      b.setAttribute("aria-selected", on ? "true" : "false");
+    }
+  }
+
+  function chooseTarget(id) {
+    userChoseTarget = true;
+    selectedTarget = id;
+    markTarget(id);
+    send({ type: "target", id });
+  }
+
+  function onTargetAck(msg) {
+    if (msg.ok === false) {
+      setMessage("notice", msg.message || `Target "${msg.id}" could not be loaded.`, {
+        timeoutMs: 6000,
+      });
+      return;
+    }
+    if (msg.id) {
+      selectedTarget = msg.id;
+      markTarget(msg.id);
+    }
+  }
+
+  // ---- modes ----------------------------------------------------------------------------------
+  function modeInfo(id) {
+    const modes = (pub.welcome && pub.welcome.modes) || DEFAULT_MODES;
+    return modes.find((m) => m.id === id);
+  }
+
+  function buildModes(modes) {
+    el.modes.textContent = "";
+    const reasons = [];
+    for (const m of modes) {
+      const label = document.createElement("label");
+      label.className = "seg";
+      const input = document.createElement("input");
+      input.type = "radio";
+      input.name = "mode";
+      input.value = m.id;
+      input.id = `mode-${m.id}`;
+      const available = m.available !== false;
+      input.disabled = !available;
+      const span = document.createElement("span");
+      span.textContent = MODE_LABELS[m.id] || m.id;
+      label.appendChild(input);
+      label.appendChild(span);
+      if (!available) {
+        const why = m.reason || "not available on this server";
+        label.classList.add("disabled");
+        label.title = why;
+        reasons.push(`${MODE_LABELS[m.id] || m.id}: ${why}`);
+      }
+      input.addEventListener("change", () => {
+        if (input.checked) chooseMode(m.id);
+      });
+      el.modes.appendChild(label);
+    }
+    el.modeHint.textContent = reasons.join(" · ");
+    el.modeHint.hidden = reasons.length === 0;
+    if (!modeInfo(currentMode) || modeInfo(currentMode).available === false) currentMode = "track";
+    markMode(currentMode);
+  }
+
+  function markMode(id) {
+    for (const input of el.modes.querySelectorAll("input[type=radio]")) {
+      input.checked = input.value === id;
+      input.parentElement.classList.toggle("selected", input.value === id);
+    }
+    el.slidersGroup.classList.toggle("inactive", id !== "sliders");
+  }
+
+  function chooseMode(id) {
+    userChoseMode = true;
+    pendingMode = id;
+    markMode(id);
+    if (!send({ type: "mode", mode: id })) {
+      // Not connected: remember it; it is sent after the next welcome.
+      pendingMode = null;
+      currentMode = id;
+    }
+  }
+
+  function onModeAck(msg) {
+    if (msg.ok === false) {
+      pendingMode = null;
+      markMode(currentMode);
+      setMessage("notice", msg.message || `Mode "${msg.mode}" is not available.`, {
+        timeoutMs: 6000,
+      });
+      return;
+    }
+    pendingMode = null;
+    currentMode = msg.mode || currentMode;
+    markMode(currentMode);
+    if (currentMode === "sliders") sendSlidersNow();
+  }
+
+  // ---- sliders -----------------------------------------------------------------------------------
+  function buildSliders() {
+    const existing = el.sliders.dataset.names || "";
+    if (existing === emotions.join(",")) return;
+    el.sliders.textContent = "";
+    el.sliders.dataset.names = emotions.join(",");
+    for (const name of emotions) {
+      if (!(name in sliderValues)) sliderValues[name] = 0;
+      const row = document.createElement("label");
+      row.className = "slider";
+      const title = document.createElement("span");
+      title.className = "name";
+      title.textContent = name;
+      const input = document.createElement("input");
+      input.type = "range";
+      input.min = "0";
+      input.max = "1";
+      input.step = "0.01";
+      input.value = String(sliderValues[name]);
+      input.name = name;
+      input.dataset.emotion = name;
+      const out = document.createElement("output");
+      out.textContent = Number(sliderValues[name]).toFixed(2);
+      input.addEventListener("input", () => {
+        sliderValues[name] = Number(input.value);
+        out.textContent = sliderValues[name].toFixed(2);
+        sendSlidersThrottled();
+      });
+      row.appendChild(title);
+      row.appendChild(input);
+      row.appendChild(out);
+      el.sliders.appendChild(row);
+    }
+  }
+
+  function sliderPayload() {
+    const values = {};
+    for (const name of emotions) values[name] = sliderValues[name] || 0;
+    return { type: "sliders", values };
+  }
+
+  function sendSlidersNow() {
+    clearTimeout(sliderTimer);
+    sliderTimer = null;
+    sliderLastSent = performance.now();
+    send(sliderPayload());
+  }
+
+  function sendSlidersThrottled() {
+    const wait = SLIDER_SEND_MS - (performance.now() - sliderLastSent);
+    if (wait <= 0) {
+      sendSlidersNow();
+    } else if (!sliderTimer) {
+      // trailing send so the last position always reaches the server
+      sliderTimer = setTimeout(sendSlidersNow, wait);
+    }
+  }
+
+  // ---- calibrate -----------------------------------------------------------------------------------
+  function calibrate() {
+    if (!send({ type: "calibrate", frames: CALIBRATE_FRAMES })) return;
+    setMessage("notice", "Calibrating — look at the camera with a relaxed, neutral face…", {
+      level: "info",
+      timeoutMs: 4000,
+    });
+  }
+
+  function onCalibrateAck(msg) {
+    if (msg.ok === false) {
+      setMessage("notice", msg.message || "Calibration failed — keep your face in view.", {
+        timeoutMs: 6000,
+      });
+    } else {
+      setMessage("notice", "Neutral face calibrated.", { level: "info", timeoutMs: 2500 });
+    }
+  }
+
+  // ---- stats ----------------------------------------------------------------------------------------
+  function fmtMs(v) {
+    return typeof v === "number" && isFinite(v) ? `${v.toFixed(1)} ms` : "–";
+  }
+
+  function onStats(msg) {
+    pub.lastStats = msg;
+    pub.statsCount += 1;
+    const set = (key, text) => {
+      const node = el.stats.querySelector(`[data-stat="${key}"]`);
+      if (node) node.textContent = text;
+    };
+    set("fps", typeof msg.fps === "number" ? msg.fps.toFixed(1) : "–");
+    renderStages(msg.stages && typeof msg.stages === "object" ? msg.stages : {});
+    set("latency", fmtMs(msg.latencyMs));
+    set("face", msg.face || "–");
+    set("mode", msg.mode || "–");
+    set(
+      "emotion",
+      msg.emotion && msg.emotion.label
+        ? `${msg.emotion.label} ${Number(msg.emotion.intensity || 0).toFixed(2)}`
+        : "–",
+    );
+    el.stats.dataset.face = msg.face || "";
+    if (msg.face === "lost" || msg.face === "held" || msg.face === "easing") {
+      setMessage("face", "No face in view", { level: "info" });
+    } else {
+      setMessage("face", null);
+    }
+    if (msg.mode && !pendingMode && msg.mode !== currentMode && modeInfo(msg.mode)) {
+      currentMode = msg.mode;
+      markMode(currentMode);
+    }
+  }
+
+  // One row per stage (track, filter, model, render, ... whatever the server reports).
+  function renderStages(stages) {
+    const names = Object.keys(stages);
+    if (el.stages.dataset.names !== names.join(",")) {
+      el.stages.textContent = "";
+      el.stages.dataset.names = names.join(",");
+      for (const name of names) {
+        const row = document.createElement("div");
+        const k = document.createElement("span");
+        k.className = "k";
+        k.textContent = name;
+        const v = document.createElement("span");
+        v.className = "v";
+        v.dataset.stage = name;
+        row.appendChild(k);
+        row.appendChild(document.createTextNode(" "));
+        row.appendChild(v);
+        el.stages.appendChild(row);
+      }
+    }
+    for (const name of names) {
+      el.stages.querySelector(`[data-stage="${CSS.escape(name)}"]`).textContent = fmtMs(stages[name]);
+    }
+  }
+
+  function clearStats() {
+    for (const node of el.stats.querySelectorAll("[data-stat]")) node.textContent = "–";
+    el.stages.textContent = "";
+    el.stages.dataset.names = "";
+    el.stats.dataset.face = "";
+    setMessage("face", null);
+  }
+
+  // ---- camera + WebRTC ------------------------------------------------------------------------------
+  async function openCamera() {
+    if (camera && camera.getVideoTracks().some((t) => t.readyState === "live")) return camera;
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      throw Object.assign(new Error("This browser has no camera API (the page must be served over https or from localhost)."), { name: "NoMediaDevices" });
+    }
+    camera = await navigator.mediaDevices.getUserMedia({
+      video: { width: 640, height: 480 },
+      audio: false,
+    });
+    el.local.srcObject = camera;
+    el.local.play().catch(() => {});
+    el.localPlaceholder.hidden = true;
+    return camera;
+  }
+
+  function stopCamera() {
+    if (camera) for (const t of camera.getTracks()) t.stop();
+    camera = null;
+    el.local.srcObject = null;
+    el.localPlaceholder.hidden = false;
+  }
+
+  function cameraErrorText(err) {
+    const name = err && err.name;
+    if (name === "NotAllowedError" || name === "SecurityError" || name === "PermissionDeniedError") {
+      return "Camera access was denied — allow the camera in the browser's site settings and press Start";
+    }
+    if (name === "NotFoundError" || name === "OverconstrainedError" || name === "DevicesNotFoundError") {
+      return "No camera found — connect a camera and press Start";
+    }
+    if (name === "NotReadableError" || name === "TrackStartError") {
+      return "The camera is in use by another application — close it and press Start";
+    }
+    return `The camera could not be opened (${(err && (err.message || err.name)) || err}) — press Start to try again`;
+  }
+
+  async function onStart() {
+    if (wantCall) return;
+    wantCall = true;
+    noReconnect = false;
+    pub.lastError = null;
+    setMessage("fatal", null);
+    setMessage("camera", null);
+    setState("connecting");
+    try {
+      await openCamera();
+    } catch (err) {
+      console.error("getUserMedia", err);
+      wantCall = false;
+      pub.lastError = { code: "camera", message: String((err && err.name) || err) };
+      setMessage("camera", cameraErrorText(err), { level: "error" });
+      setState("error");
+      return;
+    }
+    if (!wantCall) {
+      stopCamera();
+      return;
+    }
+    setState("connecting");
+    if (wsReady) startCall();
+    else connect(); // the call starts after the welcome
+  }
+
+  function onStop() {
+    wantCall = false;
+    callSerial += 1;
+    clearTimeout(pcRetryTimer);
+    closePeer();
+    stopCamera();
+    clearStats();
+    setMessage("camera", null);
+    setState("idle");
+  }
+
+  function closePeer() {
+    callSerial += 1;
+    negotiating = false;
+    if (pc) {
+      const old = pc;
+      pc = null;
+      old.ontrack = null;
+      old.onconnectionstatechange = null;
+      old.oniceconnectionstatechange = null;
+      try {
+        old.close();
+      } catch (err) {
+        /* already closed */
+      }
+    }
+    el.avatar.srcObject = null;
+  }
+
+  function retryCallSoon() {
+    clearTimeout(pcRetryTimer);
+    closePeer();
+    if (!wantCall) return;
+    setState("connecting");
+    pcRetryTimer = setTimeout(() => {
+      if (wantCall && wsReady && !pc) startCall();
+    }, 2000);
+  }
+
+  function waitIceComplete(peer) {
+    return new Promise((resolve) => {
+      if (peer.iceGatheringState === "complete") {
+        resolve();
+        return;
+      }
+      const done = () => {
+        peer.removeEventListener("icegatheringstatechange", check);
+        clearTimeout(timer);
+        resolve();
+      };
+      const check = () => {
+        if (peer.iceGatheringState === "complete") done();
+      };
+      const timer = setTimeout(done, ICE_GATHER_TIMEOUT_MS);
+      peer.addEventListener("icegatheringstatechange", check);
+    });
+  }
+
+  async function startCall() {
+    if (!wantCall || negotiating || pc) return;
+    negotiating = true;
+    const serial = ++callSerial;
+    setState("connecting");
+    try {
+      const stream = await openCamera();
+      if (serial !== callSerial) return;
+      const peer = new RTCPeerConnection({ iceServers: [] });
+      pc = peer;
+      for (const track of stream.getVideoTracks()) peer.addTrack(track, stream);
+      peer.ontrack = (ev) => {
+        if (peer !== pc) return;
+        const remote = ev.streams && ev.streams[0] ? ev.streams[0] : new MediaStream([ev.track]);
+        el.avatar.srcObject = remote;
+        el.avatar.play().catch(() => {});
+      };
+      peer.onconnectionstatechange = () => {
+        if (peer !== pc) return;
+        const s = peer.connectionState;
+        if (s === "connected") {
+          if (el.avatar.srcObject) markLive();
+        } else if (s === "failed") {
+          setMessage("notice", "The media connection failed — retrying…", { timeoutMs: 5000 });
+          retryCallSoon();
+        }
+      };
+      const offer = await peer.createOffer();
+      await peer.setLocalDescription(offer);
+      await waitIceComplete(peer);
+      if (serial !== callSerial || peer !== pc) return;
+      if (!send({ type: "offer", sdp: peer.localDescription.sdp, sdpType: "offer" })) {
+        // socket went away meanwhile: onSocketClosed tore the peer down; the next
+        // welcome starts over.
+        return;
+      }
+    } catch (err) {
+      console.error("startCall", err);
+      setMessage("notice", `Could not start the call: ${err.message || err}`, {
+        level: "error",
+        timeoutMs: 8000,
+      });
+      if (serial === callSerial) retryCallSoon();
+    } finally {
+      if (serial === callSerial) negotiating = false;
+    }
+  }
+
+  async function onAnswer(msg) {
+    if (!pc || pc.signalingState !== "have-local-offer") {
+      console.warn("answer without a pending offer");
+      return;
+    }
+    const peer = pc;
+    try {
+      await peer.setRemoteDescription({ type: msg.sdpType || "answer", sdp: msg.sdp });
+    } catch (err) {
+      console.error("setRemoteDescription", err);
+      if (peer === pc) {
+        setMessage("notice", `Bad answer from the server: ${err.message || err}`, {
+          level: "error",
+          timeoutMs: 8000,
+        });
+        retryCallSoon();
+      }
+    }
+  }
+
+  function markLive() {
+    if (!wantCall || !pc) return;
+    if (pub.state !== "live") {
+      setMessage("connection", null);
+      setState("live");
+    }
+  }
+
+  el.avatar.addEventListener("playing", markLive);
+  el.avatar.addEventListener("loadeddata", () => {
+    if (pc && pc.connectionState === "connected") markLive();
+  });
+
+  // ---- wiring --------------------------------------------------------------------------------------
+  el.start.addEventListener("click", onStart);
+  el.stop.addEventListener("click", onStop);
+  el.calibrate.addEventListener("click", calibrate);
+
+  buildModes(DEFAULT_MODES);
+  buildSliders();
+  setState("idle");
+  connect();
+})();

@@ -1,0 +1,642 @@
+"""The live service in a real browser: `vn3d serve` + headless Chromium + a fake camera.
+
+Runs only inside a private network namespace, where `lo` is the only interface, so that
+no WebRTC or browser traffic can leave the machine (see the suite's netns run):
+
+    unshare --net -- sh -c 'ip link set lo up && .venv/bin/pytest -m netns tests/test_browser.py'
+
+The fake camera is a Y4M file made at test time from a GRID clip. The tests share one
+server and one page: the page goes live, a second client throws malformed messages at the
+server while the page keeps playing, a third connection is turned away as busy, and last
+SIGTERM stops the server (the page then says it lost the connection).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engines.assets import asset_root
+
+pytestmark = pytest.mark.netns
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+GRID_CLIP = "video/grid_corpus/bbaf2n.mpg"
+SERVER_START_TIMEOUT_S = 60.0
+LIVE_TIMEOUT_S = 40.0
+STOP_TIMEOUT_S = 10.0
+
+
+def _in_private_netns() -> bool:
+    """True when `lo` is the only network interface (an `unshare --net` namespace).
+
+    Asks the kernel about this process's namespace (if_nameindex); /sys/class/net is not
+    enough: after `unshare --net` without a fresh sysfs mount it still lists the host's.
+    """
+    try:
+        names = {name for _, name in socket.if_nameindex()}
+    except OSError:
+        return False
+    return names <= {"lo"}
+
+
+if not _in_private_netns():
+    pytest.skip(
+        "browser/WebRTC test runs only in a private network namespace (found interfaces "
+        "besides lo); run: unshare --net -- sh -c 'ip link set lo up && "
+        ".venv/bin/pytest -m netns tests/test_browser.py'",
+        allow_module_level=True,
+    )
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _make_y4m(src: Path, dst: Path, width: int = 640, height: int = 480) -> int:
+    """Decode the clip and write it as a Y4M (yuv420p) fake-camera file; returns frames."""
+    import av
+
+    n = 0
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="yuv4mpegpipe") as out:
+        rate = inp.streams.video[0].average_rate or 25
+        stream = out.add_stream("rawvideo", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for frame in inp.decode(video=0):
+            f = frame.reformat(width=width, height=height, format="yuv420p")
+            f.pts = None
+            for packet in stream.encode(f):
+                out.mux(packet)
+            n += 1
+        for packet in stream.encode():
+            out.mux(packet)
+    return n
+
+
+def _tail(path: Path, n: int = 60) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+class Server:
+    """`python -m vn3d.cli serve` as a subprocess, its output in a log file."""
+
+    def __init__(self, port: int, log: Path) -> None:
+        self.port = port
+        self.log = log
+        self.url = f"http://127.0.0.1:{port}/"
+        self.proc: subprocess.Popen | None = None
+        self.ready_s = 0.0
+
+    def start(self) -> None:
+        cmd = [
+            sys.executable, "-m", "vn3d.cli", "serve",
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--ice-loopback", "--max-sessions", "2",
+        ]  # fmt: skip
+        t0 = time.monotonic()
+        with open(self.log, "ab") as logf:
+            self.proc = subprocess.Popen(
+                cmd, cwd=REPO, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        deadline = t0 + SERVER_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(
+                    f"vn3d serve exited with {self.proc.returncode} before answering; log:\n"
+                    + _tail(self.log)
+                )
+            with contextlib.suppress(OSError), urllib.request.urlopen(self.url, timeout=2) as r:
+                if r.status == 200:
+                    self.ready_s = time.monotonic() - t0
+                    return
+            time.sleep(0.25)
+        self.kill()
+        pytest.fail(
+            f"vn3d serve did not answer {self.url} within {SERVER_START_TIMEOUT_S:.0f} s; log:\n"
+            + _tail(self.log)
+        )
+
+    def terminate(self) -> float:
+        """SIGTERM; returns seconds to exit, or fails (and kills it) after STOP_TIMEOUT_S."""
+        assert self.proc is not None
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(
+                f"vn3d serve still running {STOP_TIMEOUT_S:.0f} s after SIGTERM; log:\n"
+                + _tail(self.log)
+            )
+        return time.monotonic() - t0
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def _chrome(camera: Path, profile: Path, fake_ui: str = ""):
+    os.environ["SE_OFFLINE"] = "true"  # never let selenium-manager download a driver
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--use-fake-ui-for-media-stream" + (f"={fake_ui}" if fake_ui else ""),
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={camera}",
+        "--allow-loopback-in-peer-connection",
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
+        "--disable-features=WebRtcHideLocalIpsWithMdns",
+        "--window-size=1280,900",
+        "--autoplay-policy=no-user-gesture-required",
+    ):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
+
+
+# A video element's current frame as a small grey image (list of rows), drawn via a canvas.
+GRAB_JS = """
+const v = document.getElementById(arguments[0]);
+if (!v || !v.videoWidth) return null;
+const w = 96, h = 72;
+const c = document.createElement('canvas');
+c.width = w; c.height = h;
+const g = c.getContext('2d', {willReadFrequently: true});
+g.drawImage(v, 0, 0, w, h);
+const d = g.getImageData(0, 0, w, h).data;
+const out = [];
+for (let y = 0; y < h; y++) {
+  const row = [];
+  for (let x = 0; x < w; x++) {
+    const i = 4 * (y * w + x);
+    row.push(Math.round(0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2]));
+  }
+  out.push(row);
+}
+return {w: v.videoWidth, h: v.videoHeight, px: out};
+"""
+
+PLAYBACK_JS = """
+const v = document.getElementById('avatar');
+const q = v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality() : {totalVideoFrames: -1};
+return {t: v.currentTime, frames: q.totalVideoFrames, state: window.vn3d && window.vn3d.state,
+        stats: window.vn3d && window.vn3d.lastStats, nstats: window.vn3d && window.vn3d.statsCount,
+        error: window.vn3d && window.vn3d.lastError,
+        message: document.getElementById('message').textContent};
+"""
+
+
+def _playback(driver) -> dict:
+    return driver.execute_script(PLAYBACK_JS)
+
+
+def _wait_for(driver, what: str, pred, timeout: float) -> dict:
+    """Polls the page until pred(playback info) holds; fails naming `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    info = _playback(driver)
+    while not pred(info):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:.0f} s: {info}\n{_browser_log(driver)}")
+        time.sleep(0.2)
+        info = _playback(driver)
+    return info
+
+
+def _browser_log(driver) -> str:
+    try:
+        return "\n".join(f"{e['level']} {e['message']}" for e in driver.get_log("browser"))
+    except Exception as exc:  # the log is a diagnostic only
+        return f"(no browser log: {exc})"
+
+
+# -- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("browser")
+
+
+@pytest.fixture(scope="module")
+def camera_file(workdir: Path) -> Path:
+    clip = asset_root() / GRID_CLIP
+    if not clip.is_file():  # a broken checkout, not a reason to skip
+        pytest.fail(f"GRID clip missing: {clip.resolve()} (asset root {asset_root()})")
+    dst = workdir / "camera.y4m"
+    assert _make_y4m(clip, dst) > 25
+    return dst
+
+
+@pytest.fixture(scope="module")
+def server(workdir: Path):
+    srv = Server(_free_port(), workdir / "server.log")
+    srv.start()
+    print(f"\nserver answered after {srv.ready_s:.1f} s")
+    yield srv
+    srv.kill()
+
+
+@pytest.fixture(scope="module")
+def page(server: Server, camera_file: Path, workdir: Path):
+    """The page, started and live: #avatar plays and window.vn3d.state == 'live'."""
+    for exe in (CHROMIUM, CHROMEDRIVER):
+        if not Path(exe).is_file():
+            pytest.fail(f"{exe} missing: apt-get install -y chromium chromium-driver")
+    t0 = time.monotonic()
+    driver = _chrome(camera_file, workdir / "profile")
+    try:
+        t_browser = time.monotonic() - t0
+        driver.get(server.url)
+        t_load = time.monotonic() - t0
+        driver.find_element("id", "start").click()
+        t_click = time.monotonic()
+        first_t = None
+        info = {}
+        while time.monotonic() - t_click < LIVE_TIMEOUT_S:
+            info = _playback(driver)
+            if first_t is None and info["t"] > 0:
+                first_t = info["t"]
+            if first_t is not None and info["t"] > first_t and info["state"] == "live":
+                break
+            if info["state"] == "error":
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(
+                f"page not live {LIVE_TIMEOUT_S:.0f} s after Start: {info}\nbrowser log:\n"
+                f"{_browser_log(driver)}\nserver log:\n{_tail(server.log)}"
+            )
+        assert info["state"] == "live", (
+            f"page state {info}\nbrowser log:\n{_browser_log(driver)}\n"
+            f"server log:\n{_tail(server.log)}"
+        )
+        t_live = time.monotonic() - t_click
+        print(
+            f"browser {t_browser:.2f} s, page loaded {t_load:.2f} s, "
+            f"live {t_live:.2f} s after Start"
+        )
+        yield driver
+    finally:
+        driver.quit()
+
+
+# -- tests --------------------------------------------------------------------------------------
+
+
+def test_page_goes_live_with_a_rendered_avatar(page, server: Server, workdir: Path):
+    driver = page
+    # stats arrive about once a second while media flows; let a few come (steadier numbers)
+    deadline = time.monotonic() + 15
+    info = _playback(driver)
+    while time.monotonic() < deadline and info["nstats"] < 3:
+        time.sleep(0.25)
+        info = _playback(driver)
+    assert info["stats"], f"no stats message arrived: {info}\nserver log:\n{_tail(server.log)}"
+    assert info["stats"]["fps"] > 0, info["stats"]
+    print(f"stats: {json.dumps(info['stats'])}")
+
+    # the overlay shows them
+    fps_text = driver.find_element("css selector", '#stats [data-stat="fps"]').text
+    assert fps_text not in ("", "–"), fps_text
+
+    shot = workdir / "browser_screenshot.png"
+    assert driver.save_screenshot(str(shot))
+    with contextlib.suppress(OSError):
+        (REPO / "out").mkdir(exist_ok=True)
+        shutil.copyfile(shot, REPO / "out" / "browser_screenshot.png")
+
+    avatar = driver.execute_script(GRAB_JS, "avatar")
+    local = driver.execute_script(GRAB_JS, "local")
+    assert avatar is not None, "no frame in #avatar"
+    assert local is not None, "no frame in the local preview"
+    a = np.asarray(avatar["px"], dtype=np.float32)
+    b = np.asarray(local["px"], dtype=np.float32)
+    print(
+        f"avatar {avatar['w']}x{avatar['h']} std {a.std():.1f}; "
+        f"local {local['w']}x{local['h']} std {b.std():.1f}; "
+        f"mean |avatar-local| {np.abs(a - b).mean():.1f}"
+    )
+    assert a.std() > 8.0, f"the avatar frame is blank (grey std {a.std():.1f})"
+    # the server renders a head; it must not just echo the camera (either way round)
+    diff = min(np.abs(a - b).mean(), np.abs(a - b[:, ::-1]).mean())
+    assert diff > 10.0, f"the avatar frame looks like the camera (mean diff {diff:.1f})"
+
+
+def _garbage() -> list[str | bytes]:
+    """About 50 malformed messages, each of which must be answered with an error."""
+    msgs: list[str | bytes] = [
+        # not JSON
+        "",
+        " ",
+        "{",
+        "}",
+        "[1, 2",
+        "not json",
+        "{'type': 'ping'}",
+        '{"type": "ping",}',
+        '{"type": ping}',
+        "\x00\x01\x02",
+        "NaN-ish garbage \ud7ff",
+        '"unterminated',
+        "{" * 1000,
+        b"\xff\xfe\xfd binary",
+        b"\x00" * 64,
+        # JSON, but not an object with a string type
+        "null",
+        "true",
+        "0",
+        "-1.5e300",
+        '"offer"',
+        "[]",
+        '[{"type": "ping"}]',
+        "{}",
+        '{"type": null}',
+        '{"type": 42}',
+        '{"type": ["offer"]}',
+        '{"type": {"x": 1}}',
+        '{"typ": "ping"}',
+        # unknown types
+        '{"type": "hello"}',
+        '{"type": "OFFER"}',
+        '{"type": "welcome"}',
+        '{"type": "stats"}',
+        '{"type": "error", "code": "busy"}',
+        '{"type": "' + "x" * 5000 + '"}',
+        # known types, bad fields
+        '{"type": "offer"}',
+        '{"type": "offer", "sdp": 12}',
+        '{"type": "offer", "sdp": null}',
+        '{"type": "offer", "sdp": "", "sdpType": "offer"}',
+        '{"type": "offer", "sdp": "this is not sdp", "sdpType": "offer"}',
+        '{"type": "offer", "sdp": "v=0\\r\\nbroken", "sdpType": "answer"}',
+        '{"type": "target"}',
+        '{"type": "target", "id": 7}',
+        '{"type": "target", "id": "no-such-target"}',
+        '{"type": "target", "id": "../../etc/passwd"}',
+        '{"type": "mode"}',
+        '{"type": "mode", "mode": "dance"}',
+        '{"type": "mode", "mode": 1}',
+        '{"type": "sliders"}',
+        '{"type": "sliders", "values": "happy"}',
+        '{"type": "sliders", "values": [0.5, 0.5]}',
+        '{"type": "sliders", "values": {"happy": "very"}}',
+        '{"type": "calibrate", "frames": "many"}',
+    ]
+    return msgs
+
+
+def _recv_reply(ws, timeout: float = 10.0) -> dict:
+    """The next reply that is not a pong or stats message."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no reply")
+        raw = ws.recv(timeout=left)
+        msg = json.loads(raw)
+        if msg.get("type") not in ("pong", "stats"):
+            return msg
+
+
+def _connect(port: int):
+    from websockets.sync.client import connect
+
+    return connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10, max_size=2**20)
+
+
+@contextlib.contextmanager
+def _connect_session(port: int, tries: int = 20):
+    """A connection that got its welcome; retries while a just-closed session is released."""
+    for _ in range(tries):
+        with _connect(port) as ws:
+            first = _recv_reply(ws)
+            if first.get("code") != "busy":
+                assert first["type"] == "welcome", first
+                yield ws
+                return
+        time.sleep(0.1)
+    pytest.fail(f"server still busy after {tries} tries")
+
+
+def test_malformed_messages_do_not_disturb_the_live_page(page, server: Server):
+    from websockets.exceptions import ConnectionClosed
+
+    driver = page
+    before = _playback(driver)
+
+    bad = _garbage()
+    t0 = time.monotonic()
+    with _connect(server.port) as ws:
+        welcome = _recv_reply(ws)
+        assert welcome["type"] == "welcome", welcome
+        for raw in bad:
+            ws.send(raw)
+            try:
+                reply = _recv_reply(ws)
+            except TimeoutError:
+                pytest.fail(f"no reply to {raw[:80]!r}\nserver log:\n{_tail(server.log)}")
+            except ConnectionClosed as exc:
+                pytest.fail(f"server closed the socket on {raw[:80]!r}: {exc}")
+            assert reply.get("type") == "error", f"{raw[:80]!r} -> {reply}"
+            assert isinstance(reply.get("code"), str) and reply["code"], reply
+            assert isinstance(reply.get("message"), str), reply
+        print(f"{len(bad)} malformed messages answered in {time.monotonic() - t0:.2f} s")
+        # still a working session afterwards
+        ws.send('{"type": "ping"}')
+        assert json.loads(ws.recv(timeout=10))["type"] in ("pong", "stats")
+
+        # both sessions in use (the page and this one): a third client is turned away
+        with _connect(server.port) as third:
+            msg = json.loads(third.recv(timeout=10))
+            assert msg["type"] == "error" and msg["code"] == "busy", msg
+            with pytest.raises(ConnectionClosed):
+                third.recv(timeout=10)
+
+        # ... and so is a second page, which says so and does not retry on its own
+        first_window = driver.current_window_handle
+        driver.switch_to.new_window("window")
+        try:
+            driver.get(server.url)
+            busy = _wait_for(
+                driver, "second page shows the busy message", lambda i: "busy" in i["message"], 10
+            )
+            assert "all 2 sessions in use" in busy["message"], busy
+            assert busy["state"] == "error" and busy["error"]["code"] == "busy", busy
+            time.sleep(2.5)  # a reconnect would have happened after 1 s
+            assert driver.execute_script("return window.vn3d.socket") == "closed"
+        finally:
+            driver.close()
+            driver.switch_to.window(first_window)
+
+    # an oversized message (a 100 KB SDP) closes that socket (1009) or is refused
+    huge = json.dumps(
+        {
+            "type": "offer",
+            "sdp": "v=0\r\n" + "a=x-junk:" + "y" * 100_000 + "\r\n",
+            "sdpType": "offer",
+        }
+    )
+    assert len(huge) > 100_000
+    with _connect_session(server.port) as ws:
+        ws.send(huge)
+        try:
+            reply = _recv_reply(ws)
+            assert reply.get("type") == "error", reply
+        except ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd else None
+            assert code == 1009, f"closed with {code} (expected 1009, message too big)"
+
+    # the server still serves new clients
+    with _connect_session(server.port):
+        pass
+
+    # and the first page kept playing
+    time.sleep(1.0)
+    mid = _playback(driver)
+    time.sleep(1.5)
+    after = _playback(driver)
+    assert after["state"] == "live", after
+    assert after["t"] > mid["t"] > before["t"], (before, mid, after)
+    if after["frames"] >= 0:
+        assert after["frames"] > mid["frames"], f"avatar frames stopped: {mid} -> {after}"
+    assert after["error"] is None, after["error"]
+
+
+def test_mode_switch_and_target_reach_the_server(page, server: Server):
+    driver = page
+    welcome = driver.execute_script("return window.vn3d.welcome")
+    modes = {m["id"]: m for m in welcome["modes"]}
+    assert set(modes) == {"track", "emotion", "sliders"}, welcome["modes"]
+    for mid, m in modes.items():  # an unavailable mode is shown disabled, with its reason
+        label = driver.find_element("id", f"mode-{mid}").find_element("xpath", "..")
+        disabled = driver.execute_script(
+            "return arguments[0].disabled", label.find_element("css selector", "input")
+        )
+        assert disabled == (m.get("available") is False), (mid, m)
+        if disabled:
+            assert label.get_attribute("title") == (
+                m.get("reason") or "not available on this server"
+            )
+    thumbs = driver.find_elements("css selector", "#targets .target")
+    assert len(thumbs) == len(welcome["targets"]) >= 1
+    thumbs[0].click()
+    assert "selected" in thumbs[0].get_attribute("class")
+
+    if modes["sliders"].get("available") is False:
+        print(f"sliders mode unavailable here: {modes['sliders'].get('reason')}")
+        return
+    driver.find_element("id", "mode-sliders").find_element("xpath", "..").click()
+    driver.execute_script(
+        "const s = document.querySelector('#sliders input[data-emotion=happy]');"
+        "s.value = '0.8'; s.dispatchEvent(new Event('input', {bubbles: true}));"
+    )
+    n = _playback(driver)["nstats"]
+    _wait_for(
+        driver,
+        "stats report the sliders mode",
+        lambda i: i["nstats"] > n + 1 and (i["stats"] or {}).get("mode") == "sliders",
+        10,
+    )
+    driver.find_element("id", "mode-track").find_element("xpath", "..").click()
+    n = _playback(driver)["nstats"]
+    info = _wait_for(
+        driver,
+        "stats report the track mode",
+        lambda i: i["nstats"] > n + 1 and (i["stats"] or {}).get("mode") == "track",
+        10,
+    )
+    assert info["error"] is None, info["error"]
+    assert info["state"] == "live", info
+
+
+def test_stop_then_start_again(page, server: Server):
+    driver = page
+    driver.find_element("id", "stop").click()
+    info = _wait_for(driver, "page idle after Stop", lambda i: i["state"] == "idle", 5)
+    assert driver.execute_script("return document.getElementById('local').srcObject") is None
+    assert driver.execute_script("return window.vn3d.socket") == "open", info  # kept
+    t0 = time.monotonic()
+    driver.find_element("id", "start").click()
+    _wait_for(driver, "page live again after Start", lambda i: i["state"] == "live", 20)
+    mid = _wait_for(driver, "avatar frames after Start", lambda i: i["frames"] > 0, 10)
+    _wait_for(
+        driver,
+        "avatar playing after Start",
+        lambda i: i["t"] > mid["t"] and i["frames"] > mid["frames"],
+        10,
+    )
+    print(f"live again {time.monotonic() - t0:.2f} s after Stop + Start")
+
+
+def test_camera_denied_message(server: Server, camera_file: Path, workdir: Path):
+    driver = _chrome(camera_file, workdir / "profile-deny", fake_ui="deny")
+    try:
+        driver.get(server.url)
+        driver.find_element("id", "start").click()
+        info = _wait_for(driver, "camera-denied message", lambda i: i["state"] == "error", 10)
+        assert info["message"].startswith("Camera access was denied"), info
+        assert info["error"]["code"] == "camera", info
+        assert driver.find_element("id", "start").is_enabled()
+    finally:
+        driver.quit()
+
+
+def test_sigterm_stops_the_server_and_the_page_reconnects(page, server: Server):
+    driver = page
+    took = server.terminate()
+    print(f"server exited {took:.2f} s after SIGTERM (rc {server.proc.returncode})")
+    info = _wait_for(
+        driver, "page says the connection is lost", lambda i: "Connection lost" in i["message"], 10
+    )
+    assert info["state"] == "connecting", info  # it re-negotiates once the server is back
+
+    # back on the same port: the page reconnects (backoff 1, 2, 4, 8 s ...) and goes live
+    t0 = time.monotonic()
+    server.start()
+    _wait_for(
+        driver, "page live again after the server restart", lambda i: i["state"] == "live", 30
+    )
+    mid = _wait_for(driver, "avatar frames after reconnect", lambda i: i["frames"] > 0, 10)
+    after = _wait_for(
+        driver,
+        "avatar playing after reconnect",
+        lambda i: i["t"] > mid["t"] and i["frames"] > mid["frames"],
+        10,
+    )
+    assert "Connection lost" not in after["message"], after
+    print(f"page live again {time.monotonic() - t0:.2f} s after the restart began")
