@@ -41,28 +41,6 @@ LIVE_TIMEOUT_S = 40.0
 STOP_TIMEOUT_S = 10.0
 
 
-def _in_private_netns() -> bool:
-    """True when `lo` is the only network interface (an `unshare --net` namespace).
-
-    Asks the kernel about this process's namespace (if_nameindex); /sys/class/net is not
-    enough: after `unshare --net` without a fresh sysfs mount it still lists the host's.
-    """
-    try:
-        names = {name for _, name in socket.if_nameindex()}
-    except OSError:
-        return False
-    return names <= {"lo"}
-
-
-if not _in_private_netns():
-    pytest.skip(
-        "browser/WebRTC test runs only in a private network namespace (found interfaces "
-        "besides lo); run: unshare --net -- sh -c 'ip link set lo up && "
-        ".venv/bin/pytest -m netns tests/test_browser.py'",
-        allow_module_level=True,
-    )
-
-
 # -- helpers ----------------------------------------------------------------------------------
 
 

@@ -60,3 +60,14 @@ def test_parse_and_sdp_filter() -> None:
     )
     out = loopback_candidates_only(sdp)
     assert "127.0.0.1" in out and "192.168" not in out and ".local" not in out
+
+
+def test_benchmark_stamps_survive_blur() -> None:
+    import cv2
+
+    from server.app import read_stamp, write_stamp
+
+    for value in (0, 1, 777, 2**20 - 1):
+        image = np.full((128, 128, 3), 120, np.uint8)
+        write_stamp(image, value)
+        assert read_stamp(cv2.GaussianBlur(image, (5, 5), 1.5)) == value

@@ -201,6 +201,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         size=args.size,
         cert=args.cert,
         key=args.key,
+        stamp_frames=args.stamp_frames,
     )
 
     def ready(url: str) -> None:
@@ -307,6 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--ice-loopback",
         action="store_true",
         help="ICE on 127.0.0.1 only (tests and single-machine use)",
+    )
+    p.add_argument(
+        "--stamp-frames",
+        action="store_true",
+        help="benchmarks: stamp each source frame's index into the avatar video",
     )
     p.set_defaults(func=cmd_serve)
 

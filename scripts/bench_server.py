@@ -1,0 +1,213 @@
+"""Server load: N concurrent synthetic WebRTC clients on loopback (N = 1, 2, 4, 8), each
+sending a GRID clip at 25 fps to `vn3d serve --stamp-frames`. Reports per-session received
+FPS, end-to-end latency (a frame's send time to the arrival of its render, matched through
+the index the server stamps into the avatar video) and CPU use (server process, client
+process), as a table and JSON.
+
+Runs inside a private network namespace (only loopback exists); as root it re-executes
+itself under `unshare --net` when needed.
+
+    python scripts/bench_server.py [--clients 1,2,4,8] [--seconds 12] [--size 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import websockets
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from engines.assets import asset_root
+from server.app import loopback_candidates_only, read_stamp
+
+FPS = 25
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+class ClipTrack(MediaStreamTrack):
+    """The GRID clip, looped, paced at 25 fps; remembers when each frame index was sent."""
+
+    kind = "video"
+
+    def __init__(self, frames: list[np.ndarray], sent: dict[int, float]) -> None:
+        super().__init__()
+        self.frames, self.sent, self.i, self.t0 = frames, sent, 0, None
+
+    async def recv(self) -> av.VideoFrame:
+        if self.t0 is None:
+            self.t0 = time.perf_counter()
+        wait = self.t0 + self.i / FPS - time.perf_counter()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        frame = av.VideoFrame.from_ndarray(self.frames[self.i % len(self.frames)], "rgb24")
+        frame.pts, frame.time_base = self.i * (90000 // FPS), Fraction(1, 90000)
+        self.sent[self.i] = time.perf_counter()
+        self.i += 1
+        return frame
+
+
+async def client(url: str, frames: list[np.ndarray], seconds: float, warmup: float) -> dict:
+    sent: dict[int, float] = {}
+    received: list[tuple[float, int]] = []
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTrack(ClipTrack(frames, sent))
+    tasks = []
+
+    @pc.on("track")
+    def on_track(track) -> None:
+        async def pull() -> None:
+            while True:
+                f = await track.recv()
+                received.append((time.perf_counter(), read_stamp(f.to_ndarray(format="rgb24"))))
+
+        tasks.append(asyncio.ensure_future(pull()))
+
+    async with websockets.connect(url) as ws:
+        welcome = json.loads(await ws.recv())
+        if welcome["type"] != "welcome":
+            raise RuntimeError(f"server refused: {welcome}")
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = loopback_candidates_only(pc.localDescription.sdp)
+        await ws.send(json.dumps({"type": "offer", "sdp": sdp, "sdpType": "offer"}))
+        while (msg := json.loads(await ws.recv()))["type"] != "answer":
+            pass
+        await pc.setRemoteDescription(RTCSessionDescription(msg["sdp"], "answer"))
+        await asyncio.sleep(seconds)
+    for t in tasks:
+        t.cancel()
+    await pc.close()
+    start = received[0][0] + warmup if received else 0
+    window = [(t, k) for t, k in received if t >= start]
+    latencies = [1000 * (t - sent[k]) for t, k in window if k in sent and t >= sent[k]]
+    span = window[-1][0] - window[0][0] if len(window) > 1 else 0
+    return {
+        "fps": (len(window) - 1) / span if span else 0.0,
+        "latency_ms": latencies,
+        "matched": len(latencies) / max(len(window), 1),
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_level(n: int, args, frames) -> dict:
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "vn3d.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--ice-loopback",
+        "--stamp-frames",
+        "--max-sessions",
+        str(n),
+        "--size",
+        str(args.size),
+    ]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).close()
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise RuntimeError("the server did not start") from None
+                time.sleep(0.5)
+        url = f"ws://127.0.0.1:{port}/ws"
+        cpu0, me0, t0 = cpu_seconds(server.pid), time.process_time(), time.perf_counter()
+
+        async def all_clients():
+            return await asyncio.gather(
+                *[client(url, frames, args.seconds, args.warmup) for _ in range(n)]
+            )
+
+        results = asyncio.run(all_clients())
+        wall = time.perf_counter() - t0
+        server_cpu = 100 * (cpu_seconds(server.pid) - cpu0) / wall
+        client_cpu = 100 * (time.process_time() - me0) / wall
+    finally:
+        server.terminate()
+        server.wait(30)
+    lat = np.concatenate([r["latency_ms"] for r in results]) if results else np.zeros(0)
+    return {
+        "clients": n,
+        "fps_per_session": [round(r["fps"], 1) for r in results],
+        "fps_mean": round(float(np.mean([r["fps"] for r in results])), 1),
+        "latency_median_ms": round(float(np.median(lat)), 1) if len(lat) else None,
+        "latency_p95_ms": round(float(np.percentile(lat, 95)), 1) if len(lat) else None,
+        "stamps_matched": round(float(np.mean([r["matched"] for r in results])), 3),
+        "server_cpu_percent": round(server_cpu, 1),
+        "client_cpu_percent": round(client_cpu, 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clients", default="1,2,4,8")
+    ap.add_argument("--seconds", type=float, default=12.0)
+    ap.add_argument("--warmup", type=float, default=3.0, help="seconds ignored at the start")
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--out", default="out/bench_server.json")
+    args = ap.parse_args()
+    if {name for _, name in socket.if_nameindex()} != {"lo"}:
+        if os.geteuid() != 0:
+            sys.exit("run inside a private network namespace (unshare --net), or as root")
+        inner = " ".join([sys.executable, *sys.argv])
+        sys.exit(
+            subprocess.call(
+                ["unshare", "--net", "--", "sh", "-c", f"ip link set lo up && exec {inner}"]
+            )
+        )
+    with av.open(str(asset_root() / "video" / "grid_corpus" / "bbaf2n.mpg")) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    rows = []
+    for n in (int(x) for x in args.clients.split(",")):
+        rows.append(run_level(n, args, frames))
+        print(f"  {n} clients: {rows[-1]['fps_mean']} fps/session", flush=True)
+    print(
+        f"\n{args.size}x{args.size} renders, GRID clip at {FPS} fps per client, "
+        f"{args.seconds:.0f} s per level ({args.warmup:.0f} s warm-up ignored)"
+    )
+    print(
+        "| clients | FPS per session (mean; each) | latency median / p95 ms | stamps matched "
+        "| server CPU % | client CPU % |\n|---|---|---|---|---|---|"
+    )
+    for r in rows:
+        each = ", ".join(str(x) for x in r["fps_per_session"])
+        print(
+            f"| {r['clients']} | {r['fps_mean']} ({each}) | {r['latency_median_ms']} / "
+            f"{r['latency_p95_ms']} | {r['stamps_matched']} | {r['server_cpu_percent']} | "
+            f"{r['client_cpu_percent']} |"
+        )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"size": args.size, "rows": rows}, indent=2))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
