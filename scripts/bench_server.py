@@ -30,7 +30,7 @@ import websockets
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from engines.assets import asset_root
-from server.app import loopback_candidates_only, read_stamp
+from server.app import loopback_candidates_only, read_stamp, restrict_ice_to_loopback
 
 FPS = 25
 CLK = os.sysconf("SC_CLK_TCK")
@@ -182,6 +182,7 @@ def main() -> None:
                 ["unshare", "--net", "--", "sh", "-c", f"ip link set lo up && exec {inner}"]
             )
         )
+    restrict_ice_to_loopback()  # the clients gather on 127.0.0.1 like the server
     with av.open(str(asset_root() / "video" / "grid_corpus" / "bbaf2n.mpg")) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     rows = []
