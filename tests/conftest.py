@@ -18,6 +18,14 @@ def ict() -> ICTFaceModel:
         pytest.fail(str(exc))
 
 
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def in_private_netns() -> bool:
     """True when the only network interface is loopback (``unshare --net``)."""
     return {name for _, name in socket.if_nameindex()} == {"lo"}

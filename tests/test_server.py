@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 
 import av
 import numpy as np
@@ -39,15 +38,9 @@ class ClipTrack(VideoStreamTrack):
         return frame
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-async def server():
-    port = free_port()
+async def server(free_port):
+    port = free_port
     cfg = ServerConfig(port=port, ice_loopback=True, max_sessions=2, size=128)
     started = asyncio.Event()
     task = asyncio.create_task(run_server(cfg, ready=lambda url: started.set()))

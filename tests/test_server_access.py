@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-import socket
 import ssl
 
 import pytest
@@ -16,12 +15,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from server.app import ServerConfig, run_server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def self_signed(tmp_path) -> tuple[str, str]:
@@ -65,9 +58,9 @@ async def stop(task) -> None:
         await task
 
 
-async def test_token_is_required(tmp_path, monkeypatch) -> None:
+async def test_token_is_required(tmp_path, monkeypatch, free_port) -> None:
     monkeypatch.setenv("VN3D_CACHE", str(tmp_path / "cache"))
-    port = free_port()
+    port = free_port
     task, _ = await start(ServerConfig(port=port, token="s3cret", size=64))
     try:
         for path in ("/ws", "/ws?token=wrong"):
@@ -81,10 +74,10 @@ async def test_token_is_required(tmp_path, monkeypatch) -> None:
         await stop(task)
 
 
-async def test_https_and_wss_with_a_certificate(tmp_path, monkeypatch) -> None:
+async def test_https_and_wss_with_a_certificate(tmp_path, monkeypatch, free_port) -> None:
     monkeypatch.setenv("VN3D_CACHE", str(tmp_path / "cache"))
     cert, key = self_signed(tmp_path)
-    port = free_port()
+    port = free_port
     task, url = await start(ServerConfig(port=port, cert=cert, key=key, size=64))
     try:
         assert url.startswith("https://")
