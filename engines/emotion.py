@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engines.erm import ERM, ERMConfig, load_erm, save_erm, train_erm
+from engines.erm import ERM, ERMConfig, check_intensities, load_erm, save_erm, train_erm
 from engines.facs import EMOTIONS, LABELS, Records, emotion_basis, facs_records
 
 CACHE_ENV = "VN3D_CACHE"
@@ -121,8 +121,6 @@ def intensities_from(values: dict[str, float] | list[float] | np.ndarray) -> np.
         if unknown:
             raise ValueError(f"unknown emotions {sorted(unknown)}; use {', '.join(EMOTIONS)}")
         values = [values.get(e, 0.0) for e in EMOTIONS]
-    from engines.erm import check_intensities
-
     return check_intensities(values)[0]
 
 

@@ -46,9 +46,7 @@ class OverlappedRetargeter:
         t0 = time.perf_counter()
         track, timings = future.result()
         timings["wait"] = 1000 * (time.perf_counter() - t0)
-        image = self.retargeter.render(track.expression, track.rotation, timings)
-        self.retargeter.history.append(timings)
-        return RetargetedFrame(image, track, timings)
+        return self.retargeter.finish(track, timings)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -98,9 +98,11 @@ class Retargeter:
     def process(
         self, frame: av.VideoFrame | np.ndarray, timestamp_s: float, fmt: str = "rgb"
     ) -> RetargetedFrame:
-        timings: dict[str, float] = {}
         track = self.tracker.process(frame, timestamp_s, fmt)
-        timings.update(self.tracker.timings_ms)
+        return self.finish(track, dict(self.tracker.timings_ms))
+
+    def finish(self, track: TrackResult, timings: dict[str, float]) -> RetargetedFrame:
+        """Render a tracked frame and record its stage timings."""
         image = self.render(track.expression, track.rotation, timings)
         self.history.append(timings)
         return RetargetedFrame(image, track, timings)

@@ -120,7 +120,8 @@ class FaceTracker:
         n = len(result.face_landmarks)
         if n == 0:
             return self._no_face(timestamp_s)
-        k = self._choose_face(result.face_landmarks)
+        faces = [np.array([[p.x, p.y, p.z] for p in f], np.float32) for f in result.face_landmarks]
+        k = self._choose_face(faces)
         scores = np.array([c.score for c in result.face_blendshapes[k]], np.float64)
         if self._map is None:
             names = [c.category_name for c in result.face_blendshapes[k]]
@@ -142,17 +143,16 @@ class FaceTracker:
             self.timings_ms["filter"] = 1000 * (time.perf_counter() - t1)
         self._last = (psi, rotation)
         self._last_seen_s = timestamp_s
-        lms = np.array([[p.x, p.y, p.z] for p in result.face_landmarks[k]], np.float32)
-        return TrackResult("tracked", psi, rotation, scores, lms, n)
+        return TrackResult("tracked", psi, rotation, scores, faces[k], n)
 
-    def _choose_face(self, faces: list) -> int:
-        centres = np.array([[np.mean([p.x for p in f]), np.mean([p.y for p in f])] for f in faces])
-        if self._centre is None or len(faces) == 1:
-            spans = np.array([np.ptp([p.x for p in f]) * np.ptp([p.y for p in f]) for f in faces])
-            off_centre = np.linalg.norm(centres - 0.5, axis=1)
-            k = int(np.argmax(spans - 0.1 * off_centre)) if self._centre is None else 0
-        else:
+    def _choose_face(self, faces: list[np.ndarray]) -> int:
+        """Keep the face nearest the one followed so far; else the largest, most central."""
+        centres = np.stack([f[:, :2].mean(0) for f in faces])  # (n, 2)
+        if self._centre is not None:
             k = int(np.argmin(np.linalg.norm(centres - self._centre, axis=1)))
+        else:
+            spans = np.array([np.ptp(f[:, 0]) * np.ptp(f[:, 1]) for f in faces])
+            k = int(np.argmax(spans - 0.1 * np.linalg.norm(centres - 0.5, axis=1)))
         self._centre = centres[k]
         return k
 

@@ -24,6 +24,13 @@ def load_model(name: str):  # -> FaceModel
     return ICTFaceModel()
 
 
+def output_path(text: str) -> Path:
+    """The output file's path, with its folder created."""
+    out = Path(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def parse_floats(text: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",") if x.strip()]
@@ -72,8 +79,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     with MeshRenderer(model.topology, cfg) as renderer:
         img = renderer.render(vertices, camera)
     code = cv2.COLOR_RGBA2BGRA if args.transparent else cv2.COLOR_RGB2BGR
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = output_path(args.out)
     if not cv2.imwrite(str(out), cv2.cvtColor(img, code)):
         raise ValueError(f"could not write {out}: use a .png or .jpg name")
     print(f"wrote {out} ({args.size}x{args.size})")
@@ -90,8 +96,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         samples=args.samples,
         seconds_per_expression=args.seconds_per_expression,
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = output_path(args.out)
     n = render_demo(model, out, cfg)
     print(f"wrote {out}: {n} frames, {n / cfg.fps:.1f} s at {cfg.size}x{cfg.size}")
     return 0
@@ -109,8 +114,7 @@ def cmd_retarget_clip(args: argparse.Namespace) -> int:
         samples=args.samples,
         calibrate_frames=args.calibrate_neutral,
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = output_path(args.out)
     try:
         report = retarget_clip(model, args.source, out, target, cfg)
     except ClipError as exc:
@@ -144,8 +148,7 @@ def load_records(spec: str, model):  # -> Records
 def cmd_erm_records(args: argparse.Namespace) -> int:
     model = load_model("ict")
     records = load_records(args.source, model)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = output_path(args.out)
     records.save(out)
     print(f"wrote {out}: {len(records)} records from {len(set(records.subject))} subjects")
     return 0
