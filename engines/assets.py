@@ -50,6 +50,13 @@ ASSETS: dict[str, Asset] = {
         "Apache-2.0 (Google MediaPipe)",
         "run `python scripts/fetch_assets.py canonical_face_model`",
     ),
+    "lpips_squeezenet": Asset(
+        "lpips/squeezenet1_1_features.pth",
+        "435cedb387e95bc8291893f61a3a64f0345b8c23a05139aceef43947efb3d52d",
+        "BSD-3-Clause (torchvision SqueezeNet 1.1 ImageNet weights)",
+        "copy it into the asset root: torchvision's squeezenet1_1 ImageNet weights, the "
+        "`features` state dict only (see lpips/NOTICE.md); only LPIPS needs it",
+    ),
 }
 
 

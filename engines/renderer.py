@@ -15,6 +15,7 @@ import torch
 
 from engines.camera import Camera, PerspectiveCamera
 from engines.face_model import MeshTopology
+from engines.hair_render import DEFAULT_COLOUR, HairDrawer, HairLook, hair_mesh
 from engines.materials import KIND_IRIS, KIND_SCLERA, Material, material_for
 
 MAX_MATERIALS = 16
@@ -232,6 +233,7 @@ class MeshRenderer:
             self._create_objects(static, opaque, blended, looks)
             self.texture = None
             self._set_texture(texture)
+        self.hair: HairDrawer | None = None
 
     def _create_objects(
         self, static: np.ndarray, opaque: np.ndarray, blended: np.ndarray, looks: list[Material]
@@ -301,14 +303,44 @@ class MeshRenderer:
         self.texture.use(0)
         self.prog["u_texture"].value = 0
 
-    def render(
-        self, vertices: torch.Tensor | np.ndarray, camera: Camera | None = None
-    ) -> np.ndarray:
-        """One frame from vertices (V, 3): (H, W, 3) uint8, or (H, W, 4) when transparent."""
-        with self.ctx:  # make this renderer's context current (several may exist)
-            return self._render(vertices, camera)
+    def set_hair(
+        self,
+        strands: np.ndarray | None,
+        colour: tuple[float, float, float] = DEFAULT_COLOUR,
+        look: HairLook | None = None,
+    ) -> None:
+        """Draw hair from guide strands (32, 32, P, 3) in the head's frame (see
+        :mod:`engines.hair`) in an sRGB colour, or no hair (None)."""
+        with self.ctx:
+            if strands is None:
+                if self.hair is not None:
+                    self.hair.release()
+                self.hair = None
+                return
+            if self.hair is None:
+                self.hair = HairDrawer(self.ctx)
+            self.hair.set(hair_mesh(np.asarray(strands), look or HairLook()), colour)
 
-    def _render(self, vertices: torch.Tensor | np.ndarray, camera: Camera | None) -> np.ndarray:
+    def render(
+        self,
+        vertices: torch.Tensor | np.ndarray,
+        camera: Camera | None = None,
+        hair_transform: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """One frame from vertices (V, 3): (H, W, 3) uint8, or (H, W, 4) when transparent.
+
+        Hair (:meth:`set_hair`) is moved by ``hair_transform`` (4, 4), e.g. the head's
+        rigid rotation from :func:`engines.hair_render.head_transform`; None: unmoved.
+        """
+        with self.ctx:  # make this renderer's context current (several may exist)
+            return self._render(vertices, camera, hair_transform)
+
+    def _render(
+        self,
+        vertices: torch.Tensor | np.ndarray,
+        camera: Camera | None,
+        hair_transform: np.ndarray | None,
+    ) -> np.ndarray:
         cfg = self.config
         cam = camera or PerspectiveCamera.portrait()
         v = torch.as_tensor(vertices, dtype=torch.float32).reshape(-1, 3)  # (V, 3)
@@ -317,11 +349,11 @@ class MeshRenderer:
         self._dynamic[:, 3:] = normals[self._vertex_ids].numpy()
         self.vbo_dynamic.write(self._dynamic)
 
-        self.prog["u_view"].write(cam.view().T.astype(np.float32).tobytes())
-        self.prog["u_proj"].write(
-            cam.projection(cfg.width / cfg.height).T.astype(np.float32).tobytes()
-        )
-        self.prog["u_ortho"].value = not isinstance(cam, PerspectiveCamera)
+        view, proj = cam.view(), cam.projection(cfg.width / cfg.height)
+        self.prog["u_view"].write(view.T.astype(np.float32).tobytes())
+        self.prog["u_proj"].write(proj.T.astype(np.float32).tobytes())
+        ortho = not isinstance(cam, PerspectiveCamera)
+        self.prog["u_ortho"].value = ortho
         if self.texture is not None:
             self.texture.use(0)
 
@@ -333,6 +365,8 @@ class MeshRenderer:
         ctx.enable(moderngl.CULL_FACE)  # closed, outward-wound (CCW) surfaces
         ctx.disable(moderngl.BLEND)
         self.vao_opaque.render(moderngl.TRIANGLES)
+        if self.hair is not None:
+            self.hair.draw(view, proj, hair_transform, ortho)
         ctx.disable(moderngl.CULL_FACE)  # lash cards are seen from both sides
         if self.vao_blended is not None:
             ctx.enable(moderngl.BLEND)
@@ -367,6 +401,9 @@ class MeshRenderer:
             self.ctx.release()
 
     def _release_objects(self) -> None:
+        if self.hair is not None:
+            self.hair.release()
+            self.hair = None
         for obj in (
             self.vao_opaque,
             self.vao_blended,

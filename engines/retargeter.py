@@ -15,6 +15,7 @@ import torch
 
 from engines.camera import Camera, PerspectiveCamera
 from engines.face_model import FaceModel
+from engines.hair_render import DEFAULT_COLOUR, head_transform
 from engines.renderer import MeshRenderer, RenderConfig
 from engines.tracker import FaceTracker, TrackerConfig, TrackResult
 
@@ -23,11 +24,14 @@ STAGES = ("decode", "track", "filter", "model", "render", "encode")
 
 @dataclass
 class Target:
-    """A precomputed target identity: shape coefficients and an optional UV texture."""
+    """A precomputed target identity: shape coefficients, an optional UV texture and
+    optional strand hair aligned to the identity's head."""
 
     name: str
     shape: torch.Tensor  # (1, <= n_shape)
     texture: np.ndarray | None = None  # (H, k*H, 3) uint8, k UDIM tiles
+    hair: np.ndarray | None = None  # (32, 32, P, 3) strands in the model's frame
+    hair_rgb: tuple[float, float, float] = DEFAULT_COLOUR  # sRGB in [0, 1]
 
 
 def default_target(model: FaceModel) -> Target:
@@ -94,6 +98,7 @@ class Retargeter:
         with torch.no_grad():
             self._identity = self.model.prepare_identity(target.shape)
         self.renderer.set_texture(target.texture)
+        self.renderer.set_hair(target.hair, target.hair_rgb)
 
     def process(
         self, frame: av.VideoFrame | np.ndarray, timestamp_s: float, fmt: str = "rgb"
@@ -126,7 +131,8 @@ class Retargeter:
         with torch.no_grad():
             vertices = self.model.forward_prepared(self._identity, psi, pose)[0]
         t1 = time.perf_counter()
-        image = self.renderer.render(vertices, self.camera)
+        hair = head_transform(pose[0, :3].numpy()) if self.target.hair is not None else None
+        image = self.renderer.render(vertices, self.camera, hair)
         timings["model"] = 1000 * (t1 - t0)
         timings["render"] = 1000 * (time.perf_counter() - t1)
         return image

@@ -103,11 +103,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_retarget_clip(args: argparse.Namespace) -> int:
+    from avatars.store import load_any_target
     from engines.clip import ClipConfig, ClipError, retarget_clip
-    from engines.retargeter import load_target
 
     model = load_model(args.model)
-    target = load_target(args.target, model)
+    target = load_any_target(args.target, model)
     cfg = ClipConfig(
         size=args.size,
         side_by_side=args.side_by_side,
@@ -185,6 +185,84 @@ def cmd_erm_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_avatar_build(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from avatars.store import AvatarStore
+    from engines.avatar import STAGES, AvatarBuilder, AvatarConfig, decode_photo, photo_hash
+
+    data = Path(args.photo).read_bytes()
+    image = decode_photo(data)
+    model = load_model("ict")
+    config = AvatarConfig(texture_size=args.texture_size, hair=args.hair)
+    builder = AvatarBuilder(model, config)
+    name = args.name or Path(args.photo).stem
+    with tqdm(total=len(STAGES), desc="avatar", unit="stage") as bar:
+        avatar = builder.build(image, name, photo_hash(data), lambda s: bar.update(1))
+    builder.close()
+    store = AvatarStore(args.store)
+    avatar_id = store.add(avatar, model)
+    print(f"avatar {avatar_id} ({name}) in {store.root / avatar_id}")
+    print(f"  hair: {avatar.hair.name if avatar.hair else 'none'}, "
+          f"colour {tuple(round(c, 2) for c in avatar.hair_rgb)}; "
+          f"landmark fit {avatar.photo.residual_px:.2f} px")
+    for stage, ms in avatar.timings_ms.items():
+        print(f"  {stage:<9} {ms:7.0f} ms")
+    print(f"  total     {sum(avatar.timings_ms.values()):7.0f} ms")
+    return 0
+
+
+def cmd_avatar_list(args: argparse.Namespace) -> int:
+    from avatars.store import AvatarStore
+
+    entries = AvatarStore(args.store).entries(everyone=True)
+    for e in entries:
+        owner = "local" if e.owner is None else ("public" if e.public else "private upload")
+        print(f"{e.id}  {e.name:<24} hair={e.hairstyle or 'none':<14} {owner}")
+    if not entries:
+        print("no avatars yet: vn3d avatar build PHOTO")
+    return 0
+
+
+def cmd_avatar_show(args: argparse.Namespace) -> int:
+    from avatars.store import AvatarStore
+
+    store = AvatarStore(args.store)
+    folder = store.folder(args.id)
+    print((folder / "manifest.json").read_text())
+    return 0
+
+
+def cmd_avatar_export(args: argparse.Namespace) -> int:
+    from avatars.store import AvatarStore
+
+    store = AvatarStore(args.store)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = store.entry(args.id).name
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or args.id
+    (out / f"{stem}.zip").write_bytes(store.zip(args.id))
+    (out / f"{stem}.glb").write_bytes(store.glb(args.id))
+    print(f"wrote {out / (stem + '.zip')} and {out / (stem + '.glb')}")
+    return 0
+
+
+def cmd_avatar_import(args: argparse.Namespace) -> int:
+    from avatars.store import AvatarStore
+
+    avatar_id = AvatarStore(args.store).import_avatar(Path(args.source), load_model("ict"))
+    print(f"imported avatar {avatar_id}")
+    return 0
+
+
+def cmd_avatar_delete(args: argparse.Namespace) -> int:
+    from avatars.store import AvatarStore
+
+    AvatarStore(args.store).delete(args.id)
+    print(f"deleted avatar {args.id}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
     import logging
@@ -221,6 +299,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor()
 
 
+def list_hairstyles() -> list[str]:
+    from engines.hair import list_styles
+
+    return list_styles()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vn3d", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -254,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("retarget-clip", help="put a video's expressions onto a target's head")
     p.add_argument("source", help="input video (any format FFmpeg reads)")
-    p.add_argument("--target", default="default", help="'default' or a target .npz")
+    p.add_argument("--target", default="default",
+                   help="'default', a target .npz, an avatar folder/zip or an avatar id")
     p.add_argument("--out", default="out/retargeted.mp4")
     p.add_argument("--side-by-side", action="store_true", help="source | render")
     p.add_argument("--size", type=int, default=512)
@@ -290,6 +375,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="default")
     p.add_argument("--split", choices=["all", "val"], default="val")
     p.set_defaults(func=cmd_erm_eval)
+
+    avatar = sub.add_parser("avatar", help="avatars from portraits, and the avatar store")
+    avatar_sub = avatar.add_subparsers(dest="avatar_command", required=True)
+    store_help = "the avatar store folder (default: $VN3D_AVATARS or ~/.local/share/vn3d/avatars)"
+    p = avatar_sub.add_parser("build", help="build an avatar from one portrait into the store")
+    p.add_argument("photo", help="a JPEG, PNG or WebP portrait")
+    p.add_argument("--hair", default="auto", help="'auto' (chosen from the photo), a style "
+                   "name (see `vn3d avatar styles`) or 'none'")
+    p.add_argument("--name", default=None, help="display name (default: the file name)")
+    p.add_argument("--texture-size", type=int, default=1024)
+    p.add_argument("--store", default=None, help=store_help)
+    p.set_defaults(func=cmd_avatar_build)
+    p = avatar_sub.add_parser("styles", help="list the hairstyles")
+    p.set_defaults(func=lambda args: print("\n".join(list_hairstyles())) or 0)
+    for verb, helptext, func in (
+        ("list", "list the avatars in the store", cmd_avatar_list),
+        ("show", "print an avatar's manifest", cmd_avatar_show),
+        ("export", "write an avatar's zip and GLB", cmd_avatar_export),
+        ("delete", "delete an avatar from the store", cmd_avatar_delete),
+        ("import", "import an avatar folder or zip into the store", cmd_avatar_import),
+    ):
+        p = avatar_sub.add_parser(verb, help=helptext)
+        if verb == "import":
+            p.add_argument("source", help="an avatar folder or .zip")
+        elif verb != "list":
+            p.add_argument("id", help="the avatar's id (vn3d avatar list)")
+        if verb == "export":
+            p.add_argument("--out", default="out/avatars")
+        p.add_argument("--store", default=None, help=store_help)
+        p.set_defaults(func=func)
 
     p = sub.add_parser("serve", help="the live service: web page + WebRTC retargeting")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
@@ -328,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (AssetMissingError, ValueError, KeyError) as exc:
+    except (AssetMissingError, ValueError, KeyError, FileNotFoundError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"vn3d {args.command}: error: {msg}", file=sys.stderr)
         return 2

@@ -1,0 +1,151 @@
+"""Avatar quality: build an avatar for every portrait in ../shared/assets/faces, render it
+with the photo's fitted camera and expression, and compare with the photo over the face
+region: PSNR, SSIM, LPIPS (SqueezeNet backbone) and dlib identity distance; plus build
+time per stage. Table + JSON + a contact sheet (photo | render | render with hair).
+
+    python scripts/bench_avatar.py [--out out/bench_avatar] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from engines.assets import asset_root
+from engines.avatar import STAGES, AvatarBuilder, decode_photo, photo_hash
+from engines.ict_model import ICTFaceModel
+from engines.image_metrics import (
+    SAME_PERSON_THRESHOLD,
+    FaceIdentity,
+    Lpips,
+    LpipsUnavailable,
+    face_region_mask,
+    psnr,
+    ssim,
+)
+from engines.renderer import MeshRenderer, RenderConfig
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def portraits() -> list[Path]:
+    root = asset_root() / "faces"
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES)
+
+
+def render_over_photo(model, avatar, image, hair: bool) -> np.ndarray:
+    """The avatar with the photo's expression, from the photo's camera, over the photo."""
+    fit = avatar.photo
+    h, w = image.shape[:2]
+    with torch.no_grad():
+        v = model(
+            torch.from_numpy(avatar.shape[None]), torch.from_numpy(fit.expression[None]),
+            torch.zeros(1, model.n_pose),
+        )[0].numpy()
+    from engines.avatar import camera_transform
+
+    with MeshRenderer(model.topology, RenderConfig(w, h, transparent=True),
+                      texture=avatar.texture) as r:
+        if hair and avatar.hair is not None:
+            r.set_hair(avatar.hair.positions, avatar.hair_rgb)
+        rgba = r.render(fit.to_camera_space(v), fit.camera(), camera_transform(fit))
+    a = rgba[..., 3:] / 255.0
+    return (image * (1 - a) + rgba[..., :3] * a).astype(np.uint8)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="out/bench_avatar")
+    ap.add_argument("--limit", type=int, default=0, help="at most N photos (0 = all)")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = ICTFaceModel()
+    builder = AvatarBuilder(model)
+    lpips, identity = Lpips(), FaceIdentity()
+    try:
+        lpips.load()
+    except LpipsUnavailable as exc:
+        print(f"LPIPS unavailable: {exc}")
+        lpips = None
+    rows, sheet = [], []
+    photos = portraits()[: args.limit or None]
+    for path in photos:
+        data = path.read_bytes()
+        image = decode_photo(data)
+        t0 = time.perf_counter()
+        try:
+            avatar = builder.build(image, path.stem, photo_hash(data))
+        except ValueError as exc:
+            print(f"{path.name}: skipped ({exc})")
+            continue
+        total = time.perf_counter() - t0
+        lms, _ = builder.landmarks(image)
+        mask = face_region_mask(lms, image.shape)
+        render = render_over_photo(model, avatar, image, hair=False)
+        with_hair = render_over_photo(model, avatar, image, hair=True)
+        row = {
+            "photo": str(path.relative_to(asset_root())),
+            "psnr": psnr(image, render, mask),
+            "ssim": ssim(image, render, mask),
+            "lpips": lpips(image, render, mask) if lpips else None,
+            "identity": identity.distance(image, render),
+            "hair": avatar.hair.name if avatar.hair else "none",
+            "fit_px": avatar.photo.residual_px,
+            "total_s": total,
+            **{f"{s}_ms": avatar.timings_ms[s] for s in STAGES},
+        }
+        rows.append(row)
+        print(f"{path.name:<28} PSNR {row['psnr']:5.2f}  SSIM {row['ssim']:.3f}  "
+              f"LPIPS {row['lpips'] if row['lpips'] is None else round(row['lpips'], 3)}  "
+              f"ID {row['identity'] if row['identity'] is None else round(row['identity'], 3)}"
+              f"  {total:.2f} s  hair {row['hair']}", flush=True)
+        small = [cv2.resize(x, (240, round(240 * x.shape[0] / x.shape[1])))
+                 for x in (image, render, with_hair)]
+        sheet.append(cv2.resize(np.concatenate(small, 1), (720, 240)))
+    builder.close()
+
+    def mean(key: str) -> float | None:
+        vals = [r[key] for r in rows if r[key] is not None]
+        return float(np.mean(vals)) if vals else None
+
+    ids = [r["identity"] for r in rows if r["identity"] is not None]
+    summary = {
+        "photos": len(rows),
+        **{k: mean(k) for k in ("psnr", "ssim", "lpips", "identity", "fit_px", "total_s")},
+        **{f"{s}_ms": mean(f"{s}_ms") for s in STAGES},
+        "identity_same_person_rate": float(np.mean(np.array(ids) < SAME_PERSON_THRESHOLD))
+        if ids else None,
+        "identity_found": len(ids),
+        "lpips_backbone": "squeezenet1_1 (lpips v0.1, net='squeeze')",
+        "identity_model": f"dlib ResNet (face-recognition-models), threshold "
+                          f"{SAME_PERSON_THRESHOLD}",
+    }
+    (out / "bench_avatar.json").write_text(json.dumps({"summary": summary, "rows": rows},
+                                                      indent=2))
+    for i in range(0, len(sheet), 24):
+        cv2.imwrite(str(out / f"contact_sheet_{i // 24}.jpg"),
+                    np.concatenate(sheet[i : i + 24], 0)[:, :, ::-1])
+
+    def fmt(x: float | None, d: int = 3) -> str:
+        return "n/a" if x is None else f"{x:.{d}f}"
+
+    print("\n| photos | PSNR dB | SSIM | LPIPS (squeeze) | identity distance | same person "
+          "(< 0.6) | fit px | build s | " + " | ".join(f"{s} ms" for s in STAGES) + " |")
+    print("|" + "---|" * (8 + len(STAGES)))
+    s = summary
+    print(f"| {s['photos']} | {fmt(s['psnr'], 2)} | {fmt(s['ssim'])} | {fmt(s['lpips'])} | "
+          f"{fmt(s['identity'])} | {fmt(s['identity_same_person_rate'], 2)} "
+          f"({s['identity_found']} found) | {fmt(s['fit_px'], 2)} | {fmt(s['total_s'], 2)} | "
+          + " | ".join(fmt(s[f'{st}_ms'], 0) for st in STAGES) + " |")
+    print(f"\nwrote {out / 'bench_avatar.json'} and {out}/contact_sheet_*.jpg")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""Avatars from a portrait: the build, the files (folder, zip, GLB) and the store."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import trimesh
+
+from avatars.store import AvatarStore, StoreError, load_any_target
+from engines.assets import asset_root
+from engines.avatar import (
+    STAGES,
+    AvatarBuilder,
+    AvatarConfig,
+    AvatarError,
+    PhotoLimits,
+    decode_photo,
+    photo_hash,
+)
+from engines.avatar_files import (
+    AvatarFileError,
+    avatar_files,
+    read_avatar,
+    sha256_bytes,
+    write_avatar_dir,
+    zip_bytes,
+)
+from engines.hair import points_inside_head, skin_faces
+from engines.renderer import RenderConfig
+from engines.retargeter import Retargeter
+
+PHOTO = "london_001_neutral.jpg"
+
+
+@pytest.fixture(scope="module")
+def photo_bytes() -> bytes:
+    return (asset_root() / "faces" / "london_set" / PHOTO).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def avatar(ict, photo_bytes):
+    builder = AvatarBuilder(ict, AvatarConfig(texture_size=512))
+    try:
+        yield builder.build(decode_photo(photo_bytes), "london 001", photo_hash(photo_bytes))
+    finally:
+        builder.close()
+
+
+@pytest.fixture(scope="module")
+def files(ict, avatar) -> dict[str, bytes]:
+    return avatar_files(avatar, ict)
+
+
+def test_build_gives_shape_texture_and_hair(ict, avatar) -> None:
+    assert set(avatar.timings_ms) == set(STAGES)
+    assert avatar.texture.shape == (512, 1024, 3) and avatar.texture.dtype == np.uint8
+    assert avatar.shape.shape == (ict.n_shape,) and np.isfinite(avatar.shape).all()
+    assert avatar.photo.residual_px < 3.0
+    # her hair is dark brown: the colour read from the photo is dark and warm
+    r, _, b = avatar.hair_rgb
+    assert max(avatar.hair_rgb) < 0.5 and r >= b
+    assert avatar.hair is not None
+    import torch
+
+    with torch.no_grad():
+        head = ict.prepare_identity(torch.from_numpy(avatar.shape[None]))[0].numpy()
+    roots = avatar.hair.positions[avatar.hair.active][:, 0]
+    assert not points_inside_head(roots, head, skin_faces(ict.topology)).any()
+    # the face's texture came from the photo: skin-coloured, not the flat default
+    face_px = avatar.texture[256 - 40 : 256 + 40, 216:296].reshape(-1, 3).astype(float)
+    assert face_px.std(0).mean() > 3.0
+
+
+def test_avatar_renders_with_its_hair(ict, avatar) -> None:
+    with Retargeter(ict, avatar.target(), RenderConfig(256, 256)) as rt:
+        with_hair = rt.render(np.zeros(ict.n_expression), np.zeros(3))
+        turned = rt.render(np.zeros(ict.n_expression), np.array([0.0, 0.5, 0.0]))
+        bare_target = avatar.target()
+        bare_target.hair = None
+        rt.set_target(bare_target)
+        bare = rt.render(np.zeros(ict.n_expression), np.zeros(3))
+    diff = np.abs(with_hair.astype(int) - bare).sum(2) > 30
+    assert diff[:70].mean() > 0.1  # the top of the frame: hair
+    assert diff[120:170, 100:156].mean() < 0.05  # the middle of the face: unchanged
+    assert np.abs(turned.astype(int) - with_hair).sum(2).mean() > 10
+
+
+def test_files_round_trip_folder_and_zip(ict, avatar, files, tmp_path) -> None:
+    manifest = json.loads(files["manifest.json"])
+    assert manifest["format_version"] == 1 and manifest["model"] == "ict"
+    assert manifest["source_image_sha256"] == avatar.source_sha256
+    assert manifest["sizes"]["shape"] == ict.n_shape
+    for name, entry in manifest["files"].items():
+        assert entry["sha256"] == sha256_bytes(files[name])
+    write_avatar_dir(files, tmp_path / "a")
+    for back in (read_avatar(tmp_path / "a", ict), read_avatar(zip_bytes(files), ict)):
+        assert np.array_equal(back.shape, avatar.shape)
+        assert np.array_equal(back.texture, avatar.texture)
+        assert np.array_equal(back.hair.positions, avatar.hair.positions)
+        assert back.hair_rgb == pytest.approx(avatar.hair_rgb)
+
+
+def test_glb_and_obj_open_in_trimesh(files) -> None:
+    scene = trimesh.load(io.BytesIO(files["avatar.glb"]), file_type="glb")
+    assert "hair" in scene.geometry and "M_Face" in scene.geometry
+    face = scene.geometry["M_Face"]
+    assert face.visual.material.baseColorTexture is not None
+    assert face.visual.uv.shape == (len(face.vertices), 2)
+    extent = scene.bounds[1] - scene.bounds[0]
+    assert 0.15 < extent[1] < 0.6  # metres: a head (and its hair), not centimetres
+    mesh = trimesh.load(io.BytesIO(files["mesh.obj"]), file_type="obj", process=False,
+                        force="mesh")
+    assert len(mesh.vertices) > 20000
+    hair_lines = files["hair.obj"].decode().splitlines()
+    n_v = sum(ln.startswith("v ") for ln in hair_lines)
+    n_l = sum(ln.startswith("l ") for ln in hair_lines)
+    assert n_v == 100 * n_l and n_l > 100
+
+
+def rezip(files: dict[str, bytes], **changes: bytes | None) -> bytes:
+    out = dict(files)
+    for name, data in changes.items():
+        name = name.replace("__", ".")
+        if data is None:
+            out.pop(name)
+        else:
+            out[name] = data
+    return zip_bytes(out)
+
+
+def test_store_add_list_export_import_delete(ict, avatar, tmp_path) -> None:
+    store = AvatarStore(tmp_path / "store")
+    avatar_id = store.add(avatar, ict)
+    assert len(avatar_id) == 16 and int(avatar_id, 16) >= 0
+    assert [e.id for e in store.entries()] == [avatar_id]
+    assert store.add(avatar, ict) == avatar_id  # content hash: once
+    other = AvatarStore(tmp_path / "other")
+    assert other.import_avatar(store.zip(avatar_id), ict) == avatar_id
+    glb = trimesh.load(io.BytesIO(other.glb(avatar_id)), file_type="glb")
+    assert "hair" in glb.geometry
+    target = load_any_target(avatar_id, ict, other)
+    assert target.hair is not None and target.texture.shape == avatar.texture.shape
+    other.delete(avatar_id)
+    assert other.entries() == []
+    with pytest.raises(StoreError):
+        other.folder(avatar_id)
+
+
+def test_store_visibility(ict, avatar, tmp_path) -> None:
+    store = AvatarStore(tmp_path)
+    avatar_id = store.add(avatar, ict, owner="alice")
+    assert [e.id for e in store.entries("alice")] == [avatar_id]
+    assert store.entries("bob") == [] and store.entries(None) == []
+    store.set_public(avatar_id, True)
+    assert [e.id for e in store.entries("bob")] == [avatar_id]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["../etc", "/etc/passwd", "..", "", "0123456789ABCDEF", "0123456789abcdef0", "a/b", None],
+)
+def test_store_refuses_ids_that_are_paths(tmp_path, bad) -> None:
+    store = AvatarStore(tmp_path / "store")
+    with pytest.raises(StoreError):
+        store.folder(bad)
+
+
+def test_store_refuses_symlinked_entries(ict, avatar, tmp_path) -> None:
+    outside = tmp_path / "outside"
+    write_avatar_dir(avatar_files(avatar, ict), outside)
+    store = AvatarStore(tmp_path / "store")
+    os.symlink(outside, store.root / "0123456789abcdef")
+    with pytest.raises(StoreError):
+        store.folder("0123456789abcdef")
+    assert store.entries(everyone=True) == []
+
+
+def test_store_rejects_corrupt_files_and_stays_intact(ict, files, tmp_path) -> None:
+    store = AvatarStore(tmp_path / "store")
+    good = zip_bytes(files)
+    flipped = bytearray(files["texture.png"])
+    flipped[len(flipped) // 2] ^= 0xFF
+    wrong_shape = io.BytesIO()
+    np.savez(wrong_shape, shape=np.zeros(7, np.float32))
+    manifest = json.loads(files["manifest.json"])
+    manifest["files"]["params.npz"]["sha256"] = sha256_bytes(wrong_shape.getvalue())
+    evil = io.BytesIO()
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("../evil.txt", "x")
+    cases = {
+        "truncated zip": good[: len(good) // 2],
+        "not a zip": b"hello",
+        "flipped byte": rezip(files, texture__png=bytes(flipped)),
+        "no manifest": rezip(files, manifest__json=None),
+        "bad manifest": rezip(files, manifest__json=b"{not json"),
+        "missing file": rezip(files, params__npz=None),
+        "wrong array shape": rezip(
+            files, params__npz=wrong_shape.getvalue(),
+            manifest__json=json.dumps(manifest).encode(),
+        ),
+        "path in zip": evil.getvalue(),
+    }
+    for label, data in cases.items():
+        with pytest.raises(AvatarFileError):
+            store.import_avatar(data, ict)
+        assert store.entries(everyone=True) == [], label
+        assert [p.name for p in store.root.iterdir()] == [], label  # no leftovers
+
+
+def png_bytes(img: np.ndarray, ext: str = ".png") -> bytes:
+    ok, buf = cv2.imencode(ext, img)
+    assert ok
+    return buf.tobytes()
+
+
+def test_photo_limits_and_bad_photos(ict) -> None:
+    with pytest.raises(AvatarError, match="larger"):
+        decode_photo(b"x" * 2000, PhotoLimits(max_bytes=1000))
+    with pytest.raises(AvatarError, match="could not be read"):
+        decode_photo(b"not an image at all")
+    gif = io.BytesIO()
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(gif, "GIF")
+    with pytest.raises(AvatarError, match="JPEG"):
+        decode_photo(gif.getvalue())
+    big = png_bytes(np.zeros((2000, 3000, 3), np.uint8))  # small file, 6 MP decoded
+    with pytest.raises(AvatarError, match="pixels"):
+        decode_photo(big, PhotoLimits(max_pixels=1_000_000))
+    blank = decode_photo(png_bytes(np.full((300, 300, 3), 128, np.uint8)))
+    builder = AvatarBuilder(ict)
+    try:
+        with pytest.raises(AvatarError, match="no face"):
+            builder.build(blank, "blank", "0")
+    finally:
+        builder.close()
+
+
+def test_cli_avatar_build_list_export_delete(tmp_path, capsys) -> None:
+    from vn3d.cli import main
+
+    store = str(tmp_path / "store")
+    photo = str(asset_root() / "faces" / "london_set" / "london_003_neutral.jpg")
+    assert main(["avatar", "build", photo, "--hair", "none", "--texture-size", "256",
+                 "--store", store]) == 0
+    out = capsys.readouterr().out
+    avatar_id = out.split()[1]
+    assert "landmarks" in out and "texture" in out
+    assert main(["avatar", "list", "--store", store]) == 0
+    assert avatar_id in capsys.readouterr().out
+    assert main(["avatar", "export", avatar_id, "--out", str(tmp_path / "x"),
+                 "--store", store]) == 0
+    exported = sorted(p.suffix for p in Path(tmp_path / "x").iterdir())
+    assert exported == [".glb", ".zip"]
+    assert main(["avatar", "delete", avatar_id, "--store", store]) == 0
+    assert main(["avatar", "show", avatar_id, "--store", store]) == 2
+    assert main(["avatar", "build", photo, "--hair", "no-such-style", "--store", store]) == 2
