@@ -39,6 +39,10 @@
     message: $("message"),
     conn: $("conn"),
     connText: $("conn-text"),
+    avatarPhoto: $("avatar-photo"),
+    avatarPublic: $("avatar-public"),
+    avatarStatus: $("avatar-status"),
+    avatarLinks: $("avatar-links"),
   };
 
   // Public state for tests and the console.
@@ -139,9 +143,74 @@
   function wsUrl() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const token = new URLSearchParams(location.search).get("token");
-    let url = `${scheme}//${location.host}/ws`;
-    if (token) url += `?token=${encodeURIComponent(token)}`;
-    return url;
+    const q = new URLSearchParams({ user: userKey() });
+    if (token) q.set("token", token);
+    return `${scheme}//${location.host}/ws?${q}`;
+  }
+
+  // A random key this browser keeps: the server lists the avatars it uploaded to it only.
+  function userKey() {
+    let key = null;
+    try {
+      key = localStorage.getItem("vn3d-user");
+      if (!key) {
+        key = Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) =>
+          b.toString(16).padStart(2, "0")).join("");
+        localStorage.setItem("vn3d-user", key);
+      }
+    } catch (e) {
+      key = key || "anonymous";
+    }
+    return key;
+  }
+
+  // ---- make my avatar: the photo goes over the socket in pieces, then the server builds --
+  const UPLOAD_CHUNK = 32 * 1024; // bytes per message (base64 keeps it under 64 KiB)
+  pub.avatar = null; // the last avatar made: {id, name, zip, glb}
+
+  async function makeAvatar(file) {
+    if (!wsReady) {
+      el.avatarStatus.textContent = "Not connected to the server.";
+      return;
+    }
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    el.avatarStatus.textContent = "Uploading…";
+    el.avatarLinks.textContent = "";
+    const name = file.name.replace(/\.[^.]*$/, "").slice(0, 48) || "my avatar";
+    send({ type: "avatar_begin", name, bytes: bytes.length, public: el.avatarPublic.checked });
+    for (let i = 0; i < bytes.length; i += UPLOAD_CHUNK) {
+      let bin = "";
+      for (const b of bytes.subarray(i, i + UPLOAD_CHUNK)) bin += String.fromCharCode(b);
+      if (!send({ type: "avatar_chunk", data: btoa(bin) })) {
+        el.avatarStatus.textContent = "Connection lost during the upload.";
+        return;
+      }
+    }
+    send({ type: "avatar_end" });
+    el.avatarStatus.textContent = "Building your avatar (a few seconds)…";
+  }
+
+  function onAvatar(msg) {
+    pub.avatar = msg;
+    el.avatarStatus.textContent = `Avatar "${msg.name}" is ready.`;
+    el.avatarLinks.textContent = "";
+    for (const [label, href] of [["zip", msg.zip], ["GLB", msg.glb]]) {
+      const a = document.createElement("a");
+      a.href = href;
+      a.download = `${msg.name}.${label.toLowerCase()}`;
+      a.textContent = `download ${label}`;
+      el.avatarLinks.append(a, " ");
+    }
+    if (Array.isArray(msg.targets)) buildTargets(msg.targets);
+    chooseTarget(msg.id);
+  }
+
+  if (el.avatarPhoto) {
+    el.avatarPhoto.addEventListener("change", () => {
+      const file = el.avatarPhoto.files && el.avatarPhoto.files[0];
+      if (file) makeAvatar(file);
+      el.avatarPhoto.value = "";
+    });
   }
 
   function send(obj) {
@@ -254,6 +323,11 @@
       case "error":
         onServerError(msg);
         break;
+      case "avatar":
+        onAvatar(msg);
+        break;
+      case "avatar_begin":
+      case "avatar_chunk":
       case "pong":
         break;
       default:
@@ -307,6 +381,10 @@
     const code = msg.code || "internal";
     pub.lastError = { code, message: msg.message || "" };
     console.warn("server error", code, msg.message);
+    if (code === "bad_photo" || code === "too_large") {
+      el.avatarStatus.textContent = `No avatar: ${msg.message || code}`;
+      return;
+    }
     if (code === "busy") {
       noReconnect = true;
       const n = busyCount(msg.message);

@@ -66,6 +66,14 @@ class PhotoFit:
             fov_y_deg=fov, eye=(0, 0, 0), target=(0, 0, -1), near=depth * 0.2, far=depth * 5
         )
 
+    def camera_matrix(self) -> np.ndarray:
+        """(4, 4) taking the model frame into the OpenGL camera space of :meth:`camera`
+        (what :meth:`to_camera_space` does to points; hair takes it as its transform)."""
+        m = np.eye(4)
+        m[:3, :3] = GL_FROM_CV @ cv2.Rodrigues(self.rotation.astype(np.float64))[0]
+        m[:3, 3] = GL_FROM_CV @ self.translation
+        return m
+
     def to_camera_space(self, vertices: np.ndarray) -> np.ndarray:  # (..., V, 3) -> same
         rot = cv2.Rodrigues(self.rotation.astype(np.float64))[0]
         cv = vertices @ rot.T + self.translation

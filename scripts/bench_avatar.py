@@ -48,13 +48,11 @@ def render_over_photo(model, avatar, image, hair: bool) -> np.ndarray:
             torch.from_numpy(avatar.shape[None]), torch.from_numpy(fit.expression[None]),
             torch.zeros(1, model.n_pose),
         )[0].numpy()
-    from engines.avatar import camera_transform
-
     with MeshRenderer(model.topology, RenderConfig(w, h, transparent=True),
                       texture=avatar.texture) as r:
         if hair and avatar.hair is not None:
             r.set_hair(avatar.hair.positions, avatar.hair_rgb)
-        rgba = r.render(fit.to_camera_space(v), fit.camera(), camera_transform(fit))
+        rgba = r.render(fit.to_camera_space(v), fit.camera(), fit.camera_matrix())
     a = rgba[..., 3:] / 255.0
     return (image * (1 - a) + rgba[..., :3] * a).astype(np.uint8)
 

@@ -14,6 +14,7 @@ gets an ``error`` reply and a log line; the other sessions keep running.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -45,6 +46,8 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from avatars.store import ID_PATTERN, AvatarStore, StoreError
+from engines.avatar import AvatarBuilder, AvatarError, PhotoLimits, decode_photo, photo_hash
 from engines.emotion import EmotionMode, EmotionModels, default_emotion_models
 from engines.facs import EMOTIONS
 from engines.ict_model import ICTFaceModel
@@ -72,6 +75,8 @@ class ServerConfig:
     web_root: Path = WEB_ROOT
     stats_interval_s: float = 1.0
     stamp_frames: bool = False  # benchmarks: write each source frame's index into the output
+    avatar_store: str | None = None  # default: $VN3D_AVATARS or ~/.local/share/vn3d/avatars
+    max_upload_bytes: int = 8 * 1024 * 1024  # a portrait sent over the socket for an avatar
 
 
 class ProtocolError(Exception):
@@ -110,6 +115,12 @@ class Session:
         self.sliders = np.zeros(6, np.float32)
         self.target_id = app.default_target
         self.calibrate_frames = 0
+        # who the page says it is (a random key it keeps): owns its uploaded avatars
+        request = getattr(ws, "request", None)
+        query = parse_qs(urlsplit(request.path).query) if request is not None else {}
+        self.user = query.get("user", [""])[0][:64] or None
+        self.upload: bytearray | None = None
+        self.upload_meta: dict = {}
         # the GL context and MediaPipe graph live on this one thread
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"s-{self.id}")
         self.retargeter: Retargeter | None = None
@@ -126,14 +137,14 @@ class Session:
         if self.retargeter is None:
             self.retargeter = Retargeter(
                 app.model,
-                app.targets[self.target_id],
+                app.target(self.target_id),
                 RenderConfig(app.config.size, app.config.size),
             )
             if app.emotion_models is not None:
                 self.emotion = EmotionMode(app.emotion_models, app.model.expression_names)
         rt = self.retargeter
-        if rt.target is not app.targets[self.target_id]:
-            rt.set_target(app.targets[self.target_id])
+        if rt.target is not app.target(self.target_id):
+            rt.set_target(app.target(self.target_id))
         if self.calibrate_frames:
             rt.tracker.start_neutral_calibration(self.calibrate_frames)
             self.calibrate_frames = 0
@@ -256,6 +267,10 @@ class App:
         self.emotion_models: EmotionModels | None = None
         self.emotion_reason = ""
         self.sessions: dict[str, Session] = {}
+        self.store = AvatarStore(config.avatar_store)
+        self.avatar_targets: dict[str, Target] = {}  # loaded store avatars, by id
+        self.builder: AvatarBuilder | None = None  # made on the builder thread
+        self.build_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avatar")
         if config.ice_loopback:
             restrict_ice_to_loopback()
 
@@ -275,11 +290,141 @@ class App:
             self.emotion_reason = f"emotion models unavailable: {exc}"
             log.exception("emotion models unavailable")
 
+    # -- targets and avatars --------------------------------------------------------------
+    def target(self, target_id: str) -> Target:
+        """A built-in target or a (cached) avatar from the store."""
+        if target_id in self.targets:
+            return self.targets[target_id]
+        if target_id not in self.avatar_targets:
+            self.avatar_targets[target_id] = self.store.load(target_id, self.model).target()
+        return self.avatar_targets[target_id]
+
+    def visible_avatar(self, avatar_id: object, user: str | None) -> str:
+        """The id of a store avatar ``user`` may use; ProtocolError otherwise."""
+        if isinstance(avatar_id, str) and ID_PATTERN.match(avatar_id):
+            try:
+                if self.store.entry(avatar_id).visible_to(user):
+                    return avatar_id
+            except (StoreError, OSError, ValueError):
+                pass
+        raise ProtocolError("unknown_target", f"unknown target {str(avatar_id)[:64]!r}")
+
+    def target_list(self, user: str | None) -> list[dict]:
+        out = [
+            {"id": t, "name": self.names[t], "thumbnail": f"/targets/{t}.png"}
+            for t in self.targets
+        ]
+        for entry in self.store.entries(user):
+            out.append(self.avatar_info(entry.id, entry.name, user))
+        return out
+
+    def avatar_info(self, avatar_id: str, name: str, user: str | None) -> dict:
+        query = self.download_query(user)
+        return {
+            "id": avatar_id, "name": name, "avatar": True,
+            "thumbnail": f"/avatars/{avatar_id}.png{query}",
+            "zip": f"/avatars/{avatar_id}.zip{query}", "glb": f"/avatars/{avatar_id}.glb{query}",
+        }
+
+    def download_query(self, user: str | None) -> str:
+        parts = [f"user={user}"] if user else []
+        if self.config.token:
+            parts.append(f"token={self.config.token}")
+        return "?" + "&".join(parts) if parts else ""
+
+    def avatar_thumbnail(self, avatar_id: str) -> bytes:
+        if avatar_id not in self.thumbnails:
+            target = self.target(avatar_id)
+            with MeshRenderer(self.model.topology, RenderConfig(160, 160)) as r:
+                r.set_texture(target.texture)
+                r.set_hair(target.hair, target.hair_rgb)
+                v = self.model.forward_prepared(
+                    self.model.prepare_identity(target.shape), *self.model.zero_params(1)[1:]
+                )[0]
+                ok, png = cv2.imencode(".png", cv2.cvtColor(r.render(v), cv2.COLOR_RGB2BGR))
+            self.thumbnails[avatar_id] = png.tobytes() if ok else b""
+        return self.thumbnails[avatar_id]
+
+    def build_avatar(self, data: bytes, name: str, user: str | None, public: bool) -> str:
+        """On the builder thread: photo -> avatar -> store; returns the id."""
+        image = decode_photo(data, PhotoLimits(max_bytes=self.config.max_upload_bytes))
+        if self.builder is None:
+            self.builder = AvatarBuilder(self.model)
+        avatar = self.builder.build(image, name, photo_hash(data))
+        return self.store.add(avatar, self.model, owner=user, public=public)
+
+    async def upload(self, session: Session, msg: dict) -> dict:
+        """``avatar_begin`` {name, bytes, public}, ``avatar_chunk`` {data: base64} ...,
+        ``avatar_end``: a portrait in pieces (each under the message limit), then a build."""
+        kind = msg["type"]
+        if kind == "avatar_begin":
+            size = msg.get("bytes")
+            if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+                raise ProtocolError("bad_message", "avatar_begin needs 'bytes' (an integer)")
+            if size > self.config.max_upload_bytes:
+                limit = self.config.max_upload_bytes // (1024 * 1024)
+                raise ProtocolError("too_large", f"the photo is larger than {limit} MB")
+            name = msg.get("name")
+            name = name.strip()[:48] if isinstance(name, str) and name.strip() else "my avatar"
+            session.upload = bytearray()
+            session.upload_meta = {"bytes": size, "name": name, "public": msg.get("public") is True}
+            return {"type": "avatar_begin", "ok": True}
+        if session.upload is None:
+            raise ProtocolError("bad_message", "send avatar_begin first")
+        if kind == "avatar_chunk":
+            try:
+                piece = base64.b64decode(msg.get("data", ""), validate=True)
+            except (ValueError, TypeError) as exc:
+                session.upload = None
+                raise ProtocolError("bad_message", "avatar_chunk data must be base64") from exc
+            session.upload += piece
+            if len(session.upload) > session.upload_meta["bytes"]:
+                session.upload = None
+                raise ProtocolError("too_large", "more bytes than avatar_begin announced")
+            return {"type": "avatar_chunk", "ok": True, "received": len(session.upload)}
+        data, meta, session.upload = bytes(session.upload), session.upload_meta, None
+        if len(data) != meta["bytes"]:
+            raise ProtocolError("bad_message", f"got {len(data)} of {meta['bytes']} bytes")
+        loop = asyncio.get_running_loop()
+        try:
+            avatar_id = await loop.run_in_executor(
+                self.build_executor, self.build_avatar, data, meta["name"], session.user,
+                meta["public"],
+            )
+        except AvatarError as exc:
+            raise ProtocolError("bad_photo", str(exc)) from exc
+        return {
+            "type": "avatar", "ok": True, **self.avatar_info(avatar_id, meta["name"], session.user),
+            "targets": self.target_list(session.user),
+        }
+
+    def avatar_download(self, path: str, query: dict[str, list[str]]) -> Response:
+        """GET /avatars/<id>.png|zip|glb?user=...: for the owner, or anyone when public."""
+        if self.config.token and query.get("token", [""])[0] != self.config.token:
+            return http_response(HTTPStatus.UNAUTHORIZED, b"a valid token is required\n",
+                                 "text/plain")
+        stem, _, ext = path[len("/avatars/") :].partition(".")
+        user = query.get("user", [""])[0][:64] or None
+        try:
+            avatar_id = self.visible_avatar(stem, user)
+            if ext == "png":
+                return http_response(HTTPStatus.OK, self.avatar_thumbnail(avatar_id), "image/png")
+            if ext == "zip":
+                return http_response(HTTPStatus.OK, self.store.zip(avatar_id), "application/zip")
+            if ext == "glb":
+                return http_response(HTTPStatus.OK, self.store.glb(avatar_id),
+                                     "model/gltf-binary")
+        except (ProtocolError, StoreError, ValueError):
+            pass
+        return not_found()
+
     # -- HTTP -----------------------------------------------------------------------------
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path == "/ws":
             return None  # the WebSocket handshake goes on
+        if path.startswith("/avatars/"):
+            return self.avatar_download(path, parse_qs(urlsplit(request.path).query))
         if path.startswith("/targets/") and path.endswith(".png"):
             png = self.thumbnails.get(path[len("/targets/") : -4])
             return http_response(HTTPStatus.OK, png, "image/png") if png else not_found()
@@ -332,10 +477,7 @@ class App:
         return {
             "type": "welcome",
             "session": session.id,
-            "targets": [
-                {"id": t, "name": self.names[t], "thumbnail": f"/targets/{t}.png"}
-                for t in self.targets
-            ],
+            "targets": self.target_list(session.user),
             "modes": [
                 {"id": "track", "available": True},
                 {"id": "emotion", "available": emotion_ok, "reason": self.emotion_reason},
@@ -355,8 +497,13 @@ class App:
             return await self.answer(session, msg)
         if kind == "target":
             target = msg.get("id")
-            if not isinstance(target, str) or target not in self.targets:
-                raise ProtocolError("unknown_target", f"unknown target {str(target)[:64]!r}")
+            if not (isinstance(target, str) and target in self.targets):
+                target = self.visible_avatar(target, session.user)
+                loop = asyncio.get_running_loop()
+                try:  # load (and check) it off the event loop
+                    await loop.run_in_executor(None, self.target, target)
+                except (StoreError, ValueError) as exc:
+                    raise ProtocolError("unknown_target", f"avatar {target}: {exc}") from exc
             session.target_id = target
             return {"type": "target", "id": target, "ok": True}
         if kind == "mode":
@@ -376,6 +523,8 @@ class App:
                 raise ProtocolError("bad_message", "frames must be an integer in 1..300")
             session.calibrate_frames = frames
             return {"type": "calibrate", "ok": True, "frames": frames}
+        if kind in ("avatar_begin", "avatar_chunk", "avatar_end"):
+            return await self.upload(session, msg)
         if kind == "candidate":
             raise ProtocolError(
                 "bad_message", "no trickle ICE: send the offer after gathering completes"

@@ -90,3 +90,80 @@ async def test_https_and_wss_with_a_certificate(tmp_path, monkeypatch, free_port
                 await ws.recv()
     finally:
         await stop(task)
+
+
+async def upload(ws, data: bytes, name: str = "me", public: bool = False) -> dict:
+    """Send a portrait in pieces as the page does; return the build's reply."""
+    import base64
+
+    await ws.send(json.dumps({"type": "avatar_begin", "bytes": len(data), "name": name,
+                              "public": public}))
+    assert json.loads(await ws.recv())["ok"] is True
+    for i in range(0, len(data), 32 * 1024):
+        chunk = base64.b64encode(data[i : i + 32 * 1024]).decode()
+        await ws.send(json.dumps({"type": "avatar_chunk", "data": chunk}))
+        assert json.loads(await ws.recv())["type"] == "avatar_chunk"
+    await ws.send(json.dumps({"type": "avatar_end"}))
+    while True:  # stats may arrive in between
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 180))
+        if reply["type"] in ("avatar", "error"):
+            return reply
+
+
+async def http_get(port: int, path: str) -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split()[1])
+    length = int(next((ln.split(b":")[1] for ln in head.split(b"\r\n")
+                       if ln.lower().startswith(b"content-length")), b"0"))
+    body = await reader.readexactly(length)
+    writer.close()
+    return status, body
+
+
+async def test_make_my_avatar_upload_is_private_to_its_user(tmp_path, free_port) -> None:
+    """A portrait uploaded over the socket becomes an avatar: listed to its uploader only,
+    downloadable by them as zip and GLB, choosable as a target; a bad photo gets a clear
+    error and the socket keeps serving."""
+    from engines.assets import asset_root
+
+    photo = (asset_root() / "faces" / "london_set" / "london_005_neutral.jpg").read_bytes()
+    cfg = ServerConfig(port=free_port, token="s3cret", avatar_store=str(tmp_path / "store"))
+    task, _ = await start(cfg)
+    base = f"ws://127.0.0.1:{free_port}/ws?token=s3cret"
+    try:
+        async with websockets.connect(base + "&user=alice", max_size=2**24) as alice:
+            welcome = json.loads(await alice.recv())
+            assert [t["id"] for t in welcome["targets"]] == ["default"]
+            await alice.send(json.dumps({"type": "avatar_begin", "bytes": 10**9}))
+            assert json.loads(await alice.recv())["code"] == "too_large"
+            bad = await upload(alice, b"this is not a photo at all")
+            assert bad["type"] == "error" and bad["code"] == "bad_photo"
+            made = await upload(alice, photo, name="alice")
+            assert made["type"] == "avatar", made
+            avatar_id = made["id"]
+            assert avatar_id in [t["id"] for t in made["targets"]]
+            await alice.send(json.dumps({"type": "target", "id": avatar_id}))
+            while (reply := json.loads(await alice.recv()))["type"] == "stats":
+                pass
+            assert reply == {"type": "target", "id": avatar_id, "ok": True}
+        status, body = await http_get(free_port, made["zip"])
+        assert status == 200 and body[:2] == b"PK"
+        status, body = await http_get(free_port, made["glb"])
+        assert status == 200 and body[:4] == b"glTF"
+        # another user neither sees it, nor may choose or download it
+        async with websockets.connect(base + "&user=bob") as bob:
+            welcome = json.loads(await bob.recv())
+            assert avatar_id not in [t["id"] for t in welcome["targets"]]
+            await bob.send(json.dumps({"type": "target", "id": avatar_id}))
+            assert json.loads(await bob.recv())["code"] == "unknown_target"
+        status, _ = await http_get(free_port, f"/avatars/{avatar_id}.zip?user=bob&token=s3cret")
+        assert status == 404
+        status, _ = await http_get(free_port, f"/avatars/{avatar_id}.zip?user=alice")
+        assert status == 401  # no token
+        status, _ = await http_get(free_port, "/avatars/..%2f..%2fetc.zip?user=alice&token=s3cret")
+        assert status == 404
+    finally:
+        await stop(task)

@@ -283,6 +283,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cert=args.cert,
         key=args.key,
         stamp_frames=args.stamp_frames,
+        avatar_store=args.avatar_store,
     )
 
     def ready(url: str) -> None:
@@ -427,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ICE on 127.0.0.1 only (tests and single-machine use)",
     )
+    p.add_argument("--avatar-store", default=None, help="the avatar store folder (default: "
+                   "$VN3D_AVATARS or ~/.local/share/vn3d/avatars)")
     p.add_argument(
         "--stamp-frames",
         action="store_true",
