@@ -189,8 +189,8 @@ class AvatarBuilder:
         hair = None
         if cfg.hair != "none":
             head = identity[0].numpy()
-            if cfg.hair == "auto":
-                hair = self.choose_hair(head, fit, hair_mask)
+            if cfg.hair == "auto":  # no hair colour found: the photo shows (almost) no hair
+                hair = self.choose_hair(head, fit, hair_mask) if rgb is not None else None
             else:
                 hair = align_to_head(load_style(cfg.hair), head, model.topology)
         stage("hair")

@@ -128,7 +128,7 @@ def main() -> None:
     (out / "bench_avatar.json").write_text(json.dumps({"summary": summary, "rows": rows},
                                                       indent=2))
     for i in range(0, len(sheet), 24):
-        cv2.imwrite(str(out / f"contact_sheet_{i // 24}.jpg"),
+        cv2.imwrite(str(out / f"contact_sheet_{i // 24}.png"),
                     np.concatenate(sheet[i : i + 24], 0)[:, :, ::-1])
 
     def fmt(x: float | None, d: int = 3) -> str:
@@ -142,7 +142,7 @@ def main() -> None:
           f"{fmt(s['identity'])} | {fmt(s['identity_same_person_rate'], 2)} "
           f"({s['identity_found']} found) | {fmt(s['fit_px'], 2)} | {fmt(s['total_s'], 2)} | "
           + " | ".join(fmt(s[f'{st}_ms'], 0) for st in STAGES) + " |")
-    print(f"\nwrote {out / 'bench_avatar.json'} and {out}/contact_sheet_*.jpg")
+    print(f"\nwrote {out / 'bench_avatar.json'} and {out}/contact_sheet_*.png")
 
 
 if __name__ == "__main__":

@@ -262,3 +262,14 @@ def test_cli_avatar_build_list_export_delete(tmp_path, capsys) -> None:
     assert main(["avatar", "delete", avatar_id, "--store", store]) == 0
     assert main(["avatar", "show", avatar_id, "--store", store]) == 2
     assert main(["avatar", "build", photo, "--hair", "no-such-style", "--store", store]) == 2
+
+
+def test_bald_portrait_gets_no_hair(ict) -> None:
+    """london_021 is bald: 'auto' finds no hair colour and grows no hair."""
+    data = (asset_root() / "faces" / "london_set" / "london_021_neutral.jpg").read_bytes()
+    builder = AvatarBuilder(ict, AvatarConfig(texture_size=256))
+    try:
+        avatar = builder.build(decode_photo(data), "bald", photo_hash(data))
+    finally:
+        builder.close()
+    assert avatar.hair is None

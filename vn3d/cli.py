@@ -190,11 +190,14 @@ def cmd_avatar_build(args: argparse.Namespace) -> int:
 
     from avatars.store import AvatarStore
     from engines.avatar import STAGES, AvatarBuilder, AvatarConfig, decode_photo, photo_hash
+    from engines.identity_fit import FitConfig
 
     data = Path(args.photo).read_bytes()
     image = decode_photo(data)
     model = load_model("ict")
-    config = AvatarConfig(texture_size=args.texture_size, hair=args.hair)
+    config = AvatarConfig(
+        texture_size=args.texture_size, hair=args.hair, fit=FitConfig(fov_y_deg=args.fov)
+    )
     builder = AvatarBuilder(model, config)
     name = args.name or Path(args.photo).stem
     with tqdm(total=len(STAGES), desc="avatar", unit="stage") as bar:
@@ -386,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "name (see `vn3d avatar styles`) or 'none'")
     p.add_argument("--name", default=None, help="display name (default: the file name)")
     p.add_argument("--texture-size", type=int, default=1024)
+    p.add_argument("--fov", type=float, default=20.0, help="the photo's vertical field of "
+                   "view in degrees (portraits ~20, phone/webcam selfies ~50)")
     p.add_argument("--store", default=None, help=store_help)
     p.set_defaults(func=cmd_avatar_build)
     p = avatar_sub.add_parser("styles", help="list the hairstyles")
