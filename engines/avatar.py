@@ -38,6 +38,8 @@ from engines.texture_unwrap import unwrap_texture
 from engines.tracker import FaceTracker, TrackerConfig
 
 STAGES = ("landmarks", "shape", "texture", "hair")
+BALD_DELTA_E = 20.0  # see bare_scalp
+BALD_LIGHTER_L = 10.0
 SILHOUETTE_SIDE = 160  # px: hair silhouettes are compared at this size
 DEFAULT_HAIR_RGB = (0.23, 0.16, 0.11)  # dark brown, when the photo shows no hair colour
 # MediaPipe face-mesh rings: the mouth's inner lip line and the two eye openings
@@ -184,6 +186,8 @@ class AvatarBuilder:
             image, posed @ rot.T + fit.translation, fit.focal_px, model.topology,
             model.neutral.numpy(), cfg.texture_size, exclude,
         )
+        if rgb is not None and bare_scalp(rgb, unwrap.skin_rgb):
+            rgb = None
         stage("texture")
 
         hair = None
@@ -225,6 +229,17 @@ class AvatarBuilder:
         if self._tracker is not None:
             self._tracker.close()
             self._tracker = None
+
+
+def bare_scalp(hair_rgb: tuple[float, float, float], skin_rgb: np.ndarray) -> bool:
+    """Whether what reads as hair (sRGB in [0, 1]) is a bare or shaved scalp: skin-like
+    (within ``BALD_DELTA_E`` in CIELAB of the skin, sRGB 0-255) and brighter than the
+    face's skin by ``BALD_LIGHTER_L`` (a scalp shines; hair is darker than its skin, even
+    very short dark hair on dark skin). On the London Set: the two shaved heads only."""
+    both = np.array([[np.asarray(hair_rgb) * 255, skin_rgb]], np.float32) / 255.0
+    hair, skin = cv2.cvtColor(both, cv2.COLOR_RGB2LAB)[0]
+    close = float(np.linalg.norm(hair - skin)) < BALD_DELTA_E
+    return close and float(hair[0] - skin[0]) > BALD_LIGHTER_L
 
 
 def openings_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

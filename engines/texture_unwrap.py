@@ -92,7 +92,7 @@ def _make_uv_layout(topology: MeshTopology, neutral: np.ndarray, size: int) -> U
     mirror = np.empty(len(flat), np.int64)
     for t in range(tiles):  # mirror texels within the same tile
         sel = np.nonzero(tile == t)[0]
-        _, near = cKDTree(rest[sel]).query(rest[sel] * [-1.0, 1.0, 1.0])
+        _, near = cKDTree(rest[sel]).query(rest[sel] * [-1.0, 1.0, 1.0], workers=-1)
         mirror[sel] = sel[near]
     return UVLayout(
         size, tiles, flat, triangle, bary.astype(np.float32), mirror, rest.astype(np.float32)
@@ -100,13 +100,13 @@ def _make_uv_layout(topology: MeshTopology, neutral: np.ndarray, size: int) -> U
 
 
 def sample_bilinear(image: np.ndarray, pix: np.ndarray) -> np.ndarray:
-    """Colours (N, C) float64 of image (H, W, C) at pixel positions (N, 2) (centres +0.5)."""
+    """Colours (N, C) float32 of image (H, W, C) at pixel positions (N, 2) (centres +0.5)."""
     h, w = image.shape[:2]
-    x = np.clip(pix[:, 0] - 0.5, 0, w - 1)
-    y = np.clip(pix[:, 1] - 0.5, 0, h - 1)
+    x = np.clip(pix[:, 0] - 0.5, 0, w - 1).astype(np.float32)
+    y = np.clip(pix[:, 1] - 0.5, 0, h - 1).astype(np.float32)
     x0, y0 = np.minimum(x.astype(np.int64), w - 2), np.minimum(y.astype(np.int64), h - 2)
     fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    img = image.astype(np.float64)
+    img = image.astype(np.float32)
     top = img[y0, x0] * (1 - fx) + img[y0, x0 + 1] * fx
     bottom = img[y0 + 1, x0] * (1 - fx) + img[y0 + 1, x0 + 1] * fx
     return top * (1 - fy) + bottom * fy
@@ -148,6 +148,7 @@ def unwrap_texture(
     """Unwrap ``image`` into the model's UV space (see the module docstring)."""
     h, w = image.shape[:2]
     lay = uv_layout(topology, neutral, size)
+    camera_vertices = np.asarray(camera_vertices, np.float32)  # float32: ~2M texels below
     corners = camera_vertices[topology.faces[lay.triangle]]  # (T, 3, 3)
     pts = (corners * lay.bary[:, :, None]).sum(1)  # (T, 3)
     normals = _vertex_normals(camera_vertices, topology.faces)
@@ -176,7 +177,7 @@ def unwrap_texture(
     wm = weight[lay.mirror]
     filled = skin + wm[:, None] * (albedo[lay.mirror] - skin)
     out = filled + weight[:, None] * (albedo - filled)
-    tex = np.empty((size * lay.tiles * size, 3))
+    tex = np.empty((size * lay.tiles * size, 3), np.float32)
     tex[:] = skin
     tex[lay.texel] = out
     tex = tex.reshape(size, lay.tiles * size, 3)
