@@ -21,6 +21,7 @@ import logging
 import mimetypes
 import signal
 import ssl
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -77,6 +78,9 @@ class ServerConfig:
     stamp_frames: bool = False  # benchmarks: write each source frame's index into the output
     avatar_store: str | None = None  # default: $VN3D_AVATARS or ~/.local/share/vn3d/avatars
     max_upload_bytes: int = 8 * 1024 * 1024  # a portrait sent over the socket for an avatar
+    # sessions that track+render at the same time (see App.render_gate); more only adds GIL
+    # contention: Mesa's llvmpipe already rasterises each frame on every core
+    render_slots: int = 1
 
 
 class ProtocolError(Exception):
@@ -127,6 +131,7 @@ class Session:
         self.emotion: EmotionMode | None = None
         self.last_emotion: tuple[str, float] | None = None
         self.frames_out = 0
+        self.dropped = 0  # source frames replaced by a newer one before being rendered
         self.stage_ms: list[dict[str, float]] = []
         self.latency_ms: list[float] = []
         self.face = "lost"
@@ -195,8 +200,9 @@ class Session:
                 else None
             ),
             "latencyMs": round(float(np.median(self.latency_ms)), 1) if self.latency_ms else None,
+            "dropped": self.dropped,
         }
-        self.frames_out, self.stage_ms, self.latency_ms = 0, [], []
+        self.frames_out, self.dropped, self.stage_ms, self.latency_ms = 0, 0, [], []
         return msg
 
     async def close(self) -> None:
@@ -209,38 +215,72 @@ class Session:
 
 
 class RetargetTrack(MediaStreamTrack):
-    """The avatar video: each output frame is the target rendered from the newest input."""
+    """The avatar video: each output frame is the target rendered from the newest input.
+
+    Where latency can pile up, and what bounds it here:
+
+    * decoded frames: ``_read_source`` takes every decoded frame from the source track as
+      soon as aiortc delivers it and keeps only the newest; one that is replaced before it
+      is rendered is dropped and counted (``dropped`` in the session's ``stats``). Encoded
+      VP8 frames cannot be skipped (inter-coded), decoded ones can, at no cost.
+    * the frame is chosen when the render starts, not when it is requested: a session
+      waiting for ``App.render_gate`` renders whatever is newest once its turn comes.
+    * UDP: aiortc reads RTP on the event loop. Rendering holds the GIL for long stretches
+      (moderngl calls into Mesa's llvmpipe do not release it); with a render per session
+      running at once the loop got the GIL too seldom to drain the sockets, and the
+      kernel receive buffers (~400 KB each) held seconds of video. The gate caps how many
+      renders run at once (``ServerConfig.render_slots``), so the loop keeps up.
+    """
 
     kind = "video"
 
     def __init__(self, source: MediaStreamTrack, session: Session) -> None:
         super().__init__()
         self.source, self.session = source, session
-        self._latest: tuple[av.VideoFrame, float] | None = None
+        self._lock = threading.Lock()  # _pending is set on the loop, taken on the session thread
+        self._pending: tuple[av.VideoFrame, float] | None = None  # newest frame not yet rendered
+        self._ended = False
         self._new = asyncio.Event()
         self._pump = asyncio.ensure_future(self._read_source())
 
+    def _offer(self, frame: av.VideoFrame) -> None:
+        """Make ``frame`` the next one to render; a frame it replaces is dropped."""
+        with self._lock:
+            if self._pending is not None:
+                self.session.dropped += 1
+            self._pending = (frame, time.perf_counter())
+        self._new.set()
+
+    def _take(self) -> tuple[av.VideoFrame, float]:
+        with self._lock:
+            pending, self._pending = self._pending, None
+        assert pending is not None  # only recv() takes, and it waits for a pending frame
+        return pending
+
     async def _read_source(self) -> None:
-        """Keep only the newest source frame (older ones are dropped, never queued)."""
+        """Take each decoded frame as it arrives; keep only the newest (never a queue)."""
         try:
             while True:
-                frame = await self.source.recv()
-                self._latest = (frame, time.perf_counter())
-                self._new.set()
+                self._offer(await self.source.recv())
         except Exception:  # the source ended (MediaStreamError) or the call closed
+            self._ended = True
             self._new.set()
 
+    def _render_newest(self) -> tuple[av.VideoFrame, np.ndarray]:
+        """On the session thread: wait for a render slot, then render the newest frame."""
+        with self.session.app.render_gate:
+            frame, received_at = self._take()
+            return frame, self.session.process(frame, received_at)
+
     async def recv(self) -> av.VideoFrame:
-        await self._new.wait()
-        self._new.clear()
-        if self._latest is None or self.readyState != "live":
-            self.stop()
-            raise MediaStreamError
-        frame, received_at = self._latest
+        while self._pending is None:
+            if self._ended or self.readyState != "live":
+                self.stop()
+                raise MediaStreamError
+            await self._new.wait()
+            self._new.clear()
         loop = asyncio.get_running_loop()
-        image = await loop.run_in_executor(
-            self.session.executor, self.session.process, frame, received_at
-        )
+        frame, image = await loop.run_in_executor(self.session.executor, self._render_newest)
         if self.session.app.config.stamp_frames:
             write_stamp(image, frame_index(frame))
         out = av.VideoFrame.from_ndarray(image, format="rgb24")
@@ -250,6 +290,7 @@ class RetargetTrack(MediaStreamTrack):
     def stop(self) -> None:
         super().stop()
         self._pump.cancel()
+        self._new.set()  # a recv() waiting for a frame ends too
 
 
 class App:
@@ -271,6 +312,8 @@ class App:
         self.avatar_targets: dict[str, Target] = {}  # loaded store avatars, by id
         self.builder: AvatarBuilder | None = None  # made on the builder thread
         self.build_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avatar")
+        # at most render_slots sessions track+render at once (see RetargetTrack)
+        self.render_gate = threading.BoundedSemaphore(max(1, config.render_slots))
         if config.ice_loopback:
             restrict_ice_to_loopback()
 

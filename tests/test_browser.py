@@ -92,6 +92,7 @@ class Server:
             sys.executable, "-m", "vn3d.cli", "serve",
             "--host", "127.0.0.1", "--port", str(self.port),
             "--ice-loopback", "--max-sessions", "2",
+            "--avatar-store", str(self.log.parent / "avatar_store"),
         ]  # fmt: skip
         t0 = time.monotonic()
         with open(self.log, "ab") as logf:
@@ -560,6 +561,42 @@ def test_mode_switch_and_target_reach_the_server(page, server: Server):
     )
     assert info["error"] is None, info["error"]
     assert info["state"] == "live", info
+
+
+def test_make_my_avatar_in_the_page(page, server: Server, workdir: Path):
+    """The page's "Make my avatar" sends a portrait; the new avatar becomes the target (the
+    live video changes to it) and the page offers its zip and GLB."""
+    driver = page
+    before = np.asarray(driver.execute_script(GRAB_JS, "avatar")["px"], dtype=np.float32)
+    photo = (asset_root() / "faces" / "london_set" / "london_018_neutral.jpg").resolve()
+    driver.execute_script("document.getElementById('avatar-photo').hidden = false;")
+    driver.find_element("id", "avatar-photo").send_keys(str(photo))
+    deadline = time.monotonic() + 120
+    made = None
+    while time.monotonic() < deadline and not made:
+        made = driver.execute_script("return window.vn3d.avatar;")
+        time.sleep(0.5)
+    status = driver.find_element("id", "avatar-status").text
+    assert made, f"no avatar after 120 s; status {status!r}\nserver log:\n{_tail(server.log)}"
+    assert "ready" in status, status
+    links = driver.find_elements("css selector", "#avatar-links a")
+    hrefs = sorted(a.get_attribute("href") for a in links)
+    assert len(hrefs) == 2 and hrefs[0].split("?")[0].endswith(".glb"), hrefs
+    for href in hrefs:  # the downloads work from this browser's user key
+        with urllib.request.urlopen(href, timeout=10) as r:
+            body = r.read()
+        assert body[:4] in (b"glTF", b"PK\x03\x04"), href
+    selected = driver.find_element("css selector", ".target[aria-selected='true']")
+    assert made["id"] in (selected.get_attribute("data-id") or ""), selected.get_attribute(
+        "outerHTML"
+    )
+    time.sleep(3)  # the next frames show the new target
+    after = np.asarray(driver.execute_script(GRAB_JS, "avatar")["px"], dtype=np.float32)
+    assert np.abs(after - before).mean() > 5.0, "the avatar video did not change"
+    shot = workdir / "browser_avatar.png"
+    assert driver.save_screenshot(str(shot))
+    with contextlib.suppress(OSError):
+        shutil.copyfile(shot, REPO / "out" / "browser_avatar.png")
 
 
 def test_stop_then_start_again(page, server: Server):

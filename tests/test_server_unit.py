@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from fractions import Fraction
 
 import av
 import numpy as np
 import pytest
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
 
-from server.app import App, ProtocolError, ServerConfig, Session, loopback_candidates_only, parse
+from server.app import (
+    App,
+    ProtocolError,
+    RetargetTrack,
+    ServerConfig,
+    Session,
+    loopback_candidates_only,
+    parse,
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +82,50 @@ def test_benchmark_stamps_survive_blur() -> None:
         image = np.full((128, 128, 3), 120, np.uint8)
         write_stamp(image, value)
         assert read_stamp(cv2.GaussianBlur(image, (5, 5), 1.5)) == value
+
+
+class QueuedSource(MediaStreamTrack):
+    """A decoded-frame source like aiortc's RemoteStreamTrack: frames wait in a queue."""
+
+    kind = "video"
+
+    def __init__(self, frames: list[av.VideoFrame]) -> None:
+        super().__init__()
+        self.queue: asyncio.Queue = asyncio.Queue()
+        for f in frames:
+            self.queue.put_nowait(f)
+
+    async def recv(self) -> av.VideoFrame:
+        frame = await self.queue.get()
+        if frame is None:
+            raise MediaStreamError
+        return frame
+
+
+def test_stale_frames_are_dropped_and_counted(app) -> None:
+    """Five frames already queued: one render, of the newest; four reported as dropped."""
+
+    def frame(i: int) -> av.VideoFrame:
+        f = av.VideoFrame.from_ndarray(np.full((120, 160, 3), 90, np.uint8), "rgb24")
+        f.pts, f.time_base = i * 3600, Fraction(1, 90000)
+        return f
+
+    async def run() -> tuple[list[int], dict, bool]:
+        session = Session(app, ws=None)
+        source = QueuedSource([frame(i) for i in range(5)])
+        track = RetargetTrack(source, session)
+        await asyncio.sleep(0)  # the pump runs once: it takes everything queued
+        out = [(await track.recv()).pts]
+        source.queue.put_nowait(frame(5))
+        out.append((await track.recv()).pts)
+        stats = session.stats(1.0)
+        source.queue.put_nowait(None)  # the source ends: so does the avatar track
+        with pytest.raises(MediaStreamError):
+            await asyncio.wait_for(track.recv(), 5)
+        await asyncio.get_running_loop().run_in_executor(session.executor, session.close_engines)
+        return out, stats, track.readyState == "ended"
+
+    out, stats, ended = asyncio.run(run())
+    assert out == [4 * 3600, 5 * 3600]  # only the newest queued frame, then the next one
+    assert stats["dropped"] == 4 and stats["fps"] == 2.0
+    assert ended

@@ -287,6 +287,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         key=args.key,
         stamp_frames=args.stamp_frames,
         avatar_store=args.avatar_store,
+        render_slots=args.render_slots,
     )
 
     def ready(url: str) -> None:
@@ -433,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ICE on 127.0.0.1 only (tests and single-machine use)",
     )
+    p.add_argument("--render-slots", type=int, default=1, help="sessions that track and "
+                   "render at the same time (1 keeps latency low on CPU renderers)")
     p.add_argument("--avatar-store", default=None, help="the avatar store folder (default: "
                    "$VN3D_AVATARS or ~/.local/share/vn3d/avatars)")
     p.add_argument(
