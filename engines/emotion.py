@@ -4,7 +4,6 @@ API, and the default models (trained from FACS records on first use, then cached
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engines.disk_cache import cache_root
 from engines.erm import ERM, ERMConfig, check_intensities, load_erm, save_erm, train_erm
 from engines.facs import EMOTIONS, LABELS, Records, emotion_basis, facs_records
 
-CACHE_ENV = "VN3D_CACHE"
 DEFAULT_VERSION = "facs-v1"
 
 # shapes MediaPipe barely reads on real faces (docs/PERFORMANCE.md): the detector is
@@ -151,7 +150,7 @@ class EmotionMode:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "vn3d") / DEFAULT_VERSION
+    return cache_root() / DEFAULT_VERSION
 
 
 def default_emotion_models(expression_names: tuple[str, ...]) -> EmotionModels:

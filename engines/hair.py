@@ -34,6 +34,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from engines.assets import asset_path
+from engines.disk_cache import cache_root, load_arrays, save_arrays
 from engines.face_model import MeshTopology
 from engines.ict_model import triangulate
 from engines.renderer import vertex_normals
@@ -355,7 +356,21 @@ def grow_style(name: str) -> Hairstyle:
     return Hairstyle(name, positions, curvature(positions))
 
 
-_cached_style = cache(grow_style)
+STYLE_CACHE_VERSION = "hair-v1"  # bump when growing changes
+
+
+@cache
+def _cached_style(name: str) -> Hairstyle:
+    """A grown style from memory, else from the disk cache, else grown and saved."""
+    if name not in STYLES:
+        raise ValueError(f"unknown hairstyle {name!r}; valid names: {', '.join(STYLES)}")
+    path = cache_root() / STYLE_CACHE_VERSION / f"{name}.npz"
+    arrays = load_arrays(path)
+    if arrays is not None and arrays.get("positions", np.zeros(0)).shape == (GRID, GRID, POINTS, 3):
+        return Hairstyle(name, arrays["positions"], arrays["extra"])
+    style = grow_style(name)
+    save_arrays(path, positions=style.positions, extra=style.extra)
+    return style
 
 
 def unit(v: np.ndarray) -> np.ndarray:
