@@ -14,6 +14,7 @@ frames keep the face nearest to it.
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +76,9 @@ class FaceTracker:
             output_facial_transformation_matrixes=True,
         )
         self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        # closed at the latest when Python exits, while it can still run the close: a
+        # landmarker left to __del__ during interpreter shutdown can hang the exit
+        self._finalizer = weakref.finalize(self, self._landmarker.close)
         self._map: np.ndarray | None = None  # (n_expr, 52), built from the first result
         self._filter = OneEuroFilter(cfg.smoothing) if cfg.smoothing else None
         self._last_ms = -1
@@ -173,7 +177,7 @@ class FaceTracker:
     def close(self) -> None:
         """Release MediaPipe's graph (safe to call twice)."""
         if self._landmarker is not None:
-            self._landmarker.close()
+            self._finalizer()  # runs the close once
             self._landmarker = None
 
     def __enter__(self) -> FaceTracker:

@@ -624,6 +624,10 @@ class App:
     async def close_all(self) -> None:
         for session in list(self.sessions.values()):
             await session.ws.close(1001, "server shutting down")
+        if self.builder is not None:  # its MediaPipe graph lives on the builder thread
+            builder, self.builder = self.builder, None
+            await asyncio.get_running_loop().run_in_executor(self.build_executor, builder.close)
+        self.build_executor.shutdown(wait=False)
 
 
 STAMP_BITS, STAMP_BLOCK = 20, 8  # 2 rows of 10 blocks of 8x8 px, bottom-left corner
@@ -726,6 +730,8 @@ async def run_server(config: ServerConfig, target: str = "default", ready=None) 
         scheme = "https" if tls else "http"
         if ready is not None:
             ready(f"{scheme}://{config.host}:{config.port}/")
-        await stop
-        log.info("shutting down: closing %d sessions", len(app.sessions))
-        await app.close_all()
+        try:
+            await stop
+        finally:  # also when the serving task is cancelled
+            log.info("shutting down: closing %d sessions", len(app.sessions))
+            await app.close_all()

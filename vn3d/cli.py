@@ -190,8 +190,12 @@ def cmd_avatar_build(args: argparse.Namespace) -> int:
 
     from avatars.store import AvatarStore
     from engines.avatar import STAGES, AvatarBuilder, AvatarConfig, decode_photo, photo_hash
+    from engines.hair import list_styles
     from engines.identity_fit import FitConfig
 
+    if args.hair not in ("auto", "none", *list_styles()):
+        raise ValueError(f"unknown hairstyle {args.hair!r}; use auto, none or one of: "
+                         f"{', '.join(list_styles())}")
     data = Path(args.photo).read_bytes()
     image = decode_photo(data)
     model = load_model("ict")
@@ -200,9 +204,11 @@ def cmd_avatar_build(args: argparse.Namespace) -> int:
     )
     builder = AvatarBuilder(model, config)
     name = args.name or Path(args.photo).stem
-    with tqdm(total=len(STAGES), desc="avatar", unit="stage") as bar:
-        avatar = builder.build(image, name, photo_hash(data), lambda s: bar.update(1))
-    builder.close()
+    try:
+        with tqdm(total=len(STAGES), desc="avatar", unit="stage") as bar:
+            avatar = builder.build(image, name, photo_hash(data), lambda s: bar.update(1))
+    finally:
+        builder.close()
     store = AvatarStore(args.store)
     avatar_id = store.add(avatar, model)
     print(f"avatar {avatar_id} ({name}) in {store.root / avatar_id}")
