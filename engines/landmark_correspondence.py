@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from scipy.interpolate import RBFInterpolator
 
+from engines.alignment import rigid_align
 from engines.assets import asset_path
 from engines.closest_point import MeshProximity
 from engines.face_model import MeshTopology
@@ -77,18 +78,6 @@ def read_obj_vertices(path: str | Path) -> np.ndarray:  # (N, 3)
     return np.asarray(rows, np.float64)
 
 
-def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Similarity (s, R (3, 3), t (3,)) minimising ||s R src + t - dst||² over points (N, 3)."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    a, b = src - mu_s, dst - mu_d
-    u, sig, vt = np.linalg.svd(b.T @ a / len(src))
-    d = np.ones(3)
-    d[2] = np.sign(np.linalg.det(u @ vt))
-    rot = u @ np.diag(d) @ vt
-    scale = float((sig * d).sum() / (a**2).sum(1).mean())
-    return scale, rot, mu_d - scale * rot @ mu_s
-
-
 def skin_faces(topology: MeshTopology, materials: tuple[str, ...] = SKIN_MATERIALS) -> np.ndarray:
     ids = [topology.material_names.index(m) for m in materials]
     return np.nonzero(np.isin(topology.face_material, ids))[0]
@@ -100,7 +89,7 @@ def build_ict_correspondence(
     """The correspondence and its residuals (cm) on the ICT neutral head (V, 3)."""
     ict_ibug = neutral[topology.landmark_vertex_ids]  # (68, 3)
     src, dst = canonical[MEDIAPIPE_IBUG68[INNER_IBUG]], ict_ibug[INNER_IBUG]
-    s, rot, t = umeyama(src, dst)
+    s, rot, t = rigid_align(src, dst, with_scale=True)
     aligned = canonical @ (s * rot).T + t  # (468, 3)
     rigid_res = np.linalg.norm(aligned[MEDIAPIPE_IBUG68[INNER_IBUG]] - dst, axis=1)
     warp = RBFInterpolator(
