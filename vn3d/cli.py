@@ -272,6 +272,22 @@ def cmd_avatar_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_build(args: argparse.Namespace) -> int:
+    from engines.dataset import build_dataset
+    from engines.emotion import default_emotion_models
+
+    model = load_model("ict")
+    erm = default_emotion_models(model.expression_names).erm
+    manifest = build_dataset(Path(args.photos), Path(args.out), model, erm)
+    subjects = manifest["subjects"]
+    done = [s for s, e in subjects.items() if e.get("status") == "done"]
+    failed = {s: e.get("error", "") for s, e in subjects.items() if e.get("status") != "done"}
+    print(f"{args.out}: {len(done)} subjects built, {len(failed)} failed")
+    for subject, why in failed.items():
+        print(f"  failed {subject}: {why}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
     import logging
@@ -418,6 +434,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--out", default="out/avatars")
         p.add_argument("--store", default=None, help=store_help)
         p.set_defaults(func=func)
+
+    dataset = sub.add_parser("dataset", help="VN3DFace-style 3D expression datasets")
+    dataset_sub = dataset.add_subparsers(dest="dataset_command", required=True)
+    p = dataset_sub.add_parser("build", help="build (or resume) a dataset from a photo folder")
+    p.add_argument("photos", help="a folder of SUBJECT/EXPRESSION.jpg (neutral, happy, ...)")
+    p.add_argument("--out", default="out/dataset")
+    p.set_defaults(func=cmd_dataset_build)
 
     p = sub.add_parser("serve", help="the live service: web page + WebRTC retargeting")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
