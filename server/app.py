@@ -49,6 +49,7 @@ from websockets.http11 import Request, Response
 
 from avatars.store import ID_PATTERN, AvatarStore, StoreError
 from engines.avatar import AvatarBuilder, AvatarError, PhotoLimits, decode_photo, photo_hash
+from engines.dataset import Dataset
 from engines.emotion import EmotionMode, EmotionModels, default_emotion_models
 from engines.facs import EMOTIONS
 from engines.ict_model import ICTFaceModel
@@ -77,6 +78,7 @@ class ServerConfig:
     stats_interval_s: float = 1.0
     stamp_frames: bool = False  # benchmarks: write each source frame's index into the output
     avatar_store: str | None = None  # default: $VN3D_AVATARS or ~/.local/share/vn3d/avatars
+    datasets: list[str] = field(default_factory=list)  # built datasets whose subjects are targets
     max_upload_bytes: int = 8 * 1024 * 1024  # a portrait sent over the socket for an avatar
     # sessions that track+render at the same time (see App.render_gate); more only adds GIL
     # contention: Mesa's llvmpipe already rasterises each frame on every core
@@ -301,6 +303,12 @@ class App:
         self.model = ICTFaceModel()
         self.targets: dict[str, Target] = {"default": default_target(self.model)}
         self.names = {"default": "Default head"}
+        for path in config.datasets:  # dataset subjects: the gallery, shown to everyone
+            dataset = Dataset(path)
+            for subject in dataset.subjects:
+                tid = f"ds-{dataset.root.name}-{subject}"
+                self.targets[tid] = dataset.target(subject, self.model)
+                self.names[tid] = f"{dataset.root.name}: {subject}"
         if target not in self.targets:
             raise ValueError(f"unknown target {target!r}; known: {', '.join(self.targets)}")
         self.default_target = target

@@ -93,3 +93,15 @@ def test_cli_dataset_build_reports_failures(built, tmp_path, capsys) -> None:
     assert main(["dataset", "build", str(photos), "--out", str(tmp_path / "ds")]) == 0
     out = capsys.readouterr().out
     assert "2 subjects built, 1 failed" in out and "failed noface" in out
+
+
+def test_dataset_subjects_are_targets_in_the_service(built) -> None:
+    from server.app import App, ServerConfig
+
+    _, out, _, _ = built
+    app = App(ServerConfig(size=64, datasets=[str(out)], avatar_store=str(out / "no-store")))
+    ids = [t["id"] for t in app.target_list(None)]
+    assert ids[0] == "default" and f"ds-{out.name}-001" in ids and f"ds-{out.name}-004" in ids
+    assert app.target(f"ds-{out.name}-001").texture.shape == (512, 1024, 3)
+    app.prepare()  # thumbnails for every target
+    assert app.thumbnails[f"ds-{out.name}-004"][:4] == b"\x89PNG"

@@ -310,6 +310,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stamp_frames=args.stamp_frames,
         avatar_store=args.avatar_store,
         render_slots=args.render_slots,
+        datasets=args.dataset,
     )
 
     def ready(url: str) -> None:
@@ -463,6 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ICE on 127.0.0.1 only (tests and single-machine use)",
     )
+    p.add_argument("--dataset", action="append", default=[], metavar="DIR",
+                   help="a built dataset whose subjects join the target picker (repeatable)")
     p.add_argument("--render-slots", type=int, default=1, help="sessions that track and "
                    "render at the same time (1 keeps latency low on CPU renderers)")
     p.add_argument("--avatar-store", default=None, help="the avatar store folder (default: "
