@@ -9,7 +9,10 @@ Input: ``PHOTOS/SUBJECT/EXPRESSION.jpg`` (EXPRESSION one of :data:`LABELS`; .jpg
     DATASET/subjects/SUBJECT/
         identity.npz                 shape (n_shape,), fit residual per photo
         texture.png                  the UV texture (from the neutral photo, else the first)
-        EXPRESSION.npz               expression (53,), pose (6,), synthesised (bool)
+        EXPRESSION.npz               expression (53,), pose (6,), synthesised (bool); with a
+                                     photo also its fitted camera (photo_rotation,
+                                     photo_translation, photo_focal, photo_size) and
+                                     photo_landmarks (468, 2)
         EXPRESSION.obj               the model with that expression (cm, no UVs)
         EXPRESSION.png               its render I_r (256x256, portrait camera)
 
@@ -143,8 +146,15 @@ def build_subject(files: dict[str, Path], folder: Path, model: FaceModel, erm,
         with torch.no_grad():
             v = model.forward_prepared(identity, torch.as_tensor(psi[None], dtype=torch.float32),
                                        torch.as_tensor(pose[None], dtype=torch.float32))[0]
+        camera = {}
+        if expr in fits:  # the photo's camera and landmarks, to re-render it for evaluation
+            f = fits[expr]
+            camera = {"photo_rotation": f.rotation, "photo_translation": f.translation,
+                      "photo_focal": np.float64(f.focal_px),
+                      "photo_size": np.array([f.width, f.height]),
+                      "photo_landmarks": f.landmarks_px.astype(np.float32)}
         np.savez(folder / f"{expr}.npz", expression=np.asarray(psi, np.float32),
-                 pose=np.asarray(pose, np.float32), synthesised=expr in synthesised)
+                 pose=np.asarray(pose, np.float32), synthesised=expr in synthesised, **camera)
         write_obj(folder / f"{expr}.obj", v.numpy(), model.topology.faces)
         cv2.imwrite(str(folder / f"{expr}.png"), renderer.render(v)[:, :, ::-1])
     return {"status": "done", "photos": {e: str(p) for e, p in files.items()},

@@ -105,3 +105,12 @@ def test_dataset_subjects_are_targets_in_the_service(built) -> None:
     assert app.target(f"ds-{out.name}-001").texture.shape == (512, 1024, 3)
     app.prepare()  # thumbnails for every target
     assert app.thumbnails[f"ds-{out.name}-004"][:4] == b"\x89PNG"
+
+
+def test_photo_expressions_keep_their_camera(built) -> None:
+    _, out, _, _ = built
+    with np.load(out / "subjects" / "001" / "happy.npz") as d:
+        assert d["photo_landmarks"].shape == (468, 2) and d["photo_focal"] > 0
+        assert tuple(d["photo_size"]) == (450, 450)
+    with np.load(out / "subjects" / "001" / "sad.npz") as d:
+        assert "photo_focal" not in d.files and bool(d["synthesised"])
