@@ -15,7 +15,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from engines.assets import asset_root
 from engines.avatar import STAGES, AvatarBuilder, decode_photo, photo_hash
@@ -29,7 +28,7 @@ from engines.image_metrics import (
     psnr,
     ssim,
 )
-from engines.renderer import MeshRenderer, RenderConfig
+from engines.photo_render import render_over_photo
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -37,24 +36,6 @@ PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 def portraits() -> list[Path]:
     root = asset_root() / "faces"
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES)
-
-
-def render_over_photo(model, avatar, image, hair: bool) -> np.ndarray:
-    """The avatar with the photo's expression, from the photo's camera, over the photo."""
-    fit = avatar.photo
-    h, w = image.shape[:2]
-    with torch.no_grad():
-        v = model(
-            torch.from_numpy(avatar.shape[None]), torch.from_numpy(fit.expression[None]),
-            torch.zeros(1, model.n_pose),
-        )[0].numpy()
-    with MeshRenderer(model.topology, RenderConfig(w, h, transparent=True),
-                      texture=avatar.texture) as r:
-        if hair and avatar.hair is not None:
-            r.set_hair(avatar.hair.positions, avatar.hair_rgb)
-        rgba = r.render(fit.to_camera_space(v), fit.camera(), fit.camera_matrix())
-    a = rgba[..., 3:] / 255.0
-    return (image * (1 - a) + rgba[..., :3] * a).astype(np.uint8)
 
 
 def main() -> None:
@@ -86,8 +67,11 @@ def main() -> None:
         total = time.perf_counter() - t0
         lms, _ = builder.landmarks(image)
         mask = face_region_mask(lms, image.shape)
-        render = render_over_photo(model, avatar, image, hair=False)
-        with_hair = render_over_photo(model, avatar, image, hair=True)
+        render = render_over_photo(model, avatar.photo, avatar.texture, image)
+        with_hair = render_over_photo(
+            model, avatar.photo, avatar.texture, image,
+            None if avatar.hair is None else avatar.hair.positions, avatar.hair_rgb,
+        )
         row = {
             "photo": str(path.relative_to(asset_root())),
             "psnr": psnr(image, render, mask),

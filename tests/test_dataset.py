@@ -114,3 +114,17 @@ def test_photo_expressions_keep_their_camera(built) -> None:
         assert tuple(d["photo_size"]) == (450, 450)
     with np.load(out / "subjects" / "001" / "sad.npz") as d:
         assert "photo_focal" not in d.files and bool(d["synthesised"])
+
+
+def test_eval_writes_a_report(built, capsys) -> None:
+    from vn3d.cli import main
+
+    _, out, _, _ = built
+    assert main(["eval", str(out)]) == 0
+    result = json.loads((out / "eval.json").read_text())
+    assert result["pairs"] == 4  # 2 subjects x (neutral, happy)
+    assert 12 < result["summary"]["psnr"] < 45 and 0.3 < result["summary"]["ssim"] <= 1
+    assert set(result["per_expression"]) == {"neutral", "happy"}
+    text = (out / "eval.md").read_text()
+    assert "| vn3d (this dataset) |" in text and "MoFaNeRF" in text
+    assert (out / "eval_per_expression.png").read_bytes()[:4] == b"\x89PNG"

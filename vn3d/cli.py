@@ -288,6 +288,17 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from engines.dataset_eval import evaluate_dataset, fmt
+
+    result = evaluate_dataset(Path(args.dataset), load_model("ict"))
+    s = result["summary"]
+    print(f"{result['pairs']} pairs: PSNR {fmt(s['psnr'], 2)}  SSIM {fmt(s['ssim'])}  "
+          f"LPIPS {fmt(s['lpips'])}  identity {fmt(s['identity'])}")
+    print(f"wrote {Path(args.dataset) / 'eval.md'}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
     import logging
@@ -442,6 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("photos", help="a folder of SUBJECT/EXPRESSION.jpg (neutral, happy, ...)")
     p.add_argument("--out", default="out/dataset")
     p.set_defaults(func=cmd_dataset_build)
+
+    p = sub.add_parser("eval", help="image measurements of a built dataset (writes eval.md)")
+    p.add_argument("dataset", help="a folder made by `vn3d dataset build`")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("serve", help="the live service: web page + WebRTC retargeting")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
