@@ -25,10 +25,10 @@ from engines.hair import (
     Hairstyle,
     align_to_head,
     anchor_aligned,
+    choose_style,
     hair_colour,
     list_styles,
     load_style,
-    mask_iou,
     skin_faces,
 )
 from engines.identity_fit import FitConfig, LandmarkFitter, PhotoFit
@@ -212,17 +212,16 @@ class AvatarBuilder:
         alignment."""
         if hair_mask is None or hair_mask.sum() == 0:
             return None
-        skin = head[np.unique(self.model.topology.faces[skin_faces(self.model.topology)])]
+        skin = head[np.unique(skin_faces(self.model.topology))]
         k = min(1.0, SILHOUETTE_SIDE / max(fit.width, fit.height))
         size = (max(8, round(fit.width * k)), max(8, round(fit.height * k)))
         photo = cv2.resize(hair_mask.astype(np.uint8), size, interpolation=cv2.INTER_AREA) > 0
-        scores = {}
+        silhouettes = {}
         for name in list_styles():
             style = load_style(name)
             strands = anchor_aligned(style, skin)[style.active.reshape(-1)]
-            silhouette = splat_mask(fit.project(strands.reshape(-1, 3)) * k, size)
-            scores[name] = mask_iou(silhouette, photo)
-        best = max(scores, key=scores.get)
+            silhouettes[name] = splat_mask(fit.project(strands.reshape(-1, 3)) * k, size)
+        best = choose_style(photo, silhouettes)
         return align_to_head(load_style(best), head, self.model.topology)
 
     def close(self) -> None:

@@ -31,6 +31,11 @@ class MeshTopology:
     def n_faces(self) -> int:
         return int(self.faces.shape[0])
 
+    def face_ids(self, materials: tuple[str, ...]) -> np.ndarray:  # (F',) int64
+        """Ids of the triangles whose material is one of ``materials``."""
+        ids = [self.material_names.index(m) for m in materials]
+        return np.nonzero(np.isin(self.face_material, ids))[0]
+
 
 class FaceModel(torch.nn.Module):
     """Base class: subclasses register buffers and implement :meth:`forward`.

@@ -79,8 +79,7 @@ class Hairstyle:
 
 def skin_faces(topology: MeshTopology) -> np.ndarray:
     """The skin triangles (F, 3) of an ICT topology: face and back of the head."""
-    ids = [topology.material_names.index(m) for m in SKIN_MATERIALS]
-    return topology.faces[np.isin(topology.face_material, ids)]
+    return topology.faces[topology.face_ids(SKIN_MATERIALS)]
 
 
 class HeadSurface:

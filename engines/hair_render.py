@@ -25,6 +25,7 @@ import numpy as np
 
 from engines.camera import Camera
 from engines.ict_model import NECK_PIVOT
+from engines.materials import LIGHTS_GLSL
 
 if TYPE_CHECKING:
     from engines.renderer import MeshRenderer
@@ -68,15 +69,7 @@ in float v_t;                // 0 root .. 1 tip; < 0 on the scalp cap
 in float v_shade;
 out vec4 f_colour;
 
-const vec3 KEY_DIR = normalize(vec3(-0.45, 0.55, 0.70));
-const vec3 FILL_DIR = normalize(vec3(0.60, 0.10, 0.60));
-const vec3 RIM_DIR = normalize(vec3(0.20, 0.60, -0.80));
-const vec3 KEY_RGB = vec3(1.00, 0.97, 0.92) * 0.95;
-const vec3 FILL_RGB = vec3(0.80, 0.86, 1.00) * 0.35;
-const vec3 RIM_RGB = vec3(1.0) * 0.25;
-const vec3 SKY = vec3(0.32, 0.34, 0.38);
-const vec3 GROUND = vec3(0.18, 0.15, 0.13);
-
+""" + LIGHTS_GLSL + """
 float sin_between(vec3 t, vec3 d) {
     float c = dot(t, d);
     return sqrt(max(1.0 - c * c, 0.0));

@@ -78,11 +78,6 @@ def read_obj_vertices(path: str | Path) -> np.ndarray:  # (N, 3)
     return np.asarray(rows, np.float64)
 
 
-def skin_faces(topology: MeshTopology, materials: tuple[str, ...] = SKIN_MATERIALS) -> np.ndarray:
-    ids = [topology.material_names.index(m) for m in materials]
-    return np.nonzero(np.isin(topology.face_material, ids))[0]
-
-
 def build_ict_correspondence(
     neutral: np.ndarray, topology: MeshTopology, canonical: np.ndarray
 ) -> tuple[Correspondence, dict[str, float]]:
@@ -98,7 +93,7 @@ def build_ict_correspondence(
     )
     warped = aligned + warp(aligned)
 
-    tri_ids = skin_faces(topology)
+    tri_ids = topology.face_ids(SKIN_MATERIALS)
     _, dist, local_tri, bary = MeshProximity(neutral, topology.faces[tri_ids]).query(warped)
     corr = Correspondence(tri_ids[local_tri].astype(np.int64), bary.astype(np.float32),
                           len(neutral))

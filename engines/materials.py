@@ -19,6 +19,18 @@ class Material:
 
 KIND_PLAIN, KIND_IRIS, KIND_SCLERA = 0, 1, 2
 
+# the studio lights in view space, shared by the head's and the hair's shaders
+LIGHTS_GLSL = """
+const vec3 KEY_DIR = normalize(vec3(-0.45, 0.55, 0.70));
+const vec3 FILL_DIR = normalize(vec3(0.60, 0.10, 0.60));
+const vec3 RIM_DIR = normalize(vec3(0.20, 0.60, -0.80));
+const vec3 KEY_RGB = vec3(1.00, 0.97, 0.92) * 0.95;
+const vec3 FILL_RGB = vec3(0.80, 0.86, 1.00) * 0.35;
+const vec3 RIM_RGB = vec3(1.0) * 0.25;
+const vec3 SKY = vec3(0.32, 0.34, 0.38);
+const vec3 GROUND = vec3(0.18, 0.15, 0.13);
+"""
+
 SKIN = Material((0.84, 0.64, 0.54), specular=0.10, shininess=20.0, textured=True)
 
 # ICT-FaceKit material names. The eye helper shells are transparent films in the original

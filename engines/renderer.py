@@ -16,7 +16,7 @@ import torch
 from engines.camera import Camera, PerspectiveCamera
 from engines.face_model import MeshTopology
 from engines.hair_render import DEFAULT_COLOUR, HairDrawer, HairLook, hair_mesh
-from engines.materials import KIND_IRIS, KIND_SCLERA, Material, material_for
+from engines.materials import KIND_IRIS, KIND_SCLERA, LIGHTS_GLSL, Material, material_for
 
 MAX_MATERIALS = 16
 EYE_BACK_Z = -0.2  # eyeball faces whose rest direction has z below this are hidden (> 100°)
@@ -63,15 +63,7 @@ flat in int v_mat;
 in vec3 v_eye;
 out vec4 f_colour;
 
-const vec3 KEY_DIR = normalize(vec3(-0.45, 0.55, 0.70));
-const vec3 FILL_DIR = normalize(vec3(0.60, 0.10, 0.60));
-const vec3 RIM_DIR = normalize(vec3(0.20, 0.60, -0.80));
-const vec3 KEY_RGB = vec3(1.00, 0.97, 0.92) * 0.95;
-const vec3 FILL_RGB = vec3(0.80, 0.86, 1.00) * 0.35;
-const vec3 RIM_RGB = vec3(1.0) * 0.25;
-const vec3 SKY = vec3(0.32, 0.34, 0.38);
-const vec3 GROUND = vec3(0.18, 0.15, 0.13);
-
+""" + LIGHTS_GLSL + """
 vec3 to_linear(vec3 c) { return pow(c, vec3(2.2)); }
 
 void main() {

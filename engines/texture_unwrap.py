@@ -25,11 +25,13 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 from scipy.spatial import cKDTree
 
 from engines.disk_cache import cache_root, load_arrays, save_arrays
 from engines.face_model import MeshTopology
 from engines.materials import material_for
+from engines.renderer import vertex_normals
 
 FRONT_COS = 0.15  # below this normal-to-view cosine a texel is not taken from the photo
 FULL_COS = 0.5  # above it a texel gets full weight
@@ -174,7 +176,9 @@ def unwrap_texture(
     camera_vertices = np.asarray(camera_vertices, np.float32)  # float32: ~2M texels below
     corners = camera_vertices[topology.faces[lay.triangle]]  # (T, 3, 3)
     pts = (corners * lay.bary[:, :, None]).sum(1)  # (T, 3)
-    normals = _vertex_normals(camera_vertices, topology.faces)
+    normals = vertex_normals(
+        torch.from_numpy(camera_vertices), torch.as_tensor(topology.faces, dtype=torch.long)
+    ).numpy()
     nrm = (normals[topology.faces[lay.triangle]] * lay.bary[:, :, None]).sum(1)
     nrm /= np.linalg.norm(nrm, axis=1, keepdims=True) + 1e-12
     z = pts[:, 2]
@@ -235,12 +239,3 @@ def remove_shading(colour: np.ndarray, normals: np.ndarray, weight: np.ndarray) 
         out[:, ch] = colour[:, ch] / np.clip(shading, 0.5, 1.6)
     # keep the photo's overall skin brightness
     return out * (np.median(colour[sel], 0) / np.maximum(np.median(out[sel], 0), 1e-6))
-
-
-def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:  # (V, 3)
-    tri = vertices[faces]
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    vn = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(vn, faces[:, k], fn)
-    return vn / (np.linalg.norm(vn, axis=1, keepdims=True) + 1e-12)

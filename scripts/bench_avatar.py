@@ -65,8 +65,7 @@ def main() -> None:
             print(f"{path.name}: skipped ({exc})")
             continue
         total = time.perf_counter() - t0
-        lms, _ = builder.landmarks(image)
-        mask = face_region_mask(lms, image.shape)
+        mask = face_region_mask(avatar.photo.landmarks_px, image.shape)
         render = render_over_photo(model, avatar.photo, avatar.texture, image)
         with_hair = render_over_photo(
             model, avatar.photo, avatar.texture, image,

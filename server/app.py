@@ -34,6 +34,7 @@ import aioice.ice
 import av
 import cv2
 import numpy as np
+import torch
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -329,12 +330,7 @@ class App:
         """Thumbnails and the emotion models (trained on first use, then cached)."""
         with MeshRenderer(self.model.topology, RenderConfig(160, 160, samples=4)) as r:
             for tid, target in self.targets.items():
-                r.set_texture(target.texture)
-                v = self.model.forward_prepared(
-                    self.model.prepare_identity(target.shape), *self.model.zero_params(1)[1:]
-                )[0]
-                ok, png = cv2.imencode(".png", cv2.cvtColor(r.render(v), cv2.COLOR_RGB2BGR))
-                self.thumbnails[tid] = png.tobytes() if ok else b""
+                self.thumbnails[tid] = self.thumbnail(target, r)
         try:
             self.emotion_models = default_emotion_models(self.model.expression_names)
         except Exception as exc:  # the service still runs in "track" mode
@@ -385,16 +381,20 @@ class App:
 
     def avatar_thumbnail(self, avatar_id: str) -> bytes:
         if avatar_id not in self.thumbnails:
-            target = self.target(avatar_id)
             with MeshRenderer(self.model.topology, RenderConfig(160, 160)) as r:
-                r.set_texture(target.texture)
-                r.set_hair(target.hair, target.hair_rgb)
-                v = self.model.forward_prepared(
-                    self.model.prepare_identity(target.shape), *self.model.zero_params(1)[1:]
-                )[0]
-                ok, png = cv2.imencode(".png", cv2.cvtColor(r.render(v), cv2.COLOR_RGB2BGR))
-            self.thumbnails[avatar_id] = png.tobytes() if ok else b""
+                self.thumbnails[avatar_id] = self.thumbnail(self.target(avatar_id), r)
         return self.thumbnails[avatar_id]
+
+    def thumbnail(self, target: Target, renderer: MeshRenderer) -> bytes:
+        """A PNG of the target's neutral head (with its hair), front view."""
+        renderer.set_texture(target.texture)
+        renderer.set_hair(target.hair, target.hair_rgb)
+        with torch.no_grad():
+            v = self.model.forward_prepared(
+                self.model.prepare_identity(target.shape), *self.model.zero_params(1)[1:]
+            )[0]
+        ok, png = cv2.imencode(".png", cv2.cvtColor(renderer.render(v), cv2.COLOR_RGB2BGR))
+        return png.tobytes() if ok else b""
 
     def build_avatar(self, data: bytes, name: str, user: str | None, public: bool) -> str:
         """On the builder thread: photo -> avatar -> store; returns the id."""

@@ -12,10 +12,10 @@ from engines.assets import asset_root
 from engines.closest_point import MeshProximity, closest_on_triangles
 from engines.identity_fit import FitConfig, LandmarkFitter
 from engines.landmark_correspondence import (
+    SKIN_MATERIALS,
     build_ict_correspondence,
     canonical_face_vertices,
     load_ict_correspondence,
-    skin_faces,
 )
 from engines.texture_unwrap import unwrap_texture, uv_layout
 
@@ -47,7 +47,7 @@ def test_closest_point_on_triangle_regions() -> None:
 
 def test_mesh_proximity_is_point_to_triangle(ict) -> None:
     v = ict.neutral.numpy()
-    faces = ict.topology.faces[skin_faces(ict.topology)]
+    faces = ict.topology.faces[ict.topology.face_ids(SKIN_MATERIALS)]
     prox = MeshProximity(v, faces)
     # points on triangle interiors, pushed out 2 mm along the face normal: distance 0.2
     rng = np.random.default_rng(0)
@@ -104,7 +104,7 @@ def test_fit_recovers_a_synthetic_identity(ict, fitter) -> None:
     fov = 2 * np.degrees(np.arctan(225.0 / 1200.0))
     with torch.no_grad():
         true = ict.prepare_identity(torch.tensor(shape[None], dtype=torch.float32))[0].numpy()
-    face = np.unique(ict.topology.faces[skin_faces(ict.topology)])
+    face = np.unique(ict.topology.faces[ict.topology.face_ids(SKIN_MATERIALS)])
     base = np.linalg.norm(ict.neutral.numpy()[face] - true[face], axis=1).mean()
     # the solver with weak priors recovers the identity; the default (strong, tuned for
     # real photos' landmark noise) priors still land nearer the truth than the mean head
@@ -154,7 +154,7 @@ def test_identity_from_smiling_photo_matches_neutral(ict, fitter, london_landmar
     Tolerance: every same-person pair within 1.2 mm (measured: mean 0.47, max 0.86), the
     same-person mean under half the different-person mean (measured 1.86 mm), and the
     smiling photo's nearest neutral identity is the same person for >= 85% (measured 95%)."""
-    face = np.unique(ict.topology.faces[skin_faces(ict.topology)])
+    face = np.unique(ict.topology.faces[ict.topology.face_ids(SKIN_MATERIALS)])
     meshes = {}
     for key, photo in london_landmarks.items():
         fit = fitter.fit([photo])[0]

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from engines.alignment import rigid_align
-from engines.landmark_correspondence import skin_faces
+from engines.landmark_correspondence import SKIN_MATERIALS
 from engines.mesh_accuracy import NOW_IBUG, scan_to_mesh
 
 
 @pytest.fixture(scope="module")
 def face(ict):
     v = ict.neutral.numpy().astype(np.float64)
-    faces = ict.topology.faces[skin_faces(ict.topology)]
+    faces = ict.topology.faces[ict.topology.face_ids(SKIN_MATERIALS)]
     lms = v[ict.topology.landmark_vertex_ids[NOW_IBUG]]
     return v, faces, lms
 
