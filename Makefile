@@ -37,6 +37,7 @@ $(STAMP): pyproject.toml
 
 run: setup
 	$(VENV)/bin/vn3d doctor || true
+	$(VENV)/bin/vn3d dataset sample  # the sample gallery (once; later runs skip built subjects)
 	$(VENV)/bin/vn3d serve
 
 demo: setup

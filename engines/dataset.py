@@ -1,8 +1,20 @@
-"""VN3DFace-style datasets: subjects × 7 expressions, each a pair T(I, M) of a photo (when
+r"""VN3DFace-style datasets: subjects × 7 expressions, each a pair T(I, M) of a photo (when
 there is one) and a 3D model, built from a folder of 2D photos.
 
-Input: ``PHOTOS/SUBJECT/EXPRESSION.jpg`` (EXPRESSION one of :data:`LABELS`; .jpg, .jpeg,
-.png or .webp). Layout written (format 1)::
+Input (:func:`find_photos`), three ways:
+
+- folders: ``PHOTOS/SUBJECT/EXPRESSION.jpg`` (the default);
+- a pattern: a regular expression with the named groups ``subject`` and ``expression``,
+  matched against each photo's path relative to PHOTOS (``/`` separators), for flat or
+  V-Face-style folders, e.g. ``london_(?P<subject>\d+)_(?P<expression>[a-z]+)\.jpg``;
+- a CSV with the columns ``subject,expression,path`` (paths relative to the CSV's folder).
+
+Expressions are one of :data:`LABELS` or a common alias (``smiling``, ``fear``, KDEF's
+``HA``/``AF``/..., see :data:`EXPRESSION_ALIASES`); photos of other expressions are
+ignored, and doubles, bad names and CSV rows that point nowhere are listed under
+``skipped_inputs`` in the manifest. Formats: .jpg, .jpeg, .png, .webp.
+
+Layout written (format 1)::
 
     DATASET/manifest.json            expressions, and per subject: status (done/failed),
                                      its photos, which expressions were synthesised, error
@@ -20,7 +32,9 @@ Per subject one identity is fitted jointly over all its photos (shared β, own �
 camera each); an expression without a photo is synthesised by the ERM from that emotion
 at full intensity and marked so. Subjects already done are skipped (resumable); a
 subject that fails (no face, unreadable photo) is recorded with its error and the run
-goes on.
+goes on. Subjects build in parallel worker processes (``workers``; each loads its own
+face model, MediaPipe and renderer), the manifest is written by the parent as each
+subject finishes.
 """
 
 from __future__ import annotations
@@ -37,7 +51,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from engines.assets import AssetMissingError, asset_root
 from engines.avatar import AvatarBuilder, AvatarConfig, AvatarError, decode_photo
+from engines.disk_cache import cache_root
 from engines.face_model import FaceModel
 from engines.facs import EMOTIONS, LABELS
 from engines.renderer import MeshRenderer, RenderConfig
@@ -54,19 +70,75 @@ class DatasetError(ValueError):
     """A dataset folder, file or name is missing, corrupt or not allowed; says which."""
 
 
-def find_photos(folder: Path) -> dict[str, dict[str, Path]]:
-    """subject -> {expression: photo} from SUBJECT/EXPRESSION.ext (other files ignored)."""
-    out: dict[str, dict[str, Path]] = {}
-    for sub in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
-        if not SUBJECT_PATTERN.match(sub.name):
-            continue
-        photos = {
-            p.stem.lower(): p for p in sorted(sub.iterdir())
-            if p.suffix.lower() in PHOTO_SUFFIXES and p.stem.lower() in LABELS
-        }
-        if photos:
-            out[sub.name] = photos
-    return out
+EXPRESSION_ALIASES = {
+    **{label: label for label in LABELS},
+    "smile": "happy", "smiling": "happy", "happiness": "happy", "joy": "happy",
+    "sadness": "sad", "fear": "afraid", "fearful": "afraid", "scared": "afraid",
+    "anger": "angry", "surprise": "surprised", "disgust": "disgusted",
+    # KDEF / AKDEF codes
+    "ne": "neutral", "ha": "happy", "sa": "sad", "af": "afraid", "an": "angry",
+    "su": "surprised", "di": "disgusted",
+}
+NESTED_PATTERN = r"(?P<subject>[^/]+)/(?P<expression>[^/]+)\.[^./]+"
+SAMPLE_PATTERN = r"(?P<subject>london_\d+)_(?P<expression>neutral|smiling)\.jpg"
+
+
+def expression_label(text: str) -> str | None:
+    """One of :data:`LABELS` for an expression name or alias, else None."""
+    return EXPRESSION_ALIASES.get(text.strip().lower())
+
+
+@dataclass
+class PhotoIndex:
+    """subject -> {expression: photo}, and what was left out of it (with why)."""
+
+    subjects: dict[str, dict[str, Path]]
+    skipped: list[str]
+
+    def add(self, subject: str, expression: str, path: Path, where: str) -> None:
+        label = expression_label(expression)
+        if label is None:
+            return  # another expression than the seven: not part of the dataset
+        if not SUBJECT_PATTERN.match(subject):
+            self.skipped.append(f"{where}: subject name {subject[:64]!r} is not allowed "
+                                "(letters, digits, _ . -; at most 64)")
+        elif label in self.subjects.get(subject, {}):
+            self.skipped.append(f"{where}: a second {label} photo of {subject} "
+                                f"(kept {self.subjects[subject][label].name})")
+        else:
+            self.subjects.setdefault(subject, {})[label] = path
+
+
+def find_photos(folder: Path, pattern: str | None = None, csv: Path | None = None) -> PhotoIndex:
+    """The photos of each subject, from folders (default), a ``pattern`` or a ``csv``."""
+    index = PhotoIndex({}, [])
+    if csv is not None:
+        import csv as csvlib
+
+        csv = Path(csv)
+        with open(csv, newline="", encoding="utf-8") as f:
+            reader = csvlib.DictReader(f)
+            if not {"subject", "expression", "path"} <= set(reader.fieldnames or ()):
+                raise DatasetError(f"{csv}: needs the columns subject,expression,path")
+            for n, row in enumerate(reader, start=2):
+                path = (csv.parent / (row["path"] or "")).resolve()
+                if path.suffix.lower() not in PHOTO_SUFFIXES or not path.is_file():
+                    index.skipped.append(f"{csv.name}:{n}: no photo at {row['path']!r}")
+                else:
+                    index.add(row["subject"] or "", row["expression"] or "", path,
+                              f"{csv.name}:{n}")
+    else:
+        regex = re.compile(pattern or NESTED_PATTERN)
+        if not {"subject", "expression"} <= set(regex.groupindex):
+            raise DatasetError("the pattern needs the named groups subject and expression")
+        folder = Path(folder)
+        for path in sorted(folder.rglob("*")):
+            rel = path.relative_to(folder).as_posix()
+            m = regex.fullmatch(rel)
+            if m and path.is_file() and path.suffix.lower() in PHOTO_SUFFIXES:
+                index.add(m["subject"], m["expression"], path, rel)
+    index.subjects = {k: index.subjects[k] for k in sorted(index.subjects)}
+    return index
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -76,8 +148,11 @@ def write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def build_dataset(photos: Path, out: Path, model: FaceModel, erm) -> dict:
-    """Build (or resume) a dataset; returns the manifest. ``erm``: a trained ERM."""
+def build_dataset(photos: Path | None, out: Path, model: FaceModel, erm, *,
+                  pattern: str | None = None, csv: Path | None = None,
+                  workers: int = 1) -> dict:
+    """Build (or resume) a dataset; returns the manifest. ``erm``: a trained ERM.
+    ``workers`` > 1 builds subjects in that many processes."""
     out = Path(out)
     (out / "subjects").mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
@@ -86,23 +161,100 @@ def build_dataset(photos: Path, out: Path, model: FaceModel, erm) -> dict:
         else {"format_version": FORMAT_VERSION, "model": model.name, "expressions": LABELS,
               "subjects": {}}
     )
-    subjects = find_photos(photos)
-    builder = AvatarBuilder(model, AvatarConfig(texture_size=512, hair="none"))
-    try:
-        with MeshRenderer(model.topology, RenderConfig(RENDER_SIZE, RENDER_SIZE)) as renderer:
-            for name, files in tqdm(subjects.items(), desc="subjects", unit="subject"):
-                if manifest["subjects"].get(name, {}).get("status") == "done":
-                    continue
-                try:
-                    entry = build_subject(files, out / "subjects" / name, model, erm, builder,
-                                          renderer)
-                except (AvatarError, OSError) as exc:
-                    entry = {"status": "failed", "error": str(exc)}
-                manifest["subjects"][name] = entry
-                write_json_atomic(manifest_path, manifest)  # resumable after each subject
-    finally:
-        builder.close()
+    index = find_photos(photos, pattern, csv)
+    manifest["skipped_inputs"] = index.skipped
+    todo = {name: files for name, files in index.subjects.items()
+            if manifest["subjects"].get(name, {}).get("status") != "done"}
+    write_json_atomic(manifest_path, manifest)
+    bar = tqdm(total=len(index.subjects), initial=len(index.subjects) - len(todo),
+               desc="subjects", unit="subject")
+    for name, entry in subject_builds(todo, out, model, erm, workers):
+        manifest["subjects"][name] = entry
+        manifest["subjects"] = dict(sorted(manifest["subjects"].items()))  # not finish order
+        write_json_atomic(manifest_path, manifest)  # resumable after each subject
+        bar.update()
+    bar.close()
     return manifest
+
+
+def subject_builds(todo: dict[str, dict[str, Path]], out: Path, model: FaceModel, erm,
+                   workers: int):
+    """(subject, manifest entry) as each subject finishes, in this process or in workers."""
+    if workers <= 1 or len(todo) <= 1:
+        _start_worker(model, erm)
+        try:
+            for name, files in todo.items():
+                yield name, _build_in_worker(name, files, out)
+        finally:
+            _stop_worker()
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn: MediaPipe, EGL and torch threads do not survive a fork
+    with ProcessPoolExecutor(min(workers, len(todo)), multiprocessing.get_context("spawn"),
+                             initializer=_start_worker, initargs=(type(model), erm)) as pool:
+        jobs = {pool.submit(_build_in_worker, name, files, out): name
+                for name, files in todo.items()}
+        for job in as_completed(jobs):
+            yield jobs[job], job.result()
+
+
+def sample_dataset_dir() -> Path:
+    """Where the out-of-the-box gallery is built: ``$VN3D_CACHE/datasets/london-sample``."""
+    return cache_root() / "datasets" / "london-sample"
+
+
+def build_sample_dataset(model: FaceModel, erm, out: Path | None = None, workers: int = 1,
+                         limit: int | None = None) -> dict:
+    """The sample gallery: the London Set's neutral and smiling photos (the other five
+    expressions by the ERM). ``limit``: only the first so many people."""
+    london = (asset_root() / "faces" / "london_set").resolve()
+    if not london.is_dir():
+        raise AssetMissingError(
+            f"the sample gallery is made from the London Set (faces/london_set, CC BY 4.0), "
+            f"not found at {london.resolve()}; set $VN3D_ASSETS to the asset folder")
+    out = Path(out) if out else sample_dataset_dir()
+    if limit is None:
+        return build_dataset(london, out, model, erm, pattern=SAMPLE_PATTERN, workers=workers)
+    index = find_photos(london, SAMPLE_PATTERN)
+    csv = out.parent / f".{out.name}-photos.csv"  # the first `limit` people, as a CSV
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    rows = [f"{name},{expr},{path}" for name in list(index.subjects)[:limit]
+            for expr, path in index.subjects[name].items()]
+    csv.write_text("subject,expression,path\n" + "\n".join(rows) + "\n")
+    return build_dataset(None, out, model, erm, csv=csv, workers=workers)
+
+
+_worker: dict = {}  # one process's model, ERM, builder and renderer
+
+
+def _start_worker(model: FaceModel | type, erm) -> None:
+    if isinstance(model, type):  # in a worker process: load our own copy, one thread
+        torch.set_num_threads(1)
+        cv2.setNumThreads(1)
+        model = model()
+    _worker.update(
+        model=model, erm=erm,
+        builder=AvatarBuilder(model, AvatarConfig(texture_size=512, hair="none")),
+        renderer=MeshRenderer(model.topology, RenderConfig(RENDER_SIZE, RENDER_SIZE)),
+    )
+
+
+def _stop_worker() -> None:
+    if _worker:
+        _worker["builder"].close()
+        _worker["renderer"].close()
+        _worker.clear()
+
+
+def _build_in_worker(name: str, files: dict[str, Path], out: Path) -> dict:
+    w = _worker
+    try:
+        return build_subject(files, out / "subjects" / name, w["model"], w["erm"],
+                             w["builder"], w["renderer"])
+    except (AvatarError, OSError) as exc:
+        return {"status": "failed", "error": str(exc)}
 
 
 def build_subject(files: dict[str, Path], folder: Path, model: FaceModel, erm,

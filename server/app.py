@@ -50,7 +50,7 @@ from websockets.http11 import Request, Response
 
 from avatars.store import ID_PATTERN, AvatarStore, StoreError
 from engines.avatar import AvatarBuilder, AvatarError, PhotoLimits, decode_photo, photo_hash
-from engines.dataset import Dataset
+from engines.dataset import Dataset, DatasetError, sample_dataset_dir
 from engines.emotion import EmotionMode, EmotionModels, default_emotion_models
 from engines.facs import EMOTIONS
 from engines.ict_model import ICTFaceModel
@@ -80,6 +80,7 @@ class ServerConfig:
     stamp_frames: bool = False  # benchmarks: write each source frame's index into the output
     avatar_store: str | None = None  # default: $VN3D_AVATARS or ~/.local/share/vn3d/avatars
     datasets: list[str] = field(default_factory=list)  # built datasets whose subjects are targets
+    sample_gallery: bool = True  # also the sample dataset, when built (`vn3d dataset sample`)
     max_upload_bytes: int = 8 * 1024 * 1024  # a portrait sent over the socket for an avatar
     # sessions that track+render at the same time (see App.render_gate); more only adds GIL
     # contention: Mesa's llvmpipe already rasterises each frame on every core
@@ -305,11 +306,9 @@ class App:
         self.targets: dict[str, Target] = {"default": default_target(self.model)}
         self.names = {"default": "Default head"}
         for path in config.datasets:  # dataset subjects: the gallery, shown to everyone
-            dataset = Dataset(path)
-            for subject in dataset.subjects:
-                tid = f"ds-{dataset.root.name}-{subject}"
-                self.targets[tid] = dataset.target(subject, self.model)
-                self.names[tid] = f"{dataset.root.name}: {subject}"
+            self.add_dataset(Dataset(path))
+        if config.sample_gallery:
+            self.add_sample_gallery()
         if target not in self.targets:
             raise ValueError(f"unknown target {target!r}; known: {', '.join(self.targets)}")
         self.default_target = target
@@ -326,6 +325,23 @@ class App:
         if config.ice_loopback:
             restrict_ice_to_loopback()
 
+    def add_dataset(self, dataset: Dataset) -> None:
+        for subject in dataset.subjects:
+            tid = f"ds-{dataset.root.name}-{subject}"
+            self.targets[tid] = dataset.target(subject, self.model)
+            self.names[tid] = f"{dataset.root.name}: {subject}"
+
+    def add_sample_gallery(self) -> None:
+        """The out-of-the-box gallery, when the set-up step built it; the server runs
+        without it (a hint in the log) and a damaged one does not stop it."""
+        folder = sample_dataset_dir()
+        if not (folder / "manifest.json").is_file():
+            log.info("no sample gallery at %s (build it: vn3d dataset sample)", folder)
+            return
+        try:
+            self.add_dataset(Dataset(folder))
+        except DatasetError as exc:
+            log.warning("sample gallery left out: %s (rebuild: vn3d dataset sample)", exc)
     def prepare(self) -> None:
         """Thumbnails and the emotion models (trained on first use, then cached)."""
         with MeshRenderer(self.model.topology, RenderConfig(160, 160, samples=4)) as r:

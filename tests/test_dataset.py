@@ -128,3 +128,73 @@ def test_eval_writes_a_report(built, capsys) -> None:
     text = (out / "eval.md").read_text()
     assert "| vn3d (this dataset) |" in text and "MoFaNeRF" in text
     assert (out / "eval_per_expression.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def touch_photo(path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")  # find_photos reads names only
+
+
+def test_photo_layouts_folders_pattern_and_csv(tmp_path) -> None:
+    from engines.dataset import find_photos
+
+    nested = tmp_path / "nested"
+    for rel in ("ann/neutral.jpg", "ann/Smiling.PNG", "ann/bored.jpg", "ann/notes.txt",
+                "bob/fear.webp", "bob/afraid.jpg", "bad name!/happy.jpg"):
+        touch_photo(nested / rel)
+    index = find_photos(nested)
+    assert {k: sorted(v) for k, v in index.subjects.items()} == {
+        "ann": ["happy", "neutral"], "bob": ["afraid"]}
+    assert len(index.skipped) == 2  # bob's second afraid photo, the bad subject name
+    assert any("second afraid" in why for why in index.skipped)
+
+    flat = tmp_path / "flat"  # V-Face-like: one folder, KDEF-style codes in the names
+    for name in ("AF01HA.jpg", "AF01NE.jpg", "AM02SU.jpg", "AM02XX.jpg", "readme.jpg"):
+        touch_photo(flat / name)
+    index = find_photos(flat, r"(?P<subject>A[FM]\d\d)(?P<expression>[A-Z]{2})\.jpg")
+    assert {k: sorted(v) for k, v in index.subjects.items()} == {
+        "AF01": ["happy", "neutral"], "AM02": ["surprised"]}
+    with pytest.raises(DatasetError):
+        find_photos(flat, r"(?P<who>\w+)\.jpg")  # no subject/expression groups
+
+    csv = tmp_path / "list.csv"
+    csv.write_text("subject,expression,path\n"
+                   "ann,neutral,nested/ann/neutral.jpg\n"
+                   "ann,disgust,flat/AF01HA.jpg\n"
+                   "cid,happy,nowhere.jpg\n"
+                   "../up,happy,flat/AM02SU.jpg\n")
+    index = find_photos(None, csv=csv)
+    assert {k: sorted(v) for k, v in index.subjects.items()} == {"ann": ["disgusted", "neutral"]}
+    assert len(index.skipped) == 2 and "list.csv:4" in index.skipped[0]
+    (tmp_path / "bad.csv").write_text("who,what\nann,neutral\n")
+    with pytest.raises(DatasetError, match="columns"):
+        find_photos(None, csv=tmp_path / "bad.csv")
+
+
+def test_sample_gallery_builds_in_parallel_and_is_served(ict, built, tmp_path,
+                                                         monkeypatch) -> None:
+    from engines.dataset import build_sample_dataset, sample_dataset_dir
+    from server.app import App, ServerConfig
+
+    erm = built[3]
+    out = tmp_path / "datasets" / "london-sample"
+    manifest = build_sample_dataset(ict, erm, out, workers=2, limit=2)
+    assert [s for s, e in manifest["subjects"].items() if e["status"] == "done"] == [
+        "london_001", "london_003"]
+    ds = Dataset(out)
+    for subject in ds.subjects:
+        assert [e for e in LABELS if not ds.pair(subject, e).synthesised] == ["neutral", "happy"]
+        assert ds.pair(subject, "angry").render.is_file()
+    monkeypatch.setenv("VN3D_CACHE", str(tmp_path))
+    assert sample_dataset_dir() == out
+    app = App(ServerConfig(size=64, avatar_store=str(tmp_path / "store")))
+    ids = [t["id"] for t in app.target_list(None)]
+    assert "ds-london-sample-london_001" in ids and "ds-london-sample-london_003" in ids
+    target = app.target("ds-london-sample-london_003")
+    assert target.shape.abs().sum() > 0  # its own identity, not the default head
+    assert "ds-london-sample-london_001" not in [
+        t["id"] for t in App(ServerConfig(size=64, sample_gallery=False,
+                                          avatar_store=str(tmp_path / "store"))).target_list(None)]
+    (out / "manifest.json").write_text("{damaged")  # a damaged gallery: served without it
+    assert [t["id"] for t in App(ServerConfig(size=64, avatar_store=str(tmp_path / "store")))
+            .target_list(None)] == ["default"]

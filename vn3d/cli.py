@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -273,18 +274,29 @@ def cmd_avatar_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset_build(args: argparse.Namespace) -> int:
-    from engines.dataset import build_dataset
+    from engines.dataset import build_dataset, build_sample_dataset, sample_dataset_dir
     from engines.emotion import default_emotion_models
 
     model = load_model("ict")
     erm = default_emotion_models(model.expression_names).erm
-    manifest = build_dataset(Path(args.photos), Path(args.out), model, erm)
+    if args.dataset_command == "sample":
+        out = Path(args.out) if args.out else sample_dataset_dir()
+        manifest = build_sample_dataset(model, erm, out, args.workers, args.limit)
+    else:
+        if not args.photos and not args.csv:
+            raise ValueError("give a photo folder, or --csv FILE")
+        out = Path(args.out)
+        manifest = build_dataset(Path(args.photos) if args.photos else None, out, model, erm,
+                                 pattern=args.pattern, csv=args.csv, workers=args.workers)
     subjects = manifest["subjects"]
     done = [s for s, e in subjects.items() if e.get("status") == "done"]
     failed = {s: e.get("error", "") for s, e in subjects.items() if e.get("status") != "done"}
-    print(f"{args.out}: {len(done)} subjects built, {len(failed)} failed")
+    print(f"{out}: {len(done)} subjects built, {len(failed)} failed, "
+          f"{len(manifest.get('skipped_inputs', []))} inputs skipped")
     for subject, why in failed.items():
         print(f"  failed {subject}: {why}")
+    for why in manifest.get("skipped_inputs", []):
+        print(f"  skipped {why}")
     return 0
 
 
@@ -322,6 +334,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         avatar_store=args.avatar_store,
         render_slots=args.render_slots,
         datasets=args.dataset,
+        sample_gallery=args.sample_gallery,
     )
 
     def ready(url: str) -> None:
@@ -449,9 +462,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     dataset = sub.add_parser("dataset", help="VN3DFace-style 3D expression datasets")
     dataset_sub = dataset.add_subparsers(dest="dataset_command", required=True)
+    workers = max(1, min(os.cpu_count() or 1, 4))
     p = dataset_sub.add_parser("build", help="build (or resume) a dataset from a photo folder")
-    p.add_argument("photos", help="a folder of SUBJECT/EXPRESSION.jpg (neutral, happy, ...)")
+    p.add_argument("photos", nargs="?",
+                   help="a folder of SUBJECT/EXPRESSION.jpg (neutral, happy, ...)")
+    p.add_argument("--pattern", help="regex with (?P<subject>...) and (?P<expression>...) "
+                   "matched against each photo's path under PHOTOS (flat/V-Face-style folders)")
+    p.add_argument("--csv", type=Path, help="CSV with columns subject,expression,path")
     p.add_argument("--out", default="out/dataset")
+    p.add_argument("--workers", type=int, default=workers,
+                   help=f"subjects built in parallel (default {workers})")
+    p.set_defaults(func=cmd_dataset_build)
+    p = dataset_sub.add_parser("sample", help="build (or resume) the sample gallery from the "
+                               "London Set; `vn3d serve` shows it")
+    p.add_argument("--out", default=None, help="default: $VN3D_CACHE/datasets/london-sample")
+    p.add_argument("--workers", type=int, default=workers)
+    p.add_argument("--limit", type=int, default=None, help="only the first N people")
     p.set_defaults(func=cmd_dataset_build)
 
     p = sub.add_parser("eval", help="image measurements of a built dataset (writes eval.md)")
@@ -481,6 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dataset", action="append", default=[], metavar="DIR",
                    help="a built dataset whose subjects join the target picker (repeatable)")
+    p.add_argument("--no-sample-gallery", dest="sample_gallery", action="store_false",
+                   help="leave out the sample gallery (built by `vn3d dataset sample`)")
     p.add_argument("--render-slots", type=int, default=1, help="sessions that track and "
                    "render at the same time (1 keeps latency low on CPU renderers)")
     p.add_argument("--avatar-store", default=None, help="the avatar store folder (default: "
