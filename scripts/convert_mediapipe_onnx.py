@@ -1,0 +1,301 @@
+"""Convert MediaPipe's Face Landmarker networks (.task bundle) to ONNX, batch made dynamic.
+
+A set-up step, run once per machine; nothing here downloads. ``face_landmarker.task`` is a
+zip of ``face_detector.tflite`` (BlazeFace short range), ``face_landmarks_detector.tflite``
+(Face Mesh V2, 478 points) and ``face_blendshapes.tflite`` (52 scores). Each is converted
+with ``tf2onnx`` (``--tflite``), then its batch dimension is made dynamic (the detector and
+the blendshape model are exported with batch 1 baked into their Reshape/Slice constants),
+and each file is checked: batch N gives the same numbers as N runs of batch 1, and where
+the converter environment has a TFLite interpreter, ONNX agrees with TFLite.
+
+tf2onnx needs TensorFlow (~600 MB), which is *not* a dependency of this project. Use a
+separate virtual environment for it and pass its interpreter with ``--python``::
+
+    python3.11 -m venv /tmp/tfl
+    /tmp/tfl/bin/pip install tf2onnx tensorflow-cpu ai-edge-litert onnxruntime
+    .venv/bin/python scripts/convert_mediapipe_onnx.py --python /tmp/tfl/bin/python
+
+The ONNX files go to ``$VN3D_CACHE/mediapipe-onnx`` (else ``~/.cache/vn3d/mediapipe-onnx``)
+with a ``manifest.json``; ``engines/mediapipe_onnx.py`` reads them from there.
+See docs/MEDIAPIPE_ONNX.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+MODELS = ("face_detector", "face_landmarks_detector", "face_blendshapes")
+ASSET_REL = Path("mediapipe") / "face_landmarker.task"
+
+
+def default_out_dir() -> Path:
+    root = os.environ.get("VN3D_CACHE") or Path.home() / ".cache" / "vn3d"
+    return Path(root) / "mediapipe-onnx"
+
+
+def default_task() -> Path:
+    root = os.environ.get("VN3D_ASSETS")
+    return (Path(root) if root else Path("..") / "shared" / "assets") / ASSET_REL
+
+
+# -- making the batch dimension dynamic ------------------------------------------------------
+def make_batch_dynamic(model):  # onnx.ModelProto -> onnx.ModelProto (edited in place)
+    """Replace the batch size 1 that tf2onnx baked into the graph with a symbolic ``N``.
+
+    * graph inputs/outputs: dim 0 becomes ``N`` (the blendshape output ``[52]`` was
+      squeezed: its Slice+Squeeze are dropped so it becomes ``[N, 52]``);
+    * Reshape targets ``[1, ...]`` become ``[0, ...]`` (0 copies the input's batch dim);
+    * a constant concatenated with the batch (the blendshape MLP-Mixer's extra token)
+      is broadcast to the batch with Expand.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    consts = {n.output[0]: n for n in g.node if n.op_type == "Constant"}
+
+    def const_array(name):
+        if name in inits:
+            return numpy_helper.to_array(inits[name])
+        if name in consts:
+            return numpy_helper.to_array(consts[name].attribute[0].t)
+        return None
+
+    def set_const(name, arr):
+        t = numpy_helper.from_array(np.asarray(arr), name)
+        if name in inits:
+            inits[name].CopyFrom(t)
+        else:
+            consts[name].attribute[0].t.CopyFrom(t)
+
+    uses: dict[str, int] = {}
+    for n in g.node:
+        for i in n.input:
+            uses[i] = uses.get(i, 0) + 1
+
+    for vi in list(g.input) + list(g.output):
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) >= 2:
+            dims[0].ClearField("dim_value")
+            dims[0].dim_param = "N"
+
+    new_nodes = []
+    for n in g.node:
+        if n.op_type == "Reshape":
+            shape = const_array(n.input[1])
+            if shape is not None and shape.ndim == 1 and len(shape) >= 2 and shape[0] == 1:
+                shape = shape.copy()
+                shape[0] = 0
+                if uses.get(n.input[1], 0) > 1:  # shared constant: give this node its own
+                    name = n.input[1] + "__dynbatch_" + n.name
+                    g.initializer.append(numpy_helper.from_array(shape, name))
+                    n.input[1] = name
+                else:
+                    set_const(n.input[1], shape)
+        if n.op_type == "Concat":
+            for k, name in enumerate(n.input):
+                arr = const_array(name)
+                if arr is None or arr.ndim < 2 or arr.shape[0] != 1:
+                    continue
+                other = next(i for i in n.input if const_array(i) is None)
+                tag = f"{n.name}__dynbatch{k}"
+                tail = numpy_helper.from_array(np.ones(arr.ndim - 1, np.int64), tag + "_ones")
+                g.initializer.append(tail)
+                new_nodes += [
+                    helper.make_node("Shape", [other], [tag + "_shape"], start=0, end=1),
+                    helper.make_node(
+                        "Concat", [tag + "_shape", tag + "_ones"], [tag + "_target"], axis=0
+                    ),
+                    helper.make_node("Expand", [name, tag + "_target"], [tag + "_out"]),
+                ]
+                n.input[k] = tag + "_out"
+        new_nodes.append(n)
+    g.ClearField("node")
+    g.node.extend(new_nodes)
+
+    # the blendshape output: ... Reshape[1,52] -> Slice[0:1] -> Squeeze(0) -> output [52]
+    outs = {o.name for o in g.output}
+    by_output = {o: n for n in g.node for o in n.output}
+    for o in list(g.output):
+        node = by_output.get(o.name)
+        if node is None or node.op_type != "Squeeze":
+            continue
+        src = by_output.get(node.input[0])
+        if src is not None and src.op_type == "Slice":
+            keep = src.input[0]
+            g.node.remove(node)
+            g.node.remove(src)
+            g.node.append(helper.make_node("Identity", [keep], [o.name]))
+            dims = o.type.tensor_type.shape.dim
+            old = [d.dim_value for d in dims]
+            o.type.tensor_type.shape.ClearField("dim")
+            o.type.tensor_type.shape.dim.add().dim_param = "N"
+            for v in old:
+                o.type.tensor_type.shape.dim.add().dim_value = v
+    assert outs == {o.name for o in g.output}
+    used = {i for n in g.node for i in n.input}
+    for t in [t for t in g.initializer if t.name not in used]:
+        g.initializer.remove(t)
+    del g.value_info[:]
+    onnx.checker.check_model(model)
+    return onnx.shape_inference.infer_shapes(model)
+
+
+def sample_input(name: str, batch: int, rng: np.random.Generator) -> np.ndarray:
+    if name == "face_detector":
+        return rng.uniform(-1, 1, (batch, 128, 128, 3)).astype(np.float32)
+    if name == "face_landmarks_detector":
+        return rng.uniform(0, 1, (batch, 256, 256, 3)).astype(np.float32)
+    return rng.uniform(0, 450, (batch, 146, 2)).astype(np.float32)
+
+
+def check_batch(path: Path, name: str) -> float:
+    """Max |batch-of-3 output - three batch-of-1 outputs| of an ONNX file."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    x = sample_input(name, 3, np.random.default_rng(1))
+    inp = sess.get_inputs()[0].name
+    batched = sess.run(None, {inp: x})
+    worst = 0.0
+    for i in range(3):
+        single = sess.run(None, {inp: x[i : i + 1]})
+        for b, s in zip(batched, single, strict=True):
+            worst = max(worst, float(np.abs(b[i : i + 1] - s).max()))
+    return worst
+
+
+TFLITE_CHECK = r"""
+import json, sys, numpy as np, onnxruntime as ort
+try:
+    from ai_edge_litert.interpreter import Interpreter
+except ImportError:
+    from tensorflow.lite.python.interpreter import Interpreter
+tfl, onx, name = sys.argv[1:4]
+rng = np.random.default_rng(0)
+it = Interpreter(model_path=tfl); it.allocate_tensors()
+sess = ort.InferenceSession(onx, providers=["CPUExecutionProvider"])
+d = it.get_input_details()[0]
+worst = []
+for _ in range(3):
+    if name == "face_detector": x = rng.uniform(-1, 1, d["shape"])
+    elif name == "face_landmarks_detector": x = rng.uniform(0, 1, d["shape"])
+    else: x = rng.uniform(0, 450, d["shape"])
+    x = x.astype(np.float32)
+    it.set_tensor(d["index"], x); it.invoke()
+    ref = [it.get_tensor(o["index"]) for o in it.get_output_details()]
+    out = sess.run(None, {sess.get_inputs()[0].name: x})
+    worst.append([float(np.abs(r.ravel() - o.ravel()).max()) for r, o in zip(ref, out)])
+print(json.dumps(np.max(worst, axis=0).tolist()))
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--task", type=Path, default=None, help="face_landmarker.task path")
+    ap.add_argument("--out", type=Path, default=None, help="output dir (default: cache)")
+    ap.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter that has tf2onnx + tensorflow (a separate venv; default: this one)",
+    )
+    ap.add_argument("--opset", type=int, default=17)
+    args = ap.parse_args(argv)
+    import onnx
+
+    task = args.task or default_task()
+    out = args.out or default_out_dir()
+    if not task.is_file():
+        print(f"missing {task}: set $VN3D_ASSETS or pass --task", file=sys.stderr)
+        return 2
+    probe = subprocess.run(
+        [
+            args.python,
+            "-c",
+            "import tf2onnx, tensorflow; print(tf2onnx.__version__, tensorflow.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode != 0:
+        print(
+            f"{args.python} cannot import tf2onnx + tensorflow. Make a separate venv:\n"
+            "  python3.11 -m venv /tmp/tfl && /tmp/tfl/bin/pip install tf2onnx "
+            "tensorflow-cpu ai-edge-litert onnxruntime\n"
+            "then pass --python /tmp/tfl/bin/python",
+            file=sys.stderr,
+        )
+        return 2
+    tf2onnx_version, tf_version = probe.stdout.split()[-2:]
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "task": str(task),
+        "task_sha256": hashlib.sha256(task.read_bytes()).hexdigest(),
+        "tf2onnx": tf2onnx_version,
+        "tensorflow": tf_version,
+        "onnx": onnx.__version__,
+        "opset": args.opset,
+        "models": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        with zipfile.ZipFile(task) as z:
+            z.extractall(tmp)
+        for name in MODELS:
+            raw = tmp / f"{name}.raw.onnx"
+            cmd = [
+                args.python,
+                "-m",
+                "tf2onnx.convert",
+                "--tflite",
+                str(tmp / f"{name}.tflite"),
+                "--output",
+                str(raw),
+                "--opset",
+                str(args.opset),
+            ]
+            run = subprocess.run(cmd, capture_output=True, text=True)
+            if run.returncode != 0:
+                print(run.stdout[-3000:], run.stderr[-3000:], file=sys.stderr)
+                print(f"tf2onnx failed on {name}", file=sys.stderr)
+                return 1
+            model = make_batch_dynamic(onnx.load(str(raw)))
+            dst = out / f"{name}.onnx"
+            onnx.save(model, str(dst))
+            info = {
+                "inputs": [i.name for i in model.graph.input],
+                "outputs": [o.name for o in model.graph.output],
+                "bytes": dst.stat().st_size,
+                "batch_max_abs_diff": check_batch(dst, name),
+            }
+            chk = subprocess.run(
+                [args.python, "-c", TFLITE_CHECK, str(tmp / f"{name}.tflite"), str(dst), name],
+                capture_output=True,
+                text=True,
+            )
+            if chk.returncode == 0:
+                info["tflite_max_abs_diff"] = json.loads(chk.stdout.strip().splitlines()[-1])
+            else:
+                info["tflite_max_abs_diff"] = None  # no interpreter in the converter venv
+            manifest["models"][name] = info
+            print(f"{name}: {dst} {json.dumps(info)}")
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
