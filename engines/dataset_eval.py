@@ -6,6 +6,12 @@ region (the photo's MediaPipe face oval) PSNR, SSIM, LPIPS (SqueezeNet backbone)
 dlib identity distance are measured (:mod:`engines.image_metrics`). Writes ``eval.md``
 (a table laid out like the paper's Table 2, and one per expression), ``eval.json`` and
 ``eval_per_expression.png`` into the dataset folder.
+
+Then the mesh part (:mod:`engines.mesh_eval`): NoW-style scan-to-mesh errors against
+exact synthetic ground truth (each subject's known parameters rendered and
+reconstructed) and against real scans when given, as a table laid out like the paper's
+Table 3, one per expression, a heat map on the head (``eval_mesh_heatmap.png``) and bars
+per expression (``eval_mesh_per_expression.png``).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from engines.face_model import FaceModel
 from engines.identity_fit import PhotoFit
 from engines.image_metrics import FaceIdentity, Lpips, LpipsUnavailable, face_region_mask, psnr
 from engines.image_metrics import ssim as ssim_metric
+from engines.mesh_eval import check_scan_args, evaluate_meshes, report_lines
 from engines.photo_render import render_over_photo
 
 METRICS = ("psnr", "ssim", "lpips", "identity")
@@ -31,8 +38,14 @@ PAPER_ROWS = (  # Table 2 of the seed paper: their own data and metric variants
 )
 
 
-def evaluate_dataset(path: Path, model: FaceModel) -> dict:
+def evaluate_dataset(path: Path, model: FaceModel, synthetic: bool = True,
+                     scans: Path | None = None, scan_units: str = "mm", seed: int = 0) -> dict:
+    """Both parts of ``vn3d eval``; ``synthetic``: the mesh part on synthetic ground truth
+    (``seed`` draws the render angles), ``scans``: a folder of real scans
+    (``SUBJECT/EXPRESSION.obj`` + ``.lmk.txt``, see :mod:`engines.mesh_eval`) in
+    ``scan_units``."""
     ds = Dataset(path)
+    check_scan_args(scans, scan_units)  # before the long parts
     lpips, identity = Lpips(), FaceIdentity()
     try:
         lpips.load()
@@ -73,6 +86,7 @@ def evaluate_dataset(path: Path, model: FaceModel) -> dict:
     result = {"pairs": len(rows), "summary": summary, "per_expression": per_expr, "rows": rows,
               "lpips_backbone": "squeezenet1_1 (lpips v0.1)",
               "identity_model": "dlib ResNet, Euclidean (same person < 0.6)"}
+    result["mesh"] = evaluate_meshes(ds, model, synthetic, scans, scan_units, seed)
     root = ds.root
     (root / "eval.json").write_text(json.dumps(result, indent=2))
     (root / "eval.md").write_text(report(result))
@@ -114,6 +128,8 @@ def report(result: dict) -> str:
         lines.append(f"| {e} | {fmt(m['psnr'], 2)} | {fmt(m['ssim'])} | {fmt(m['lpips'])} | "
                      f"{fmt(m['identity'])} |")
     lines += ["", "![per expression](eval_per_expression.png)", ""]
+    if result.get("mesh"):
+        lines += report_lines(result["mesh"])
     return "\n".join(lines)
 
 

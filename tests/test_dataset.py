@@ -120,7 +120,7 @@ def test_eval_writes_a_report(built, capsys) -> None:
     from vn3d.cli import main
 
     _, out, _, _ = built
-    assert main(["eval", str(out)]) == 0
+    assert main(["eval", str(out), "--no-synthetic"]) == 0  # meshes: test_mesh_eval.py
     result = json.loads((out / "eval.json").read_text())
     assert result["pairs"] == 4  # 2 subjects x (neutral, happy)
     assert 12 < result["summary"]["psnr"] < 45 and 0.3 < result["summary"]["ssim"] <= 1
