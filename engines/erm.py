@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from engines.facs import EMOTIONS, Records
+from engines.onnx_export import export_onnx
 
 
 @dataclass
@@ -215,17 +215,7 @@ def save_erm(model: ERM, out_dir: str | Path, metrics: dict | None = None) -> Pa
         },
         out / "erm.pt",
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated, not broken
-        torch.onnx.export(
-            model,
-            (torch.zeros(1, model.n_inputs),),
-            str(out / "erm.onnx"),
-            input_names=["intensities"],
-            output_names=["params"],
-            dynamic_axes={"intensities": {0: "batch"}, "params": {0: "batch"}},
-            dynamo=False,
-        )
+    export_onnx(model, model.n_inputs, out / "erm.onnx", "intensities", "params")
     if metrics is not None:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return out / "erm.pt"

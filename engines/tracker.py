@@ -1,10 +1,12 @@
 """Expression ψ and head pose θ from video frames with MediaPipe Face Landmarker.
 
 Per frame: 478 landmarks, 52 blendshape scores and the facial transformation matrix
-(Tasks API, VIDEO running mode). The scores become the face model's ψ through
-``engines.arkit_mapping``; the matrix's rotation becomes the head rotation (axis-angle,
-same axes as the ICT head: x to the subject's left, y up, z out of the face). Then an
-optional neutral calibration and the One-Euro filter.
+(Tasks API, VIDEO running mode). Two readers (``TrackerConfig.reader``): "mediapipe" maps
+the scores to the face model's ψ through ``engines.arkit_mapping`` and takes the matrix's
+rotation as the head rotation; "encoder" reads both from the landmarks with the project's
+landmark encoder (``engines/landmark_encoder.py``). Rotations are axis-angle in the ICT
+head's axes (x to the subject's left, y up, z out of the face). Then an optional neutral
+calibration and the One-Euro filter.
 
 No face: the last parameters are held for ``hold_s``, then eased to neutral over
 ``ease_s``. Several faces: the first frame picks the largest, most central one; later
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +29,10 @@ from engines.arkit_mapping import mapping_matrix
 from engines.assets import asset_path
 from engines.filters import OneEuroConfig, OneEuroFilter
 from engines.frames import fit_for_tracker, to_rgb
+from engines.landmark_encoder import EncoderReader
+
+READERS = ("mediapipe", "encoder")
+DEFAULT_READER = "mediapipe"
 
 
 @dataclass
@@ -39,6 +46,10 @@ class TrackerConfig:
     hold_s: float = 0.5  # keep the last pose this long when the face is lost
     ease_s: float = 1.0  # then ease to neutral over this long
     smoothing: OneEuroConfig | None = field(default_factory=OneEuroConfig)  # None: off
+    # how ψ and the head rotation are read: "mediapipe" (its 52 blendshape scores mapped to
+    # the model, its transformation matrix) or "encoder" (the project's landmark encoder)
+    reader: str = DEFAULT_READER
+    encoder_fn: Callable[[np.ndarray], np.ndarray] | None = None  # batched; None: in-process
 
 
 @dataclass
@@ -79,6 +90,10 @@ class FaceTracker:
         # closed at the latest when Python exits, while it can still run the close: a
         # landmarker left to __del__ during interpreter shutdown can hang the exit
         self._finalizer = weakref.finalize(self, self._landmarker.close)
+        if cfg.reader not in READERS:
+            raise ValueError(f"unknown reader {cfg.reader!r}; one of {', '.join(READERS)}")
+        self._encoder = (EncoderReader(expression_names, cfg.encoder_fn)
+                         if cfg.reader == "encoder" else None)
         self._map: np.ndarray | None = None  # (n_expr, 52), built from the first result
         self._filter = OneEuroFilter(cfg.smoothing) if cfg.smoothing else None
         self._last_ms = -1
@@ -127,10 +142,16 @@ class FaceTracker:
         faces = [np.array([[p.x, p.y, p.z] for p in f], np.float32) for f in result.face_landmarks]
         k = self._choose_face(faces)
         scores = np.array([c.score for c in result.face_blendshapes[k]], np.float64)
-        if self._map is None:
-            names = [c.category_name for c in result.face_blendshapes[k]]
-            self._map = mapping_matrix(names, self.expression_names)
-        psi = self._map @ scores
+        if self._encoder is not None:
+            psi, rotation = self._encoder(faces[k], rgb.shape[1], rgb.shape[0])
+            psi = np.clip(psi, 0, 1)
+        else:
+            if self._map is None:
+                names = [c.category_name for c in result.face_blendshapes[k]]
+                self._map = mapping_matrix(names, self.expression_names)
+            psi = self._map @ scores
+            matrix = np.asarray(result.facial_transformation_matrixes[k], np.float64)
+            rotation = cv2.Rodrigues(matrix[:3, :3])[0].ravel()
         if self._calibrate_n > 0:
             self._calibration.append(psi)
             if len(self._calibration) >= self._calibrate_n:
@@ -138,8 +159,6 @@ class FaceTracker:
                 self._calibrate_n = 0
         if self._neutral is not None:
             psi = np.clip((psi - self._neutral) / np.maximum(1.0 - self._neutral, 0.2), 0, 1)
-        matrix = np.asarray(result.facial_transformation_matrixes[k], np.float64)
-        rotation = cv2.Rodrigues(matrix[:3, :3])[0].ravel()
         if self._filter is not None:
             t1 = time.perf_counter()
             both = self._filter(np.concatenate([psi, rotation]), timestamp_s)

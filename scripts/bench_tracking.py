@@ -1,14 +1,15 @@
 """Tracking accuracy with exact ground truth, and steadiness on real talking heads.
 
 1. Renders of the ICT head (several identities, the default skin texture, yaw up to
-   ±30°, pitch up to ±15°) with known ARKit weights go through the tracker; reported:
+   ±30°, pitch up to ±15°) with known ARKit weights go through the tracker with each
+   reader (MediaPipe's blendshapes, the landmark encoder); reported:
    per-blendshape mean absolute error, head rotation error (degrees) and the vertex error
    of the retargeted mesh on the face (mm), raw and after a per-identity neutral
    calibration, against a predict-zeros baseline.
 2. GRID clips: share of frames with a face and frame-to-frame jitter of ψ and θ before
    and after the One-Euro filter.
 
-    python scripts/bench_tracking.py [--samples 120] [--out out/bench_tracking.json]
+    python scripts/bench_tracking.py [--samples 120] [--encoder NPZ] [--out out/bench_tracking.json]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -29,6 +31,7 @@ from engines.camera import PerspectiveCamera
 from engines.expressions import BASIC_EXPRESSIONS, expression_weights
 from engines.filters import OneEuroFilter
 from engines.ict_model import ICTFaceModel
+from engines.landmark_encoder import load_encoder, torch_batch_fn
 from engines.renderer import MeshRenderer, RenderConfig
 from engines.skin_texture import plain_skin_texture
 from engines.tracker import FaceTracker, TrackerConfig
@@ -49,7 +52,18 @@ def rotation_error_deg(a: np.ndarray, b: np.ndarray) -> float:
     return math.degrees(math.acos(np.clip(cos, -1, 1)))
 
 
-def synthetic(model: ICTFaceModel, n: int, n_ids: int, seed: int, fov: float) -> dict:
+def reader_configs(encoder_path: str | None) -> dict[str, TrackerConfig]:
+    """One tracker configuration per reader (unfiltered, every frame on its own)."""
+    fn = torch_batch_fn(load_encoder(encoder_path)) if encoder_path else None
+    return {
+        "mediapipe": TrackerConfig(smoothing=None, video=False, reader="mediapipe"),
+        "encoder": TrackerConfig(smoothing=None, video=False, reader="encoder", encoder_fn=fn),
+    }
+
+
+def synthetic(model: ICTFaceModel, n: int, n_ids: int, seed: int, fov: float,
+              configs: dict[str, TrackerConfig]) -> dict:
+    """Each reader on the same renders; per reader: ψ MAE raw/calibrated, rotation, mesh."""
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     ids = 0.8 * torch.randn(n_ids, model.n_shape, generator=gen)
@@ -62,30 +76,22 @@ def synthetic(model: ICTFaceModel, n: int, n_ids: int, seed: int, fov: float) ->
             model.topology.face_material == model.topology.material_names.index("M_Face")
         ],
     )
-    cfg = TrackerConfig(smoothing=None, video=False)
-    rows = {
-        "truth": [],
-        "raw": [],
-        "calibrated": [],
-        "rot_err": [],
-        "mesh_raw": [],
-        "mesh_cal": [],
-        "mesh_zero": [],
-        "found": 0,
-    }
+    rows = {r: {k: [] for k in ("raw", "calibrated", "rot_err", "mesh_raw", "mesh_cal")}
+            for r in configs}
+    truth, mesh_zero, found = [], [], dict.fromkeys(configs, 0)
+    trackers = {r: FaceTracker(model.expression_names, c) for r, c in configs.items()}
     with (
         MeshRenderer(
             model.topology, RenderConfig(512, 512, samples=4), texture=plain_skin_texture(model)
-        ) as r,
-        FaceTracker(model.expression_names, cfg) as tracker,
+        ) as renderer,
         torch.no_grad(),
     ):
-        neutral_reading = []
-        for i in range(n_ids):  # each identity's resting face, for calibration
-            s = ids[i : i + 1]
-            v = model(s, *model.zero_params(1)[1:])[0]
-            res = tracker.process(r.render(v, cam), 0.0)
-            neutral_reading.append(res.expression if res.found else np.zeros(model.n_expression))
+        neutral = {r: [] for r in configs}  # each identity's resting reading, to calibrate
+        for i in range(n_ids):
+            image = renderer.render(model(ids[i : i + 1], *model.zero_params(1)[1:])[0], cam)
+            for r, tracker in trackers.items():
+                res = tracker.process(image, 0.0)
+                neutral[r].append(res.expression if res.found else np.zeros(model.n_expression))
         for k in tqdm(range(n), desc="synthetic", unit="render"):
             i = k % n_ids
             s = ids[i : i + 1]
@@ -93,91 +99,88 @@ def synthetic(model: ICTFaceModel, n: int, n_ids: int, seed: int, fov: float) ->
             pose = torch.zeros(1, 6)
             pose[0, 0] = math.radians(rng.uniform(-15, 15))
             pose[0, 1] = math.radians(rng.uniform(-30, 30))
-            v_true = model(s, psi, pose)[0]
-            res = tracker.process(r.render(v_true, cam), 0.0)
-            if not res.found:
-                continue
-            rows["found"] += 1
-            base = neutral_reading[i]
-            cal = np.clip((res.expression - base) / np.maximum(1 - base, 0.2), 0, 1)
-            rows["truth"].append(psi[0].numpy())
-            rows["raw"].append(res.expression)
-            rows["calibrated"].append(cal)
-            rows["rot_err"].append(rotation_error_deg(pose[0, :3].numpy(), res.rotation))
+            image = renderer.render(model(s, psi, pose)[0], cam)
+            results = {r: t.process(image, 0.0) for r, t in trackers.items()}
+            if not all(res.found for res in results.values()):
+                for r, res in results.items():
+                    found[r] += int(res.found)
+                continue  # compared on the renders every reader found
+            truth.append(psi[0].numpy())
             zero_pose = torch.zeros(1, 6)
             v_exp = model(s, psi, zero_pose)[0]
-            for key, est in (
-                ("mesh_raw", res.expression),
-                ("mesh_cal", cal),
-                ("mesh_zero", np.zeros_like(cal)),
-            ):
-                v_est = model(s, torch.as_tensor(est, dtype=torch.float32)[None], zero_pose)[0]
-                err = (v_est - v_exp).norm(dim=1).numpy()[face] * 10  # cm -> mm
-                rows[key].append(float(err.mean()))
-    truth, raw, cal = (np.array(rows[k]) for k in ("truth", "raw", "calibrated"))
-    per_shape = {
-        name: {
-            "truth_mean": round(float(truth[:, j].mean()), 3),
-            "mae_raw": round(float(np.abs(raw[:, j] - truth[:, j]).mean()), 3),
-            "mae_calibrated": round(float(np.abs(cal[:, j] - truth[:, j]).mean()), 3),
-            "mae_zero": round(float(np.abs(truth[:, j]).mean()), 3),
-        }
-        for j, name in enumerate(model.expression_names)
-    }
+
+            def face_error_mm(est: np.ndarray, s=s, v_exp=v_exp, zero_pose=zero_pose) -> float:
+                v = model(s, torch.as_tensor(est, dtype=torch.float32)[None], zero_pose)[0]
+                return float((v - v_exp).norm(dim=1).numpy()[face].mean() * 10)  # cm -> mm
+
+            mesh_zero.append(face_error_mm(np.zeros(model.n_expression)))
+            for r, res in results.items():
+                found[r] += 1
+                base = neutral[r][i]
+                cal = np.clip((res.expression - base) / np.maximum(1 - base, 0.2), 0, 1)
+                row = rows[r]
+                row["raw"].append(res.expression)
+                row["calibrated"].append(cal)
+                row["rot_err"].append(rotation_error_deg(pose[0, :3].numpy(), res.rotation))
+                row["mesh_raw"].append(face_error_mm(res.expression))
+                row["mesh_cal"].append(face_error_mm(cal))
+    for t in trackers.values():
+        t.close()
+    truth = np.array(truth)
     active = truth > 0.05
-    return {
-        "samples": n,
-        "identities": n_ids,
-        "faces_found": rows["found"],
-        "mae_all": {
-            k: round(float(np.abs(x - truth).mean()), 4)
-            for k, x in (("raw", raw), ("calibrated", cal), ("zero", 0 * truth))
-        },
-        "mae_active": {
-            k: round(float(np.abs(x - truth)[active].mean()), 4)
-            for k, x in (("raw", raw), ("calibrated", cal), ("zero", 0 * truth))
-        },
-        "rotation_error_deg": {
-            "mean": round(float(np.mean(rows["rot_err"])), 2),
-            "median": round(float(np.median(rows["rot_err"])), 2),
-        },
-        "face_vertex_error_mm": {
-            k.split("_")[1]: round(float(np.mean(rows[k])), 3)
-            for k in ("mesh_raw", "mesh_cal", "mesh_zero")
-        },
-        "per_blendshape": per_shape,
-    }
+    out = {"samples": n, "identities": n_ids, "compared": len(truth), "faces_found": found,
+           "mae_all_zero": round(float(np.abs(truth).mean()), 4),
+           "mae_active_zero": round(float(np.abs(truth)[active].mean()), 4),
+           "face_vertex_error_mm_zero": round(float(np.mean(mesh_zero)), 3), "readers": {}}
+    for r, row in rows.items():
+        raw, cal = np.array(row["raw"]), np.array(row["calibrated"])
+        out["readers"][r] = {
+            "mae_all": {k: round(float(np.abs(x - truth).mean()), 4)
+                        for k, x in (("raw", raw), ("calibrated", cal))},
+            "mae_active": {k: round(float(np.abs(x - truth)[active].mean()), 4)
+                           for k, x in (("raw", raw), ("calibrated", cal))},
+            "rotation_error_deg": {"mean": round(float(np.mean(row["rot_err"])), 2),
+                                   "median": round(float(np.median(row["rot_err"])), 2)},
+            "face_vertex_error_mm": {"raw": round(float(np.mean(row["mesh_raw"])), 3),
+                                     "cal": round(float(np.mean(row["mesh_cal"])), 3)},
+            "per_blendshape": {
+                name: {"truth_mean": round(float(truth[:, j].mean()), 3),
+                       "mae_raw": round(float(np.abs(raw[:, j] - truth[:, j]).mean()), 3),
+                       "mae_calibrated": round(float(np.abs(cal[:, j] - truth[:, j]).mean()), 3),
+                       "mae_zero": round(float(np.abs(truth[:, j]).mean()), 3)}
+                for j, name in enumerate(model.expression_names)
+            },
+        }
+    return out
 
 
-def grid(model: ICTFaceModel) -> list[dict]:
+def grid(model: ICTFaceModel, configs: dict[str, TrackerConfig]) -> list[dict]:
     out = []
     for clip in sorted((asset_root() / "video" / "grid_corpus").glob("*.mpg")):
-        with (
-            FaceTracker(model.expression_names, TrackerConfig(smoothing=None)) as tracker,
-            av.open(str(clip)) as c,
-        ):
-            rate = float(c.streams.video[0].average_rate or 25)
-            seq = [tracker.process(f, i / rate) for i, f in enumerate(c.decode(video=0))]
-        found = [r for r in seq if r.found]
-        raw = np.array([np.concatenate([r.expression, r.rotation]) for r in found])
-        f = OneEuroFilter()
-        smooth = np.array([f(x, i / rate) for i, x in enumerate(raw)])
-        n = model.n_expression
+        for reader, cfg in configs.items():
+            video_cfg = replace(cfg, video=True)
+            with FaceTracker(model.expression_names, video_cfg) as tracker, \
+                    av.open(str(clip)) as c:
+                rate = float(c.streams.video[0].average_rate or 25)
+                seq = [tracker.process(f, i / rate) for i, f in enumerate(c.decode(video=0))]
+            found = [r for r in seq if r.found]
+            raw = np.array([np.concatenate([r.expression, r.rotation]) for r in found])
+            f = OneEuroFilter()
+            smooth = np.array([f(x, i / rate) for i, x in enumerate(raw)])
+            n = model.n_expression
 
-        def jitter(a: np.ndarray, sl: slice) -> float:
-            return float(np.abs(np.diff(a[:, sl], axis=0)).mean())
+            def jitter(a: np.ndarray, sl: slice) -> float:
+                return float(np.abs(np.diff(a[:, sl], axis=0)).mean())
 
-        out.append(
-            {
-                "clip": clip.name,
-                "frames": len(seq),
+            out.append({
+                "clip": clip.name, "reader": reader, "frames": len(seq),
                 "face_share": round(len(found) / len(seq), 3),
                 "psi_jitter_raw": round(jitter(raw, slice(0, n)), 4),
                 "psi_jitter_filtered": round(jitter(smooth, slice(0, n)), 4),
                 "theta_jitter_raw_deg": round(math.degrees(jitter(raw, slice(n, None))), 3),
-                "theta_jitter_filtered_deg": round(math.degrees(jitter(smooth, slice(n, None))), 3),
-            }
-        )
+                "theta_jitter_filtered_deg": round(
+                    math.degrees(jitter(smooth, slice(n, None))), 3),
+            })
     return out
 
 
@@ -187,40 +190,51 @@ def main() -> None:
     ap.add_argument("--identities", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fov", type=float, default=40.0, help="render camera's vertical FOV, deg")
+    ap.add_argument("--encoder", default=None,
+                    help="a landmark_encoder.npz (default: the shipped encoder)")
     ap.add_argument("--out", default="out/bench_tracking.json")
     args = ap.parse_args()
     model = ICTFaceModel()
-    syn = synthetic(model, args.samples, args.identities, args.seed, args.fov)
-    clips = grid(model)
+    configs = reader_configs(args.encoder)
+    syn = synthetic(model, args.samples, args.identities, args.seed, args.fov, configs)
+    clips = grid(model, configs)
 
     print(
-        f"\nSynthetic: {syn['faces_found']}/{syn['samples']} faces found, "
-        f"{syn['identities']} identities, yaw ±30°, pitch ±15°, camera FOV {args.fov}°"
+        f"\nSynthetic: {syn['compared']}/{syn['samples']} renders found by every reader "
+        f"{syn['faces_found']}, {syn['identities']} identities, yaw ±30°, pitch ±15°, "
+        f"camera FOV {args.fov}°"
     )
-    print("| measure | raw | calibrated | predict zeros |\n|---|---|---|---|")
+    names = list(syn["readers"])
+    print("| measure | " + " | ".join(f"{r} raw | {r} calibrated" for r in names)
+          + " | predict zeros |")
+    print("|---|" + "---|---|" * len(names) + "---|")
     for key, label in (("mae_all", "ψ MAE, all 53"), ("mae_active", "ψ MAE, active (>0.05)")):
-        d = syn[key]
-        print(f"| {label} | {d['raw']} | {d['calibrated']} | {d['zero']} |")
-    m = syn["face_vertex_error_mm"]
-    print(f"| face vertex error, mm | {m['raw']} | {m['cal']} | {m['zero']} |")
-    r = syn["rotation_error_deg"]
-    print(f"| head rotation error, deg (mean / median) | {r['mean']} / {r['median']} | | |")
-    print("\n| blendshape | truth mean | MAE raw | MAE calibrated | MAE zeros |")
-    print("|---|---|---|---|---|")
-    for name, d in syn["per_blendshape"].items():
-        print(
-            f"| {name} | {d['truth_mean']} | {d['mae_raw']} | {d['mae_calibrated']} | "
-            f"{d['mae_zero']} |"
-        )
+        cells = [f"{syn['readers'][r][key]['raw']} | {syn['readers'][r][key]['calibrated']}"
+                 for r in names]
+        print(f"| {label} | " + " | ".join(cells) + f" | {syn[key + '_zero']} |")
+    cells = [f"{syn['readers'][r]['face_vertex_error_mm']['raw']} | "
+             f"{syn['readers'][r]['face_vertex_error_mm']['cal']}" for r in names]
+    print("| face vertex error, mm | " + " | ".join(cells)
+          + f" | {syn['face_vertex_error_mm_zero']} |")
+    cells = [f"{syn['readers'][r]['rotation_error_deg']['mean']} / "
+             f"{syn['readers'][r]['rotation_error_deg']['median']} | " for r in names]
+    print("| head rotation error, deg (mean / median) | " + " | ".join(cells) + " |")
+    print("\n| blendshape | truth mean | " + " | ".join(f"MAE {r} raw" for r in names)
+          + " | MAE zeros |")
+    print("|---|---|" + "---|" * len(names) + "---|")
+    first = syn["readers"][names[0]]["per_blendshape"]
+    for name, d in first.items():
+        cells = [str(syn["readers"][r]["per_blendshape"][name]["mae_raw"]) for r in names]
+        print(f"| {name} | {d['truth_mean']} | " + " | ".join(cells) + f" | {d['mae_zero']} |")
     print(
-        "\n| GRID clip | frames | face share | ψ jitter raw | ψ jitter filtered | "
-        "θ jitter raw (deg) | θ jitter filtered (deg) |\n|---|---|---|---|---|---|---|"
+        "\n| GRID clip | reader | frames | face share | ψ jitter raw | ψ jitter filtered | "
+        "θ jitter raw (deg) | θ jitter filtered (deg) |\n|---|---|---|---|---|---|---|---|"
     )
     for c in clips:
         print(
-            f"| {c['clip']} | {c['frames']} | {c['face_share']} | {c['psi_jitter_raw']} | "
-            f"{c['psi_jitter_filtered']} | {c['theta_jitter_raw_deg']} | "
-            f"{c['theta_jitter_filtered_deg']} |"
+            f"| {c['clip']} | {c['reader']} | {c['frames']} | {c['face_share']} | "
+            f"{c['psi_jitter_raw']} | {c['psi_jitter_filtered']} | "
+            f"{c['theta_jitter_raw_deg']} | {c['theta_jitter_filtered_deg']} |"
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

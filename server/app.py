@@ -54,8 +54,12 @@ from engines.dataset import Dataset, DatasetError, sample_dataset_dir
 from engines.emotion import EmotionMode, EmotionModels, default_emotion_models
 from engines.facs import EMOTIONS
 from engines.ict_model import ICTFaceModel
+from engines.inference_backend import load_runner
+from engines.inference_batcher import InferenceBatcher
+from engines.landmark_encoder import N_INPUTS, encoder_onnx
 from engines.renderer import MeshRenderer, RenderConfig
 from engines.retargeter import Retargeter, Target, default_target
+from engines.tracker import DEFAULT_READER, TrackerConfig
 
 log = logging.getLogger("vn3d.server")
 
@@ -85,6 +89,8 @@ class ServerConfig:
     # sessions that track+render at the same time (see App.render_gate); more only adds GIL
     # contention: Mesa's llvmpipe already rasterises each frame on every core
     render_slots: int = 1
+    reader: str = DEFAULT_READER  # "mediapipe" or "encoder" (see engines/tracker.py)
+    backend: str = "auto"  # the encoder's: tensorrt, onnxruntime-cuda, onnxruntime-cpu
 
 
 class ProtocolError(Exception):
@@ -148,6 +154,7 @@ class Session:
                 app.model,
                 app.target(self.target_id),
                 RenderConfig(app.config.size, app.config.size),
+                TrackerConfig(reader=app.config.reader, encoder_fn=app.encoder_batcher),
             )
             if app.emotion_models is not None:
                 self.emotion = EmotionMode(app.emotion_models, app.model.expression_names)
@@ -324,6 +331,12 @@ class App:
         self.render_gate = threading.BoundedSemaphore(max(1, config.render_slots))
         if config.ice_loopback:
             restrict_ice_to_loopback()
+        # one encoder for every session: requests from all sessions go out in one batch
+        self.encoder_batcher: InferenceBatcher | None = None
+        if config.reader == "encoder":
+            runner = load_runner(encoder_onnx(), config.backend)
+            self.encoder_batcher = InferenceBatcher(runner, (N_INPUTS,), max_batch=64,
+                                                    max_wait_ms=2.0, name="landmark-encoder")
 
     def add_dataset(self, dataset: Dataset) -> None:
         for subject in dataset.subjects:
@@ -652,6 +665,8 @@ class App:
             builder, self.builder = self.builder, None
             await asyncio.get_running_loop().run_in_executor(self.build_executor, builder.close)
         self.build_executor.shutdown(wait=False)
+        if self.encoder_batcher is not None:
+            self.encoder_batcher.close()
 
 
 STAMP_BITS, STAMP_BLOCK = 20, 8  # 2 rows of 10 blocks of 8x8 px, bottom-left corner

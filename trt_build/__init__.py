@@ -1,4 +1,7 @@
-"""TensorRT engine builds from the project's ONNX files: lands with the encoder issue.
+"""TensorRT engines from the project's ONNX files (``vn3d engines build``).
 
-TensorRT stays an optional import; without CUDA the runtime uses ONNX Runtime on the CPU.
+``build.py``: the build (FP16/FP32, one optimisation profile for batch 1..64, a timing
+cache) and ``TrtRunner``; ``engine_cache.py``: engines cached under a key of (ONNX sha256,
+TensorRT version, GPU name, precision, max batch). TensorRT stays an optional import:
+without it or without CUDA, ``engines.inference_backend`` picks ONNX Runtime by itself.
 """

@@ -12,6 +12,12 @@ from pathlib import Path
 from engines.assets import AssetMissingError
 from engines.demo import DemoConfig
 from engines.erm import ERMConfig
+from engines.inference_backend import BACKENDS
+from engines.landmark_encoder import EncoderConfig
+from engines.tracker import DEFAULT_READER, READERS, TrackerConfig
+
+READER_HELP = ("how ψ and the head pose are read from the landmarks: mediapipe (its "
+               "blendshapes) or encoder (the project's landmark encoder)")
 
 
 def load_model(name: str):  # -> FaceModel
@@ -117,7 +123,8 @@ def cmd_retarget_clip(args: argparse.Namespace) -> int:
     )
     out = output_path(args.out)
     try:
-        report = retarget_clip(model, args.source, out, target, cfg)
+        report = retarget_clip(model, args.source, out, target, cfg,
+                               TrackerConfig(reader=args.reader))
     except ClipError as exc:
         raise ValueError(str(exc)) from exc
     print(
@@ -172,6 +179,45 @@ def cmd_erm_train(args: argparse.Namespace) -> int:
     path = save_erm(result.model, args.out, result.metrics)
     print(f"wrote {path} (+ erm.onnx, metrics.json)")
     print(json.dumps({k: metrics[k] for k in ("train", "val", "val_loss_predict_mean")}, indent=2))
+    return 0
+
+
+def cmd_encoder_train(args: argparse.Namespace) -> int:
+    from engines.landmark_encoder import EncoderConfig, save_encoder, train_encoder
+
+    cfg = EncoderConfig(steps=args.steps, batch=args.batch, seed=args.seed)
+    result = train_encoder(load_model("ict"), cfg)
+    path = save_encoder(result.encoder, args.out, result.metrics)
+    print(f"wrote {path} (+ landmark_encoder.onnx, metrics.json)")
+    print(json.dumps(result.metrics["held_out"], indent=2))
+    return 0
+
+
+def cmd_engines_export(args: argparse.Namespace) -> int:
+    from engines.onnx_export import export_all
+
+    for name, path in export_all(Path(args.out), load_model("ict").expression_names).items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def cmd_engines_build(args: argparse.Namespace) -> int:
+    from engines.onnx_export import export_all
+    from trt_build.build import TensorRTUnavailable, build_engine, require_tensorrt
+    from trt_build.engine_cache import EngineCache
+
+    try:
+        require_tensorrt()
+    except TensorRTUnavailable as exc:  # no GPU/TensorRT: say so and how to install
+        print(f"vn3d engines build: {exc}", file=sys.stderr)
+        return 2
+    cache = EngineCache(args.cache)
+    onnx = export_all(Path(args.out), load_model("ict").expression_names)
+    for name, path in onnx.items():
+        for precision in args.precision:
+            engine = build_engine(path, precision, cache, max_batch=args.max_batch,
+                                  force=args.force)
+            print(f"{name} {precision}: {engine}")
     return 0
 
 
@@ -303,10 +349,23 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from engines.dataset_eval import evaluate_dataset, fmt
 
-    result = evaluate_dataset(Path(args.dataset), load_model("ict"))
+    result = evaluate_dataset(Path(args.dataset), load_model("ict"),
+                              synthetic=not args.no_synthetic,
+                              scans=Path(args.scans) if args.scans else None,
+                              scan_units=args.scan_units, seed=args.seed)
     s = result["summary"]
     print(f"{result['pairs']} pairs: PSNR {fmt(s['psnr'], 2)}  SSIM {fmt(s['ssim'])}  "
           f"LPIPS {fmt(s['lpips'])}  identity {fmt(s['identity'])}")
+    mesh = result.get("mesh") or {}
+    for source in ("synthetic", "scans"):
+        part = mesh.get(source)
+        if part is None:
+            continue
+        m = part["summary"] or {}
+        print(f"mesh ({source}, {part['meshes']} meshes): median {fmt(m.get('median_mm'), 2)} "
+              f"mm  mean {fmt(m.get('mean_mm'), 2)} mm  std {fmt(m.get('std_mm'), 2)} mm")
+        for skipped in part["skipped"]:
+            print(f"  skipped {skipped['item']}: {skipped['reason']}")
     print(f"wrote {Path(args.dataset) / 'eval.md'}")
     return 0
 
@@ -333,6 +392,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stamp_frames=args.stamp_frames,
         avatar_store=args.avatar_store,
         render_slots=args.render_slots,
+        reader=args.reader,
+        backend=args.backend,
         datasets=args.dataset,
         sample_gallery=args.sample_gallery,
     )
@@ -404,7 +465,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="treat the first N frames with a face as the neutral face",
     )
     p.add_argument("--model", choices=["ict"], default="ict")
+    p.add_argument("--reader", choices=READERS, default=DEFAULT_READER, help=READER_HELP)
     p.set_defaults(func=cmd_retarget_clip)
+
+    enc = sub.add_parser("encoder", help="the landmark encoder (landmarks -> ψ, θ)")
+    enc_sub = enc.add_subparsers(dest="encoder_command", required=True)
+    p = enc_sub.add_parser("train", help="train on synthetic landmarks; writes "
+                           "landmark_encoder.npz/.onnx and metrics.json")
+    p.add_argument("--out", default="out/encoder")
+    p.add_argument("--steps", type=int, default=EncoderConfig.steps)
+    p.add_argument("--batch", type=int, default=EncoderConfig.batch)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_encoder_train)
+
+    eng = sub.add_parser("engines", help="ONNX files and TensorRT engines of our networks")
+    eng_sub = eng.add_subparsers(dest="engines_command", required=True)
+    p = eng_sub.add_parser("export", help="write every network as ONNX (dynamic batch)")
+    p.add_argument("--out", default="out/onnx")
+    p.set_defaults(func=cmd_engines_export)
+    p = eng_sub.add_parser("build", help="TensorRT engines from the ONNX files (GPU, cached)")
+    p.add_argument("--out", default="out/onnx", help="where the ONNX files are written")
+    p.add_argument("--precision", nargs="+", choices=["fp16", "fp32"], default=["fp16", "fp32"])
+    p.add_argument("--max-batch", type=int, default=64)
+    p.add_argument("--cache", default=None, help="engine cache (default $VN3D_CACHE/engines)")
+    p.add_argument("--force", action="store_true", help="rebuild even when cached")
+    p.set_defaults(func=cmd_engines_build)
 
     erm = sub.add_parser("erm", help="the emotion regressive model").add_subparsers(
         dest="erm_command", required=True
@@ -480,8 +565,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="only the first N people")
     p.set_defaults(func=cmd_dataset_build)
 
-    p = sub.add_parser("eval", help="image measurements of a built dataset (writes eval.md)")
+    p = sub.add_parser("eval", help="image and mesh measurements of a built dataset "
+                       "(writes eval.md, eval.json and plots into it)")
     p.add_argument("dataset", help="a folder made by `vn3d dataset build`")
+    p.add_argument("--no-synthetic", action="store_true",
+                   help="skip the mesh accuracy on synthetic ground truth (each subject "
+                   "rendered from its known parameters and reconstructed)")
+    p.add_argument("--scans", default=None, metavar="DIR",
+                   help="real scans to measure against: DIR/SUBJECT/EXPRESSION.obj with "
+                   "DIR/SUBJECT/EXPRESSION.lmk.txt (7 landmarks; see engines/mesh_eval.py)")
+    p.add_argument("--scan-units", choices=("mm", "cm", "m"), default="mm",
+                   help="units of the scans and their landmarks (default mm)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the synthetic renders' head angles")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("serve", help="the live service: web page + WebRTC retargeting")
@@ -509,6 +605,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a built dataset whose subjects join the target picker (repeatable)")
     p.add_argument("--no-sample-gallery", dest="sample_gallery", action="store_false",
                    help="leave out the sample gallery (built by `vn3d dataset sample`)")
+    p.add_argument("--reader", choices=READERS, default=DEFAULT_READER, help=READER_HELP)
+    p.add_argument("--backend", default="auto", choices=["auto", *BACKENDS],
+                   help="the encoder's runtime (auto: TensorRT on a GPU, else ONNX Runtime)")
     p.add_argument("--render-slots", type=int, default=1, help="sessions that track and "
                    "render at the same time (1 keeps latency low on CPU renderers)")
     p.add_argument("--avatar-store", default=None, help="the avatar store folder (default: "

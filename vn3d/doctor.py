@@ -22,8 +22,8 @@ MEDIAPIPE_FIX = (
     "wheel only (opencv-python / opencv-python-headless overwrite the same cv2/)"
 )
 TENSORRT_FIX = (
-    "on a GPU machine: pip install --extra-index-url https://pypi.nvidia.com tensorrt-cu12; "
-    "it is an optional import, used only to build TensorRT engines"
+    "on a GPU machine: pip install --extra-index-url https://pypi.nvidia.com tensorrt-cu13 "
+    "(tensorrt-cu12 for CUDA 12); an optional import, used only for TensorRT engines"
 )
 
 
@@ -154,12 +154,19 @@ def check_onnxruntime() -> list[Check]:
 
 
 def check_tensorrt() -> list[Check]:
-    try:
-        import tensorrt
-    except ImportError:
-        detail = "TensorRT not installed: the CPU path uses ONNX Runtime"
-        return [Check("TensorRT", WARN, detail, TENSORRT_FIX)]
-    return [Check("TensorRT", OK, tensorrt.__version__)]
+    from trt_build.build import tensorrt_available
+
+    ok, reason = tensorrt_available()
+    if ok:
+        return [Check("TensorRT", OK, reason)]
+    return [Check("TensorRT", WARN, f"not usable: {reason}", TENSORRT_FIX)]
+
+
+def check_backend() -> list[Check]:
+    """Which runtime the encoders use here, picked by itself (CPU: ONNX Runtime)."""
+    from engines.inference_backend import describe_backend
+
+    return [Check("encoder backend", OK, describe_backend())]
 
 
 CHECKS: tuple[Callable[[], list[Check]], ...] = (
@@ -171,6 +178,7 @@ CHECKS: tuple[Callable[[], list[Check]], ...] = (
     check_torch,
     check_onnxruntime,
     check_tensorrt,
+    check_backend,
 )
 
 
