@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+from pathlib import Path
 
 import pytest
 
-from engines.assets import AssetMissingError
+from engines.assets import AssetMissingError, asset_root
 from engines.ict_model import ICTFaceModel
 
 
@@ -43,3 +45,18 @@ def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if "netns" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def make_london_photos():
+    """Fills a dataset photo folder PERSON/{neutral,happy}.jpg from the London Set."""
+    return london_photos
+
+
+def london_photos(folder: Path, people: tuple[str, ...] = ("001", "004")) -> Path:
+    london = asset_root() / "faces" / "london_set"
+    for person in people:
+        (folder / person).mkdir()
+        shutil.copy(london / f"london_{person}_neutral.jpg", folder / person / "neutral.jpg")
+        shutil.copy(london / f"london_{person}_smiling.jpg", folder / person / "happy.jpg")
+    return folder

@@ -8,20 +8,14 @@ import shutil
 import numpy as np
 import pytest
 
-from engines.assets import asset_root
 from engines.dataset import Dataset, DatasetError, build_dataset
 from engines.emotion import default_emotion_models
 from engines.facs import LABELS
 
 
 @pytest.fixture(scope="module")
-def built(ict, tmp_path_factory):
-    photos = tmp_path_factory.mktemp("photos")
-    london = asset_root() / "faces" / "london_set"
-    for person in ("001", "004"):
-        (photos / person).mkdir()
-        shutil.copy(london / f"london_{person}_neutral.jpg", photos / person / "neutral.jpg")
-        shutil.copy(london / f"london_{person}_smiling.jpg", photos / person / "happy.jpg")
+def built(ict, tmp_path_factory, make_london_photos):
+    photos = make_london_photos(tmp_path_factory.mktemp("photos"))
     (photos / "noface").mkdir()
     (photos / "noface" / "neutral.png").write_bytes(b"not an image")
     out = tmp_path_factory.mktemp("dataset")

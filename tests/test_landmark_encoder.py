@@ -132,7 +132,7 @@ def test_tracker_with_the_encoder_reads_a_smile(ict) -> None:
 
 
 def test_encoder_through_the_batcher_matches_in_process(ict) -> None:
-    image = photo("london_012_smiling.jpg")
+    image = photo("london_018_smiling.jpg")
     direct = TrackerConfig(video=False, smoothing=None, reader="encoder")
     with FaceTracker(ict.expression_names, direct) as tracker:
         want = tracker.process(image, 0.0)
@@ -176,3 +176,17 @@ def test_server_sessions_share_one_encoder_batcher(tmp_path) -> None:
     asyncio.run(app.close_all())
     with pytest.raises(RuntimeError):
         app.encoder_batcher(np.zeros(N_INPUTS, np.float32))  # closed with the app
+
+
+def test_cli_exports_every_network_and_says_when_tensorrt_is_missing(tmp_path, capsys) -> None:
+    from trt_build.build import tensorrt_available
+    from vn3d.cli import main
+
+    assert main(["engines", "export", "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.onnx")) == [
+        "emotion_detector.onnx", "erm.onnx", "landmark_encoder.onnx"]
+    if tensorrt_available()[0]:
+        return  # a GPU machine builds instead (tests/test_trt_build.py)
+    assert main(["engines", "build", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "TensorRT cannot be used" in err and "pypi.nvidia.com" in err

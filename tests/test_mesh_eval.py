@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from engines.assets import asset_root
 from engines.dataset import Dataset, build_dataset
 from engines.dataset_eval import evaluate_dataset
 from engines.emotion import default_emotion_models
 from engines.facs import LABELS
+from engines.landmark_correspondence import read_obj_vertices
 from engines.mesh_accuracy import NOW_IBUG
 from engines.mesh_eval import (
     BARS_FILE,
@@ -32,23 +32,13 @@ TRANSLATION = np.array([50.0, -30.0, 200.0])
 
 
 @pytest.fixture(scope="module")
-def built(ict, tmp_path_factory):
+def built(ict, tmp_path_factory, make_london_photos):
     """Two London subjects (neutral + smiling photo; the other 5 expressions by the ERM),
     set up as tests/test_dataset.py does."""
-    photos = tmp_path_factory.mktemp("photos")
-    london = asset_root() / "faces" / "london_set"
-    for person in ("001", "004"):
-        (photos / person).mkdir()
-        shutil.copy(london / f"london_{person}_neutral.jpg", photos / person / "neutral.jpg")
-        shutil.copy(london / f"london_{person}_smiling.jpg", photos / person / "happy.jpg")
+    photos = make_london_photos(tmp_path_factory.mktemp("photos"))
     out = tmp_path_factory.mktemp("dataset")
     build_dataset(photos, out, ict, default_emotion_models(ict.expression_names).erm)
     return out
-
-
-def read_obj_vertices(path) -> np.ndarray:
-    rows = [line.split()[1:4] for line in path.read_text().splitlines() if line.startswith("v ")]
-    return np.array(rows, np.float64)
 
 
 def write_scan(
