@@ -200,9 +200,13 @@ def subject_builds(todo: dict[str, dict[str, Path]], out: Path, model: FaceModel
             yield jobs[job], job.result()
 
 
+SAMPLE_ENV = "VN3D_SAMPLE_DATASET"
+
+
 def sample_dataset_dir() -> Path:
-    """Where the out-of-the-box gallery is built: ``$VN3D_CACHE/datasets/london-sample``."""
-    return cache_root() / "datasets" / "london-sample"
+    """Where the out-of-the-box gallery is built: ``$VN3D_SAMPLE_DATASET``, else
+    ``$VN3D_CACHE/datasets/london-sample``."""
+    return Path(os.environ.get(SAMPLE_ENV) or cache_root() / "datasets" / "london-sample")
 
 
 def build_sample_dataset(model: FaceModel, erm, out: Path | None = None, workers: int = 1,

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from engines.assets import AssetMissingError, asset_root
+from engines.dataset import SAMPLE_ENV
 from engines.ict_model import ICTFaceModel
+
+
+def pytest_configure(config) -> None:
+    """The tests never see this machine's sample gallery (the servers they start would list
+    its subjects); the gallery test points the variable at its own build."""
+    os.environ[SAMPLE_ENV] = str(Path(tempfile.gettempdir()) / "vn3d-tests-no-sample-gallery")
 
 
 @pytest.fixture(scope="session")

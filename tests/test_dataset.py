@@ -180,6 +180,7 @@ def test_sample_gallery_builds_in_parallel_and_is_served(ict, built, tmp_path,
         assert [e for e in LABELS if not ds.pair(subject, e).synthesised] == ["neutral", "happy"]
         assert ds.pair(subject, "angry").render.is_file()
     monkeypatch.setenv("VN3D_CACHE", str(tmp_path))
+    monkeypatch.delenv("VN3D_SAMPLE_DATASET")  # conftest hides this machine's gallery
     assert sample_dataset_dir() == out
     app = App(ServerConfig(size=64, avatar_store=str(tmp_path / "store")))
     ids = [t["id"] for t in app.target_list(None)]
