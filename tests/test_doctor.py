@@ -22,6 +22,9 @@ def test_real_assets_pass_and_name_the_renderer(capsys: pytest.CaptureFixture[st
     assert gl_renderer in out
     assert "MISSING" not in out
     assert "checksum mismatch" not in out
+    backend = next(line for line in out.splitlines() if "encoder backend" in line)
+    assert backend.startswith("OK") and ("onnxruntime-" in backend or "tensorrt" in backend)
+    assert "sample gallery" in out and "vn3d dataset sample" in out  # conftest hides it
 
 
 def test_empty_asset_root_fails_with_a_fix(

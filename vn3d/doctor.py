@@ -169,6 +169,21 @@ def check_backend() -> list[Check]:
     return [Check("encoder backend", OK, describe_backend())]
 
 
+def check_sample_gallery() -> list[Check]:
+    """The out-of-the-box targets (`vn3d dataset sample`, run by `make run`)."""
+    from engines.dataset import Dataset, DatasetError, sample_dataset_dir
+
+    folder = sample_dataset_dir()
+    fix = "vn3d dataset sample (about 1.5 min; make run does it)"
+    if not (folder / "manifest.json").is_file():
+        return [Check("sample gallery", WARN, f"not built at {folder}", fix)]
+    try:
+        n = len(Dataset(folder).subjects)
+    except DatasetError as exc:
+        return [Check("sample gallery", WARN, str(exc), fix)]
+    return [Check("sample gallery", OK, f"{n} subjects at {folder}")]
+
+
 CHECKS: tuple[Callable[[], list[Check]], ...] = (
     check_asset_root,
     check_assets,
@@ -179,6 +194,7 @@ CHECKS: tuple[Callable[[], list[Check]], ...] = (
     check_onnxruntime,
     check_tensorrt,
     check_backend,
+    check_sample_gallery,
 )
 
 
