@@ -21,6 +21,8 @@ Layout written (format 1)::
     DATASET/subjects/SUBJECT/
         identity.npz                 shape (n_shape,), fit residual per photo
         texture.png                  the UV texture (from the neutral photo, else the first)
+        hair.npz                     optional: style, rgb, positions (32, 32, 100, 3) float16
+                                     cm, chosen and aligned as for avatars (live target only)
         EXPRESSION.npz               expression (53,), pose (6,), synthesised (bool); with a
                                      photo also its fitted camera (photo_rotation,
                                      photo_translation, photo_focal, photo_size) and
@@ -52,10 +54,19 @@ import torch
 from tqdm import tqdm
 
 from engines.assets import AssetMissingError, asset_root
-from engines.avatar import AvatarBuilder, AvatarConfig, AvatarError, decode_photo
+from engines.avatar import (
+    DEFAULT_HAIR_RGB,
+    AvatarBuilder,
+    AvatarConfig,
+    AvatarError,
+    bare_scalp,
+    decode_photo,
+    openings_mask,
+)
 from engines.disk_cache import cache_root
 from engines.face_model import FaceModel
 from engines.facs import EMOTIONS, LABELS
+from engines.hair import GRID, POINTS, hair_colour
 from engines.renderer import MeshRenderer, RenderConfig
 from engines.retargeter import Target
 from engines.texture_unwrap import unwrap_texture
@@ -263,13 +274,13 @@ def _build_in_worker(name: str, files: dict[str, Path], out: Path) -> dict:
 
 def build_subject(files: dict[str, Path], folder: Path, model: FaceModel, erm,
                   builder: AvatarBuilder, renderer: MeshRenderer) -> dict:
-    images, photos = {}, []
+    images, landmarks, photos = {}, {}, []
     for expr, path in files.items():
         image = decode_photo(path.read_bytes())
         lms, n_faces = builder.landmarks(image)
         if n_faces > 1:
             raise AvatarError(f"{path.name}: {n_faces} faces in the photo")
-        images[expr] = image
+        images[expr], landmarks[expr] = image, lms
         photos.append((lms, image.shape[1], image.shape[0]))
     fits = dict(zip(files, builder.fitter.fit(photos), strict=True))
     shape = torch.from_numpy(next(iter(fits.values())).shape[None].copy())
@@ -283,9 +294,20 @@ def build_subject(files: dict[str, Path], folder: Path, model: FaceModel, erm,
             identity, torch.from_numpy(fit.expression[None].copy()), torch.zeros(1, model.n_pose)
         )[0].numpy()
     rot = cv2.Rodrigues(fit.rotation)[0]
-    texture = unwrap_texture(images[source], posed @ rot.T + fit.translation, fit.focal_px,
-                             model.topology, model.neutral.numpy(), 512).texture
+    # as for avatars: hair and the mouth/eye openings stay out of the texture; the hair
+    # colour and a style chosen by silhouette make the subject's live-target hair
+    hair_rgb, hair_mask = hair_colour(images[source], landmarks[source])
+    h, w = images[source].shape[:2]
+    unwrap = unwrap_texture(images[source], posed @ rot.T + fit.translation, fit.focal_px,
+                            model.topology, model.neutral.numpy(), 512,
+                            openings_mask(landmarks[source], (h, w)) | hair_mask)
+    texture = unwrap.texture
     cv2.imwrite(str(folder / "texture.png"), texture[:, :, ::-1])
+    if hair_rgb is not None and not bare_scalp(hair_rgb, unwrap.skin_rgb):
+        hair = builder.choose_hair(identity[0].numpy(), fit, hair_mask)
+        if hair is not None:
+            np.savez(folder / "hair.npz", style=hair.name, rgb=np.array(hair_rgb, np.float32),
+                     positions=hair.positions.astype(np.float16))
     np.savez(folder / "identity.npz", shape=shape[0].numpy(),
              residual_px=np.array([f.residual_px for f in fits.values()]))
     renderer.set_texture(texture)
@@ -400,8 +422,13 @@ class Dataset:
         texture = cv2.imread(str(folder / "texture.png"), cv2.IMREAD_COLOR)
         if texture is None or texture.shape[1] % texture.shape[0]:
             raise DatasetError(f"{folder / 'texture.png'} is missing or not a UV texture")
+        hair, rgb = None, DEFAULT_HAIR_RGB
+        if (folder / "hair.npz").is_file():  # optional: subjects with no hair have none
+            arrays = load_checked(folder / "hair.npz",
+                                  {"positions": (GRID, GRID, POINTS, 3), "rgb": (3,)})
+            hair, rgb = arrays["positions"].astype(np.float32), tuple(map(float, arrays["rgb"]))
         return Target(f"{subject}", torch.from_numpy(shape[None].astype(np.float32)),
-                      texture[:, :, ::-1].copy())
+                      texture[:, :, ::-1].copy(), hair, rgb)
 
 
 def load_checked(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:

@@ -242,9 +242,25 @@ def camera_file(workdir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(workdir: Path):
+def server(workdir: Path, ict):
+    # a one-person sample gallery where the server looks for it by default, as `make run`
+    # leaves it (the full one has 22 people)
+    from engines.dataset import SAMPLE_ENV, build_sample_dataset
+    from engines.emotion import default_emotion_models
+
+    gallery = workdir / "london-sample"
+    build_sample_dataset(ict, default_emotion_models(ict.expression_names).erm, gallery,
+                         limit=1)
+    hidden = os.environ.get(SAMPLE_ENV)
+    os.environ[SAMPLE_ENV] = str(gallery)  # the server subprocess inherits it
     srv = Server(_free_port(), workdir / "server.log")
-    srv.start()
+    try:
+        srv.start()
+    finally:  # the in-process servers of other tests keep not seeing a gallery
+        if hidden is None:
+            os.environ.pop(SAMPLE_ENV, None)
+        else:
+            os.environ[SAMPLE_ENV] = hidden
     print(f"\nserver answered after {srv.ready_s:.1f} s")
     yield srv
     srv.kill()
@@ -561,6 +577,26 @@ def test_mode_switch_and_target_reach_the_server(page, server: Server):
     )
     assert info["error"] is None, info["error"]
     assert info["state"] == "live", info
+
+
+def test_a_gallery_subject_is_a_live_target(page, server: Server, workdir: Path):
+    """The sample gallery's subjects are in the picker; choosing one switches the live
+    video to that person's head."""
+    driver = page
+    tid = "ds-london-sample-london_001"
+    thumb = driver.find_element("css selector", f".target[data-id='{tid}']")
+    before = np.asarray(driver.execute_script(GRAB_JS, "avatar")["px"], dtype=np.float32)
+    thumb.click()
+    n = _playback(driver)["nstats"]
+    _wait_for(driver, "stats after the switch", lambda i: i["nstats"] > n + 2, 15)
+    assert thumb.get_attribute("aria-selected") == "true"
+    after = np.asarray(driver.execute_script(GRAB_JS, "avatar")["px"], dtype=np.float32)
+    assert np.abs(after - before).mean() > 5.0, "the video did not change to the subject"
+    shot = workdir / "browser_gallery.png"
+    assert driver.save_screenshot(str(shot))
+    with contextlib.suppress(OSError):
+        shutil.copyfile(shot, REPO / "out" / "browser_gallery.png")
+    driver.find_element("css selector", ".target[data-id='default']").click()
 
 
 def test_make_my_avatar_in_the_page(page, server: Server, workdir: Path):

@@ -43,6 +43,11 @@ def test_build_writes_pairs_and_synthesises_missing_expressions(ict, built) -> N
         assert psi_s[ict.expression_names.index("jawOpen")] > 0.1
     target = ds.target("001", ict)
     assert target.texture.shape == (512, 1024, 3)
+    with_hair = [s for s in ds.subjects if (out / "subjects" / s / "hair.npz").is_file()]
+    assert with_hair  # both London people have hair in their photos
+    for subject in with_hair:  # chosen and aligned as for avatars, for the live target
+        hair = ds.target(subject, ict).hair
+        assert hair.shape == (32, 32, 100, 3) and np.isfinite(hair).all()
 
 
 def test_build_resumes_and_skips_done_subjects(ict, built) -> None:
@@ -70,6 +75,9 @@ def test_loader_rejects_bad_inputs(ict, built, tmp_path) -> None:
     np.savez(copy / "subjects" / "004" / "sad.npz", expression=np.zeros(3))
     with pytest.raises(DatasetError):
         Dataset(copy).parameters("004", "sad")
+    np.savez(copy / "subjects" / "004" / "hair.npz", positions=np.zeros((2, 3)), rgb=np.ones(3))
+    with pytest.raises(DatasetError, match=r"hair\.npz"):
+        Dataset(copy).target("004", ict)
     (copy / "subjects" / "004" / "identity.npz").write_bytes(b"truncated")
     with pytest.raises(DatasetError):
         Dataset(copy).target("004", ict)

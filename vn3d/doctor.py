@@ -174,7 +174,7 @@ def check_sample_gallery() -> list[Check]:
     from engines.dataset import Dataset, DatasetError, sample_dataset_dir
 
     folder = sample_dataset_dir()
-    fix = "vn3d dataset sample (about 1.5 min; make run does it)"
+    fix = "vn3d dataset sample (about 1 min; make run does it)"
     if not (folder / "manifest.json").is_file():
         return [Check("sample gallery", WARN, f"not built at {folder}", fix)]
     try:
