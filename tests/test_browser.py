@@ -597,6 +597,10 @@ def test_a_gallery_subject_is_a_live_target(page, server: Server, workdir: Path)
     with contextlib.suppress(OSError):
         shutil.copyfile(shot, REPO / "out" / "browser_gallery.png")
     driver.find_element("css selector", ".target[data-id='default']").click()
+    n = _playback(driver)["nstats"]  # back to the default head before the next test
+    _wait_for(driver, "stats after switching back", lambda i: i["nstats"] > n + 2, 15)
+    back = np.asarray(driver.execute_script(GRAB_JS, "avatar")["px"], dtype=np.float32)
+    assert np.abs(back - after).mean() > 5.0, "the video did not switch back"
 
 
 def test_make_my_avatar_in_the_page(page, server: Server, workdir: Path):
