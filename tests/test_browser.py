@@ -216,6 +216,20 @@ def _wait_for(driver, what: str, pred, timeout: float) -> dict:
     return info
 
 
+def _avatar_pixels(driver) -> np.ndarray:
+    """A small grab of the live avatar video."""
+    return np.asarray(driver.execute_script(GRAB_JS, "avatar")["px"], dtype=np.float32)
+
+
+def _screenshot(driver, workdir: Path, name: str) -> None:
+    """Save the page; a copy goes to out/ for looking at."""
+    shot = workdir / name
+    assert driver.save_screenshot(str(shot))
+    with contextlib.suppress(OSError):
+        (REPO / "out").mkdir(exist_ok=True)
+        shutil.copyfile(shot, REPO / "out" / name)
+
+
 def _browser_log(driver) -> str:
     try:
         return "\n".join(f"{e['level']} {e['message']}" for e in driver.get_log("browser"))
@@ -329,11 +343,7 @@ def test_page_goes_live_with_a_rendered_avatar(page, server: Server, workdir: Pa
     fps_text = driver.find_element("css selector", '#stats [data-stat="fps"]').text
     assert fps_text not in ("", "–"), fps_text
 
-    shot = workdir / "browser_screenshot.png"
-    assert driver.save_screenshot(str(shot))
-    with contextlib.suppress(OSError):
-        (REPO / "out").mkdir(exist_ok=True)
-        shutil.copyfile(shot, REPO / "out" / "browser_screenshot.png")
+    _screenshot(driver, workdir, "browser_screenshot.png")
 
     avatar = driver.execute_script(GRAB_JS, "avatar")
     local = driver.execute_script(GRAB_JS, "local")
@@ -585,21 +595,18 @@ def test_a_gallery_subject_is_a_live_target(page, server: Server, workdir: Path)
     driver = page
     tid = "ds-london-sample-london_001"
     thumb = driver.find_element("css selector", f".target[data-id='{tid}']")
-    before = np.asarray(driver.execute_script(GRAB_JS, "avatar")["px"], dtype=np.float32)
+    before = _avatar_pixels(driver)
     thumb.click()
     n = _playback(driver)["nstats"]
     _wait_for(driver, "stats after the switch", lambda i: i["nstats"] > n + 2, 15)
     assert thumb.get_attribute("aria-selected") == "true"
-    after = np.asarray(driver.execute_script(GRAB_JS, "avatar")["px"], dtype=np.float32)
+    after = _avatar_pixels(driver)
     assert np.abs(after - before).mean() > 5.0, "the video did not change to the subject"
-    shot = workdir / "browser_gallery.png"
-    assert driver.save_screenshot(str(shot))
-    with contextlib.suppress(OSError):
-        shutil.copyfile(shot, REPO / "out" / "browser_gallery.png")
+    _screenshot(driver, workdir, "browser_gallery.png")
     driver.find_element("css selector", ".target[data-id='default']").click()
     n = _playback(driver)["nstats"]  # back to the default head before the next test
     _wait_for(driver, "stats after switching back", lambda i: i["nstats"] > n + 2, 15)
-    back = np.asarray(driver.execute_script(GRAB_JS, "avatar")["px"], dtype=np.float32)
+    back = _avatar_pixels(driver)
     assert np.abs(back - after).mean() > 5.0, "the video did not switch back"
 
 
@@ -607,7 +614,7 @@ def test_make_my_avatar_in_the_page(page, server: Server, workdir: Path):
     """The page's "Make my avatar" sends a portrait; the new avatar becomes the target (the
     live video changes to it) and the page offers its zip and GLB."""
     driver = page
-    before = np.asarray(driver.execute_script(GRAB_JS, "avatar")["px"], dtype=np.float32)
+    before = _avatar_pixels(driver)
     photo = (asset_root() / "faces" / "london_set" / "london_018_neutral.jpg").resolve()
     driver.execute_script("document.getElementById('avatar-photo').hidden = false;")
     driver.find_element("id", "avatar-photo").send_keys(str(photo))
@@ -631,12 +638,9 @@ def test_make_my_avatar_in_the_page(page, server: Server, workdir: Path):
         "outerHTML"
     )
     time.sleep(3)  # the next frames show the new target
-    after = np.asarray(driver.execute_script(GRAB_JS, "avatar")["px"], dtype=np.float32)
+    after = _avatar_pixels(driver)
     assert np.abs(after - before).mean() > 5.0, "the avatar video did not change"
-    shot = workdir / "browser_avatar.png"
-    assert driver.save_screenshot(str(shot))
-    with contextlib.suppress(OSError):
-        shutil.copyfile(shot, REPO / "out" / "browser_avatar.png")
+    _screenshot(driver, workdir, "browser_avatar.png")
 
 
 def test_stop_then_start_again(page, server: Server):
