@@ -149,7 +149,7 @@ class AvatarBuilder:
         progress: Callable[[str], None] | None = None,
     ) -> Avatar:
         """An avatar from an RGB photo (H, W, 3) uint8."""
-        cfg, model = self.config, self.model
+        model = self.model
         if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 32:
             raise AvatarError(
                 f"the photo must be an RGB image of at least 32x32; got {image.shape}"
@@ -177,6 +177,25 @@ class AvatarBuilder:
             )[0].numpy()
         stage("shape")
 
+        texture, hair, rgb = self.appearance(image, lms, fit, identity[0].numpy(), posed, stage)
+        return Avatar(
+            name, model.name, fit.shape, texture, hair, rgb or DEFAULT_HAIR_RGB,
+            source_sha256, fit, timings,
+        )
+
+    def appearance(
+        self,
+        image: np.ndarray,
+        lms: np.ndarray,
+        fit: PhotoFit,
+        head: np.ndarray,  # (V, 3) the identity's neutral vertices
+        posed: np.ndarray,  # (V, 3) with the photo's expression, no pose
+        stage: Callable[[str], None] | None = None,
+    ) -> tuple[np.ndarray, Hairstyle | None, tuple[float, float, float] | None]:
+        """(UV texture, hair or None, hair sRGB or None) from a fitted photo: hair and the
+        mouth/eye openings stay out of the texture; the hair per ``config.hair``."""
+        cfg, model = self.config, self.model
+        h, w = image.shape[:2]
         rgb, hair_mask = hair_colour(image, lms) if cfg.hair != "none" else (None, None)
         exclude = openings_mask(lms, (h, w))
         if hair_mask is not None:
@@ -188,20 +207,16 @@ class AvatarBuilder:
         )
         if rgb is not None and bare_scalp(rgb, unwrap.skin_rgb):
             rgb = None
-        stage("texture")
-
+        if stage:
+            stage("texture")
         hair = None
-        if cfg.hair != "none":
-            head = identity[0].numpy()
-            if cfg.hair == "auto":  # no hair colour found: the photo shows (almost) no hair
-                hair = self.choose_hair(head, fit, hair_mask) if rgb is not None else None
-            else:
-                hair = align_to_head(load_style(cfg.hair), head, model.topology)
-        stage("hair")
-        return Avatar(
-            name, model.name, fit.shape, unwrap.texture, hair, rgb or DEFAULT_HAIR_RGB,
-            source_sha256, fit, timings,
-        )
+        if cfg.hair == "auto":  # no hair colour found: the photo shows (almost) no hair
+            hair = self.choose_hair(head, fit, hair_mask) if rgb is not None else None
+        elif cfg.hair != "none":
+            hair = align_to_head(load_style(cfg.hair), head, model.topology)
+        if stage:
+            stage("hair")
+        return unwrap.texture, hair, rgb
 
     def choose_hair(
         self, head: np.ndarray, fit: PhotoFit, hair_mask: np.ndarray | None

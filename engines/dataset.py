@@ -44,7 +44,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,17 +58,14 @@ from engines.avatar import (
     AvatarBuilder,
     AvatarConfig,
     AvatarError,
-    bare_scalp,
     decode_photo,
-    openings_mask,
 )
-from engines.disk_cache import cache_root
+from engines.disk_cache import cache_root, write_atomic
 from engines.face_model import FaceModel
 from engines.facs import EMOTIONS, LABELS
-from engines.hair import GRID, POINTS, hair_colour
+from engines.hair import GRID, POINTS
 from engines.renderer import MeshRenderer, RenderConfig
 from engines.retargeter import Target
-from engines.texture_unwrap import unwrap_texture
 
 FORMAT_VERSION = 1
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -153,17 +149,15 @@ def find_photos(folder: Path, pattern: str | None = None, csv: Path | None = Non
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2).encode())
 
 
 def build_dataset(photos: Path | None, out: Path, model: FaceModel, erm, *,
                   pattern: str | None = None, csv: Path | None = None,
-                  workers: int = 1) -> dict:
+                  workers: int = 1, limit: int | None = None) -> dict:
     """Build (or resume) a dataset; returns the manifest. ``erm``: a trained ERM.
-    ``workers`` > 1 builds subjects in that many processes."""
+    ``workers`` > 1 builds subjects in that many processes; ``limit``: only the first so
+    many subjects (by name)."""
     out = Path(out)
     (out / "subjects").mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
@@ -173,6 +167,8 @@ def build_dataset(photos: Path | None, out: Path, model: FaceModel, erm, *,
               "subjects": {}}
     )
     index = find_photos(photos, pattern, csv)
+    if limit is not None:
+        index.subjects = dict(list(index.subjects.items())[:limit])
     manifest["skipped_inputs"] = index.skipped
     todo = {name: files for name, files in index.subjects.items()
             if manifest["subjects"].get(name, {}).get("status") != "done"}
@@ -229,16 +225,8 @@ def build_sample_dataset(model: FaceModel, erm, out: Path | None = None, workers
         raise AssetMissingError(
             f"the sample gallery is made from the London Set (faces/london_set, CC BY 4.0), "
             f"not found at {london.resolve()}; set $VN3D_ASSETS to the asset folder")
-    out = Path(out) if out else sample_dataset_dir()
-    if limit is None:
-        return build_dataset(london, out, model, erm, pattern=SAMPLE_PATTERN, workers=workers)
-    index = find_photos(london, SAMPLE_PATTERN)
-    csv = out.parent / f".{out.name}-photos.csv"  # the first `limit` people, as a CSV
-    csv.parent.mkdir(parents=True, exist_ok=True)
-    rows = [f"{name},{expr},{path}" for name in list(index.subjects)[:limit]
-            for expr, path in index.subjects[name].items()]
-    csv.write_text("subject,expression,path\n" + "\n".join(rows) + "\n")
-    return build_dataset(None, out, model, erm, csv=csv, workers=workers)
+    return build_dataset(london, Path(out) if out else sample_dataset_dir(), model, erm,
+                         pattern=SAMPLE_PATTERN, workers=workers, limit=limit)
 
 
 _worker: dict = {}  # one process's model, ERM, builder and renderer
@@ -251,7 +239,7 @@ def _start_worker(model: FaceModel | type, erm) -> None:
         model = model()
     _worker.update(
         model=model, erm=erm,
-        builder=AvatarBuilder(model, AvatarConfig(texture_size=512, hair="none")),
+        builder=AvatarBuilder(model, AvatarConfig(texture_size=512, hair="auto")),
         renderer=MeshRenderer(model.topology, RenderConfig(RENDER_SIZE, RENDER_SIZE)),
     )
 
@@ -293,21 +281,13 @@ def build_subject(files: dict[str, Path], folder: Path, model: FaceModel, erm,
         posed = model.forward_prepared(
             identity, torch.from_numpy(fit.expression[None].copy()), torch.zeros(1, model.n_pose)
         )[0].numpy()
-    rot = cv2.Rodrigues(fit.rotation)[0]
-    # as for avatars: hair and the mouth/eye openings stay out of the texture; the hair
-    # colour and a style chosen by silhouette make the subject's live-target hair
-    hair_rgb, hair_mask = hair_colour(images[source], landmarks[source])
-    h, w = images[source].shape[:2]
-    unwrap = unwrap_texture(images[source], posed @ rot.T + fit.translation, fit.focal_px,
-                            model.topology, model.neutral.numpy(), 512,
-                            openings_mask(landmarks[source], (h, w)) | hair_mask)
-    texture = unwrap.texture
+    # as for avatars: hair and mouth/eye openings out of the texture, hair for the target
+    texture, hair, hair_rgb = builder.appearance(images[source], landmarks[source], fit,
+                                                 identity[0].numpy(), posed)
     cv2.imwrite(str(folder / "texture.png"), texture[:, :, ::-1])
-    if hair_rgb is not None and not bare_scalp(hair_rgb, unwrap.skin_rgb):
-        hair = builder.choose_hair(identity[0].numpy(), fit, hair_mask)
-        if hair is not None:
-            np.savez(folder / "hair.npz", style=hair.name, rgb=np.array(hair_rgb, np.float32),
-                     positions=hair.positions.astype(np.float16))
+    if hair is not None:
+        np.savez(folder / "hair.npz", style=hair.name, rgb=np.array(hair_rgb, np.float32),
+                 positions=hair.positions.astype(np.float16))
     np.savez(folder / "identity.npz", shape=shape[0].numpy(),
              residual_px=np.array([f.residual_px for f in fits.values()]))
     renderer.set_texture(texture)
@@ -415,10 +395,15 @@ class Dataset:
                             {"expression": (53,), "pose": (6,)})
         return data["expression"], data["pose"]
 
+    def shape(self, subject: str, model: FaceModel) -> np.ndarray:
+        """The subject's identity β (n_shape,), checked."""
+        path = self.folder(subject) / "identity.npz"
+        return load_checked(path, {"shape": (model.n_shape,)})["shape"]
+
     def target(self, subject: str, model: FaceModel) -> Target:
-        """A retargeting target with this subject's identity and texture."""
+        """A retargeting target with this subject's identity, texture and hair."""
         folder = self.folder(subject)
-        shape = load_checked(folder / "identity.npz", {"shape": (model.n_shape,)})["shape"]
+        shape = self.shape(subject, model)
         texture = cv2.imread(str(folder / "texture.png"), cv2.IMREAD_COLOR)
         if texture is None or texture.shape[1] % texture.shape[0]:
             raise DatasetError(f"{folder / 'texture.png'} is missing or not a UV texture")

@@ -59,18 +59,16 @@ def evaluate_dataset(path: Path, model: FaceModel, synthetic: bool = True,
         if image is None:
             raise DatasetError(f"{pair.image} is missing or unreadable")
         image = np.ascontiguousarray(image[:, :, ::-1])
-        folder = ds.folder(subject)
-        shape = load_checked(folder / "identity.npz", {"shape": (model.n_shape,)})["shape"]
-        p = load_checked(folder / f"{expr}.npz", {
+        target = ds.target(subject, model)  # identity and texture, checked
+        p = load_checked(ds.folder(subject) / f"{expr}.npz", {
             "expression": (model.n_expression,), "photo_rotation": (3,),
             "photo_translation": (3,), "photo_focal": (), "photo_size": (2,),
             "photo_landmarks": (468, 2),
         })
-        fit = PhotoFit(shape, p["expression"], p["photo_rotation"], p["photo_translation"],
-                       float(p["photo_focal"]), image.shape[1], image.shape[0], 0.0,
-                       p["photo_landmarks"])
-        texture = cv2.imread(str(folder / "texture.png"), cv2.IMREAD_COLOR)[:, :, ::-1].copy()
-        render = render_over_photo(model, fit, texture, image)
+        fit = PhotoFit(target.shape[0].numpy(), p["expression"], p["photo_rotation"],
+                       p["photo_translation"], float(p["photo_focal"]), image.shape[1],
+                       image.shape[0], 0.0, p["photo_landmarks"])
+        render = render_over_photo(model, fit, target.texture, image)
         mask = face_region_mask(p["photo_landmarks"], image.shape)
         rows.append({
             "subject": subject, "expression": expr,

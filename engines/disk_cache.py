@@ -26,6 +26,19 @@ def load_arrays(path: Path) -> dict[str, np.ndarray] | None:
         return None
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a file atomically: a temporary file in the same folder, renamed over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def save_arrays(path: Path, **arrays: np.ndarray) -> None:
     """Write an .npz atomically (a temporary file renamed); a cache that cannot be
     written is skipped (read-only home, full disk)."""

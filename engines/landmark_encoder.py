@@ -26,7 +26,6 @@ The shipped weights (``engines/data/landmark_encoder.npz``) come from
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -37,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engines.assets import sha256_file
 from engines.facs import EMOTIONS, emotion_basis
 from engines.ict_model import ICTFaceModel, eye_rotations
 from engines.landmark_correspondence import load_ict_correspondence
@@ -360,7 +360,7 @@ def encoder_onnx(path: Path | str | None = None) -> Path:
     from engines.onnx_export import export_onnx
 
     path = Path(path) if path else DEFAULT_WEIGHTS
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    digest = sha256_file(path)[:16]
     out = cache_root() / "onnx" / f"landmark_encoder-{digest}.onnx"
     if not out.is_file():
         tmp = out.with_suffix(f".tmp{os.getpid()}")
@@ -395,12 +395,13 @@ class EncoderReader:
 
     def __init__(self, expression_names: tuple[str, ...], fn=None,
                  encoder: LandmarkEncoder | None = None) -> None:
-        encoder = encoder or (load_encoder() if fn is None else None)
-        names = encoder.expression_names if encoder else tuple(expression_names)
-        if tuple(names) != tuple(expression_names):
+        if fn is None:
+            encoder = encoder or load_encoder()
+            fn = torch_batch_fn(encoder)
+        if encoder is not None and encoder.expression_names != tuple(expression_names):
             raise ValueError("the encoder was trained for another face model's expressions")
-        self.n_expression = len(names)
-        self.fn = fn or torch_batch_fn(encoder)
+        self.n_expression = len(expression_names)
+        self.fn = fn
 
     def __call__(self, landmarks: np.ndarray, width: int, height: int
                  ) -> tuple[np.ndarray, np.ndarray]:

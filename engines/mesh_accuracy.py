@@ -26,6 +26,7 @@ class MeshErrors:
     median_mm: float
     std_mm: float
     distances_mm: np.ndarray  # (N,) per scan point
+    landmark_rms_mm: float  # the landmarks' RMS distance after the alignment
 
     def row(self) -> dict[str, float]:
         return {"mean_mm": self.mean_mm, "median_mm": self.median_mm, "std_mm": self.std_mm}
@@ -46,4 +47,6 @@ def scan_to_mesh(
     aligned = s * np.asarray(mesh_vertices, np.float64) @ rot.T + t
     _, dist, _, _ = MeshProximity(aligned, mesh_faces).query(scan_points)
     d = dist * units_in_mm
-    return MeshErrors(float(d.mean()), float(np.median(d)), float(d.std()), d)
+    lms = s * np.asarray(mesh_landmarks, np.float64) @ rot.T + t
+    rms = float(np.sqrt(((lms - scan_landmarks) ** 2).sum(1).mean())) * units_in_mm
+    return MeshErrors(float(d.mean()), float(np.median(d)), float(d.std()), d, rms)

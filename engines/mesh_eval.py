@@ -80,7 +80,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engines.alignment import rigid_align
 from engines.avatar import AvatarBuilder, AvatarConfig, AvatarError
 from engines.camera import PerspectiveCamera
 from engines.dataset import Dataset, DatasetError
@@ -183,14 +182,10 @@ def measure(
 ) -> tuple[dict, np.ndarray]:
     """NoW-style errors of a reconstruction ``mesh`` (V, 3) against scan points (N, 3)
     with landmarks (7, 3), all in model units. Returns (stats row, distances mm)."""
-    mesh_lms = mesh[region.landmark_ids]
-    err = scan_to_mesh(
-        scan, scan_lms, mesh, region.target_faces, mesh_lms, units_in_mm=region.units_in_mm
-    )
-    _, rot, t = rigid_align(mesh_lms, scan_lms)
-    rms = float(np.sqrt(((mesh_lms @ rot.T + t - scan_lms) ** 2).sum(1).mean()))
+    err = scan_to_mesh(scan, scan_lms, mesh, region.target_faces,
+                       mesh[region.landmark_ids], units_in_mm=region.units_in_mm)
     return (
-        {**err.row(), "points": len(scan), "landmark_rms_mm": rms * region.units_in_mm},
+        {**err.row(), "points": len(scan), "landmark_rms_mm": err.landmark_rms_mm},
         err.distances_mm,
     )
 
@@ -341,8 +336,7 @@ def read_landmarks(path: Path) -> np.ndarray:
 def load_scan(obj: Path, units: str, model: FaceModel) -> tuple[np.ndarray, np.ndarray]:
     """A scan's face points (N, 3) and landmarks (7, 3) in the model's units, cropped to
     :data:`FACE_RADIUS_MM` round the nose-tip landmark."""
-    if units not in SCAN_UNITS:
-        raise ScanError(f"scan units must be one of {', '.join(SCAN_UNITS)}; got {units!r}")
+    check_scan_args(None, units)
     obj = Path(obj)
     lms = read_landmarks(obj.with_name(obj.stem + ".lmk.txt"))
     if not obj.is_file():
@@ -384,7 +378,7 @@ def evaluate_scans(
                 )
             points, lms = load_scan(obj, units, model)
             psi, pose = ds.parameters(subject, expr)
-            shape = ds.target(subject, model).shape[0].numpy()
+            shape = ds.shape(subject, model)
         except (ScanError, DatasetError) as exc:
             result.skipped.append({"item": item, "reason": str(exc)})
             continue

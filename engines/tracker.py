@@ -59,7 +59,7 @@ class TrackResult:
     status: str
     expression: np.ndarray  # (n_expression,) in the face model's order, in [0, 1]
     rotation: np.ndarray  # (3,) head rotation, axis-angle radians
-    blendshapes: np.ndarray | None = None  # (52,) raw MediaPipe scores, when tracked
+    blendshapes: np.ndarray | None = None  # (52,) MediaPipe's scores (its reader)
     landmarks: np.ndarray | None = None  # (478, 3) normalised x, y in the frame, z
     n_faces: int = 0
 
@@ -75,6 +75,8 @@ class FaceTracker:
         from mediapipe.tasks.python import BaseOptions, vision
 
         self.config = cfg = config or TrackerConfig()
+        if cfg.reader not in READERS:
+            raise ValueError(f"unknown reader {cfg.reader!r}; one of {', '.join(READERS)}")
         self.expression_names = expression_names
         path = Path(cfg.model_path) if cfg.model_path else asset_path("face_landmarker")
         options = vision.FaceLandmarkerOptions(
@@ -83,15 +85,14 @@ class FaceTracker:
             num_faces=cfg.max_faces,
             min_face_detection_confidence=cfg.min_confidence,
             min_face_presence_confidence=cfg.min_confidence,
-            output_face_blendshapes=True,
-            output_facial_transformation_matrixes=True,
+            # the encoder reads ψ and θ from the landmarks: no blendshape net per frame
+            output_face_blendshapes=cfg.reader == "mediapipe",
+            output_facial_transformation_matrixes=cfg.reader == "mediapipe",
         )
         self._landmarker = vision.FaceLandmarker.create_from_options(options)
         # closed at the latest when Python exits, while it can still run the close: a
         # landmarker left to __del__ during interpreter shutdown can hang the exit
         self._finalizer = weakref.finalize(self, self._landmarker.close)
-        if cfg.reader not in READERS:
-            raise ValueError(f"unknown reader {cfg.reader!r}; one of {', '.join(READERS)}")
         self._encoder = (EncoderReader(expression_names, cfg.encoder_fn)
                          if cfg.reader == "encoder" else None)
         self._map: np.ndarray | None = None  # (n_expr, 52), built from the first result
@@ -141,11 +142,12 @@ class FaceTracker:
             return self._no_face(timestamp_s)
         faces = [np.array([[p.x, p.y, p.z] for p in f], np.float32) for f in result.face_landmarks]
         k = self._choose_face(faces)
-        scores = np.array([c.score for c in result.face_blendshapes[k]], np.float64)
+        scores = None  # MediaPipe's 52 scores, read only by the "mediapipe" reader
         if self._encoder is not None:
             psi, rotation = self._encoder(faces[k], rgb.shape[1], rgb.shape[0])
             psi = np.clip(psi, 0, 1)
         else:
+            scores = np.array([c.score for c in result.face_blendshapes[k]], np.float64)
             if self._map is None:
                 names = [c.category_name for c in result.face_blendshapes[k]]
                 self._map = mapping_matrix(names, self.expression_names)

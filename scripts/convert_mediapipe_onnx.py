@@ -23,9 +23,7 @@ See docs/MEDIAPIPE_ONNX.md.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -34,18 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
+from engines.assets import asset_path, sha256_file
+from engines.mediapipe_onnx import default_model_dir
+
 MODELS = ("face_detector", "face_landmarks_detector", "face_blendshapes")
-ASSET_REL = Path("mediapipe") / "face_landmarker.task"
-
-
-def default_out_dir() -> Path:
-    root = os.environ.get("VN3D_CACHE") or Path.home() / ".cache" / "vn3d"
-    return Path(root) / "mediapipe-onnx"
-
-
-def default_task() -> Path:
-    root = os.environ.get("VN3D_ASSETS")
-    return (Path(root) if root else Path("..") / "shared" / "assets") / ASSET_REL
 
 
 # -- making the batch dimension dynamic ------------------------------------------------------
@@ -216,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import onnx
 
-    task = args.task or default_task()
-    out = args.out or default_out_dir()
+    task = args.task or asset_path("face_landmarker")
+    out = args.out or default_model_dir()
     if not task.is_file():
         print(f"missing {task}: set $VN3D_ASSETS or pass --task", file=sys.stderr)
         return 2
@@ -243,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     manifest = {
         "task": str(task),
-        "task_sha256": hashlib.sha256(task.read_bytes()).hexdigest(),
+        "task_sha256": sha256_file(task),
         "tf2onnx": tf2onnx_version,
         "tensorflow": tf_version,
         "onnx": onnx.__version__,

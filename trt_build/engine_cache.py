@@ -21,26 +21,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from engines.disk_cache import cache_root
+from engines.assets import sha256_file
+from engines.disk_cache import cache_root, write_atomic
 
 PRECISIONS = ("fp16", "fp32")
 # bumped when the way an engine is made from the same key changes (e.g. the fp16 graph
 # rewrite in build.py), so older entries stop matching instead of being reused
 ENGINE_FORMAT = 1
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -103,24 +94,12 @@ def engine_key(
     """The key for building ``onnx_path``; versions not given come from the live tensorrt
     module and CUDA device (``TensorRTUnavailable`` when there are none)."""
     return EngineKey(
-        onnx_sha256=file_sha256(onnx_path),
+        onnx_sha256=sha256_file(onnx_path),
         tensorrt_version=trt_version if trt_version is not None else live_tensorrt_version(),
         gpu_name=gpu_name if gpu_name is not None else live_gpu_name(),
         precision=precision,
         max_batch=int(max_batch),
     )
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _slug(text: str) -> str:
@@ -149,7 +128,7 @@ class EngineCache:
                 return None
             if meta.get("key") != key.fields():
                 return None
-            if meta.get("engine_sha256") != file_sha256(path):
+            if meta.get("engine_sha256") != sha256_file(path):
                 return None
         except (OSError, ValueError):
             return None
@@ -159,14 +138,14 @@ class EngineCache:
         """Write the engine and then its sidecar, each atomically; returns the engine path."""
         data = bytes(engine_bytes)
         path = self.path_for(key)
-        _write_atomic(path, data)
+        write_atomic(path, data)
         meta = {
             "format": ENGINE_FORMAT,
             "key": key.fields(),
             "engine_sha256": hashlib.sha256(data).hexdigest(),
             "engine_bytes": len(data),
         }
-        _write_atomic(self.sidecar_for(key), json.dumps(meta, indent=2).encode())
+        write_atomic(self.sidecar_for(key), json.dumps(meta, indent=2).encode())
         return path
 
     def timing_cache_path(self, tensorrt_version: str, gpu_name: str) -> Path:
@@ -184,5 +163,5 @@ class EngineCache:
 
     def save_timing_cache(self, tensorrt_version: str, gpu_name: str, data: bytes) -> Path:
         path = self.timing_cache_path(tensorrt_version, gpu_name)
-        _write_atomic(path, bytes(data))
+        write_atomic(path, bytes(data))
         return path
