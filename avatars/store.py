@@ -174,12 +174,22 @@ class AvatarStore:
 
 def load_any_target(spec: str, model: FaceModel, store: AvatarStore | None = None) -> Target:
     """A retargeting target from ``default``, a target ``.npz``, an avatar folder or zip,
-    or the id of an avatar in the store."""
+    the id of an avatar in the store, or a dataset subject as ``DATASET:SUBJECT`` (DATASET
+    a built dataset's folder, or ``sample`` for the sample gallery)."""
     path = Path(spec)
     if ID_PATTERN.match(spec) and not path.exists():
         return (store or AvatarStore()).load(spec, model).target()
     if path.is_dir() or path.suffix == ".zip":
         return read_avatar(path, model).target()
+    if ":" in spec and not path.exists():
+        from engines.dataset import Dataset, sample_dataset_dir
+
+        folder, subject = spec.rsplit(":", 1)
+        return Dataset(sample_dataset_dir() if folder == "sample" else folder).target(
+            subject, model)
+    if spec != "default" and not path.is_file():
+        raise ValueError(f"unknown target {spec!r}: use 'default', a target .npz, an avatar "
+                         "id, folder or zip, or DATASET:SUBJECT (e.g. sample:london_001)")
     return load_target(spec, model)
 
 

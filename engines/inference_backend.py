@@ -106,6 +106,10 @@ class OnnxRunner:
         import onnxruntime
 
         opts = onnxruntime.SessionOptions()
+        # idle pool threads sleep instead of spinning: these networks are small and share
+        # the process's cores with tracking and rendering (spinning cost ~25 % of a core
+        # and a fifth of the server's frame rate, docs/PERFORMANCE.md)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads is not None:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1

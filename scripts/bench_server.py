@@ -40,6 +40,7 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.utils import uint16_add
 
 from engines.assets import asset_root
+from engines.tracker import DEFAULT_READER, READERS
 from server.app import loopback_candidates_only, read_stamp, restrict_ice_to_loopback
 
 FPS = 25
@@ -163,6 +164,9 @@ def run_level(n: int, args, frames) -> dict:
         str(n),
         "--size",
         str(args.size),
+        "--reader",
+        args.reader,
+        "--no-sample-gallery",
     ]
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -213,6 +217,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds ignored at the start")
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--out", default="out/bench_server.json")
+    ap.add_argument("--reader", choices=READERS, default=DEFAULT_READER,
+                    help="the server's expression/pose reader")
     ap.add_argument(
         "--aiortc-jitter",
         action="store_true",

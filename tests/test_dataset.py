@@ -97,7 +97,7 @@ def test_cli_dataset_build_reports_failures(built, tmp_path, capsys) -> None:
     assert "2 subjects built, 1 failed" in out and "failed noface" in out
 
 
-def test_dataset_subjects_are_targets_in_the_service(built) -> None:
+def test_dataset_subjects_are_targets_in_the_service(ict, built) -> None:
     from server.app import App, ServerConfig
 
     _, out, _, _ = built
@@ -106,6 +106,13 @@ def test_dataset_subjects_are_targets_in_the_service(built) -> None:
     assert ids[0] == "default" and f"ds-{out.name}-001" in ids and f"ds-{out.name}-004" in ids
     assert app.target(f"ds-{out.name}-001").texture.shape == (512, 1024, 3)
     app.prepare()  # thumbnails for every target
+    from avatars.store import load_any_target  # clips take subjects as DATASET:SUBJECT
+
+    assert load_any_target(f"{out}:004", ict).texture.shape == (512, 1024, 3)
+    with pytest.raises(DatasetError):
+        load_any_target(f"{out}:nobody", ict)
+    with pytest.raises(ValueError, match="DATASET:SUBJECT"):
+        load_any_target("no-such-file.npz", ict)
     assert app.thumbnails[f"ds-{out.name}-004"][:4] == b"\x89PNG"
 
 

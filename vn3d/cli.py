@@ -452,7 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("retarget-clip", help="put a video's expressions onto a target's head")
     p.add_argument("source", help="input video (any format FFmpeg reads)")
     p.add_argument("--target", default="default",
-                   help="'default', a target .npz, an avatar folder/zip or an avatar id")
+                   help="'default', a target .npz, an avatar folder/zip or an avatar id, "
+                   "or a dataset subject DATASET:SUBJECT (sample:london_001)")
     p.add_argument("--out", default="out/retargeted.mp4")
     p.add_argument("--side-by-side", action="store_true", help="source | render")
     p.add_argument("--size", type=int, default=512)
