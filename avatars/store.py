@@ -1,6 +1,6 @@
 """The avatar store: a folder of checked avatars, one sub-folder per content-hash id.
 
-    <root>/<id>/            the avatar's files (engines/avatar_files.py layout)
+    <root>/<id>/            the avatar's files (avatars/files.py layout)
     <root>/<id>/store.json  owner and visibility (store-side, not part of the avatar)
 
 Ids are the first 16 hex digits of the sha256 of the avatar's manifest (which holds the
@@ -22,8 +22,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from engines.avatar import Avatar
-from engines.avatar_files import (
+from avatars.builder import Avatar
+from avatars.files import (
     MANIFEST,
     AvatarFileError,
     avatar_files,
@@ -34,8 +34,8 @@ from engines.avatar_files import (
     sha256_bytes,
     zip_bytes,
 )
-from engines.face_model import FaceModel
-from engines.retargeter import Target, load_target
+from engines.face.model import FaceModel
+from engines.retarget.retargeter import Target, load_target
 
 ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 ENV_VAR = "VN3D_AVATARS"
@@ -182,7 +182,8 @@ def load_any_target(spec: str, model: FaceModel, store: AvatarStore | None = Non
     if path.is_dir() or path.suffix == ".zip":
         return read_avatar(path, model).target()
     if ":" in spec and not path.exists():
-        from engines.dataset import Dataset, sample_dataset_dir
+        from engines.dataset.build import sample_dataset_dir
+        from engines.dataset.loader import Dataset
 
         folder, subject = spec.rsplit(":", 1)
         return Dataset(sample_dataset_dir() if folder == "sample" else folder).target(

@@ -16,10 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engines.assets import asset_root
-from engines.avatar import STAGES, AvatarBuilder, decode_photo, photo_hash
-from engines.ict_model import ICTFaceModel
-from engines.image_metrics import (
+from avatars.builder import STAGES, AvatarBuilder, decode_photo, photo_hash
+from engines.evaluation.image_metrics import (
     SAME_PERSON_THRESHOLD,
     FaceIdentity,
     Lpips,
@@ -28,7 +26,9 @@ from engines.image_metrics import (
     psnr,
     ssim,
 )
-from engines.photo_render import render_over_photo
+from engines.evaluation.over_photo import render_over_photo
+from engines.face.ict import ICTFaceModel
+from engines.files.assets import asset_root
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 

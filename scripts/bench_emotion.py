@@ -14,12 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engines.assets import asset_root
-from engines.emotion import default_emotion_models
-from engines.erm import evaluate, split_by_subject
-from engines.facs import LABELS, facs_records
-from engines.ict_model import ICTFaceModel
-from engines.tracker import FaceTracker, TrackerConfig
+from engines.emotion.erm import evaluate, split_by_subject
+from engines.emotion.facs import LABELS, facs_records
+from engines.emotion.models import default_emotion_models
+from engines.face.ict import ICTFaceModel
+from engines.files.assets import asset_root
+from engines.tracking.tracker import FaceTracker, TrackerConfig
 
 
 def london_readings(model: ICTFaceModel) -> dict[str, dict[str, np.ndarray]]:

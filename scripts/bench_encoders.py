@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engines.ict_model import ICTFaceModel
-from engines.inference_backend import OnnxRunner, backend_status
-from engines.inference_batcher import InferenceBatcher
-from engines.onnx_export import export_onnx, project_networks
+from engines.face.ict import ICTFaceModel
+from engines.inference.backend import OnnxRunner, backend_status
+from engines.inference.batcher import InferenceBatcher
+from engines.inference.networks import project_networks
+from engines.inference.onnx_export import export_onnx
 
 
 def time_calls(fn, x: np.ndarray, seconds: float, warmup: int = 5) -> list[float]:

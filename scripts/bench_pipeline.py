@@ -18,11 +18,11 @@ import av
 import numpy as np
 import torch
 
-from engines.assets import asset_root
-from engines.ict_model import ICTFaceModel
-from engines.pipeline import OverlappedRetargeter
-from engines.renderer import RenderConfig
-from engines.retargeter import Retargeter, stage_summary
+from engines.face.ict import ICTFaceModel
+from engines.files.assets import asset_root
+from engines.render.renderer import RenderConfig
+from engines.retarget.overlapped import OverlappedRetargeter
+from engines.retarget.retargeter import Retargeter, stage_summary
 
 STAGES = ("decode", "track", "filter", "wait", "model", "render", "encode")
 

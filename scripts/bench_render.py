@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from engines.ict_model import ICTFaceModel
-from engines.renderer import MeshRenderer, RenderConfig
+from engines.face.ict import ICTFaceModel
+from engines.render.renderer import MeshRenderer, RenderConfig
 
 
 def animated_params(model: ICTFaceModel, n: int) -> tuple[torch.Tensor, ...]:

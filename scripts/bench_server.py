@@ -39,8 +39,8 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSes
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.utils import uint16_add
 
-from engines.assets import asset_root
-from engines.tracker import DEFAULT_READER, READERS
+from engines.files.assets import asset_root
+from engines.tracking.tracker import DEFAULT_READER, READERS
 from server.app import loopback_candidates_only, read_stamp, restrict_ice_to_loopback
 
 FPS = 25

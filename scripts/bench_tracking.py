@@ -26,15 +26,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engines.assets import asset_root
-from engines.camera import PerspectiveCamera
-from engines.expressions import BASIC_EXPRESSIONS, expression_weights
-from engines.filters import OneEuroFilter
-from engines.ict_model import ICTFaceModel
-from engines.landmark_encoder import load_encoder, torch_batch_fn
-from engines.renderer import MeshRenderer, RenderConfig
-from engines.skin_texture import plain_skin_texture
-from engines.tracker import FaceTracker, TrackerConfig
+from engines.encoder.network import load_encoder
+from engines.encoder.reader import torch_batch_fn
+from engines.face.expressions import BASIC_EXPRESSIONS, expression_weights
+from engines.face.ict import ICTFaceModel
+from engines.files.assets import asset_root
+from engines.render.camera import PerspectiveCamera
+from engines.render.renderer import MeshRenderer, RenderConfig
+from engines.render.skin_texture import plain_skin_texture
+from engines.tracking.filters import OneEuroFilter
+from engines.tracking.tracker import FaceTracker, TrackerConfig
 
 
 def random_expression(model: ICTFaceModel, rng: np.random.Generator) -> torch.Tensor:

@@ -16,7 +16,7 @@ separate virtual environment for it and pass its interpreter with ``--python``::
     .venv/bin/python scripts/convert_mediapipe_onnx.py --python /tmp/tfl/bin/python
 
 The ONNX files go to ``$VN3D_CACHE/mediapipe-onnx`` (else ``~/.cache/vn3d/mediapipe-onnx``)
-with a ``manifest.json``; ``engines/mediapipe_onnx.py`` reads them from there.
+with a ``manifest.json``; ``engines/tracking/mediapipe_onnx.py`` reads them from there.
 See docs/MEDIAPIPE_ONNX.md.
 """
 
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.assets import asset_path, sha256_file
-from engines.mediapipe_onnx import default_model_dir
+from engines.files.assets import asset_path, sha256_file
+from engines.tracking.mediapipe_onnx import default_model_dir
 
 MODELS = ("face_detector", "face_landmarks_detector", "face_blendshapes")
 

@@ -15,11 +15,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
-from engines.emotion import default_emotion_models
-from engines.facs import EMOTIONS, LABELS
-from engines.ict_model import ICTFaceModel
-from engines.renderer import MeshRenderer, RenderConfig
-from engines.skin_texture import plain_skin_texture
+from engines.emotion.facs import EMOTIONS, LABELS
+from engines.emotion.models import default_emotion_models
+from engines.face.ict import ICTFaceModel
+from engines.render.renderer import MeshRenderer, RenderConfig
+from engines.render.skin_texture import plain_skin_texture
 
 
 def render_emotion(model, renderer, models, values: dict[str, float]):

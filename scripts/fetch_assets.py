@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.assets import ASSETS, asset_root, sha256_file
+from engines.files.assets import ASSETS, asset_root, sha256_file
 
 MEDIAPIPE_COMMIT = "85c0cdc7d70653888903c88df45962b764296342"
 ICT_COMMIT = "da5f95a607f5e6b37755b38d3385d7f2853732e5"
@@ -192,7 +192,7 @@ def _deltas(facex_dir: Path, names: list[str], neutral: np.ndarray) -> np.ndarra
 
 
 def pack_ict_facekit(facex_dir: Path, out: Path) -> None:
-    """Pack an ICT-FaceKit ``FaceXModel/`` folder into the npz that engines.ict_model reads.
+    """Pack an ICT-FaceKit ``FaceXModel/`` folder into the npz that engines.face.ict reads.
 
     Reads ``generic_neutral_mesh.obj`` (positions, uvs, faces, materials), the identities
     ``identity000.obj``, ``identity001.obj``, ... (up to the first gap, as the upstream

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.inference_backend import OnnxRunner
+from engines.inference.backend import OnnxRunner
 from trt_build.build import (
     TensorRTUnavailable,
     TrtRunner,

@@ -1,5 +1,5 @@
-"""Make ``engines/data/mediapipe_to_ict.npz``: where MediaPipe's 468 face-mesh landmarks
-lie on the ICT-FaceKit head (see engines/landmark_correspondence.py for the method).
+"""Make ``engines/face/data/mediapipe_to_ict.npz``: where MediaPipe's 468 face-mesh landmarks
+lie on the ICT-FaceKit head (see engines/face/correspondence.py for the method).
 
     python scripts/make_landmark_correspondence.py
 """
@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 
-from engines.ict_model import ICTFaceModel
-from engines.landmark_correspondence import (
+from engines.face.correspondence import (
     ICT_FILE,
     build_ict_correspondence,
     canonical_face_vertices,
     save_correspondence,
 )
+from engines.face.ict import ICTFaceModel
 
 
 def main() -> None:

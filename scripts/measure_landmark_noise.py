@@ -1,6 +1,6 @@
 """Measure how MediaPipe's landmarks differ from the face model's, the noise model of the
-encoder's synthetic training data (``engines/landmark_encoder.py``). Two parts, written
-to ``engines/data/landmark_noise.npz``:
+encoder's synthetic training data (``engines/encoder/landmark_encoder.py``). Two parts, written
+to ``engines/encoder/data/landmark_noise.npz``:
 
 - ``sigma`` (470,): jitter on still frames. Each portrait is fed many times with what
   changes between two frames of a still webcam picture (sensor noise, σ = 2 grey levels;
@@ -26,11 +26,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engines.assets import asset_root
-from engines.avatar import AvatarBuilder, AvatarError
-from engines.ict_model import ICTFaceModel
-from engines.landmark_encoder import N_MESH, NOISE_FILE, SyntheticLandmarks, select_points
-from engines.tracker import FaceTracker, TrackerConfig
+from avatars.builder import AvatarBuilder, AvatarError
+from engines.encoder.network import N_MESH, select_points
+from engines.encoder.synthetic import NOISE_FILE, SyntheticLandmarks
+from engines.face.ict import ICTFaceModel
+from engines.files.assets import asset_root
+from engines.tracking.tracker import FaceTracker, TrackerConfig
 
 
 def jitter_sigma(tracker: FaceTracker, image: np.ndarray, repeats: int,

@@ -48,18 +48,19 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from avatars.builder import AvatarBuilder, AvatarError, PhotoLimits, decode_photo, photo_hash
 from avatars.store import ID_PATTERN, AvatarStore, StoreError
-from engines.avatar import AvatarBuilder, AvatarError, PhotoLimits, decode_photo, photo_hash
-from engines.dataset import Dataset, DatasetError, sample_dataset_dir
-from engines.emotion import EmotionMode, EmotionModels, default_emotion_models
-from engines.facs import EMOTIONS
-from engines.ict_model import ICTFaceModel
-from engines.inference_backend import load_runner
-from engines.inference_batcher import InferenceBatcher
-from engines.landmark_encoder import N_INPUTS, encoder_onnx
-from engines.renderer import MeshRenderer, RenderConfig
-from engines.retargeter import Retargeter, Target, default_target
-from engines.tracker import DEFAULT_READER, TrackerConfig
+from engines.dataset.build import sample_dataset_dir
+from engines.dataset.loader import Dataset, DatasetError
+from engines.emotion.facs import EMOTIONS
+from engines.emotion.models import EmotionMode, EmotionModels, default_emotion_models
+from engines.encoder.network import N_INPUTS, encoder_onnx
+from engines.face.ict import ICTFaceModel
+from engines.inference.backend import load_runner
+from engines.inference.batcher import InferenceBatcher
+from engines.render.renderer import MeshRenderer, RenderConfig
+from engines.retarget.retargeter import Retargeter, Target, default_target
+from engines.tracking.tracker import DEFAULT_READER, TrackerConfig
 
 log = logging.getLogger("vn3d.server")
 
@@ -89,7 +90,7 @@ class ServerConfig:
     # sessions that track+render at the same time (see App.render_gate); more only adds GIL
     # contention: Mesa's llvmpipe already rasterises each frame on every core
     render_slots: int = 1
-    reader: str = DEFAULT_READER  # "mediapipe" or "encoder" (see engines/tracker.py)
+    reader: str = DEFAULT_READER  # "mediapipe" or "encoder" (see engines/tracking/tracker.py)
     backend: str = "auto"  # the encoder's: tensorrt, onnxruntime-cuda, onnxruntime-cpu
 
 

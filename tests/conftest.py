@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from engines.assets import AssetMissingError, asset_root
-from engines.dataset import SAMPLE_ENV
-from engines.ict_model import ICTFaceModel
+from engines.dataset.build import SAMPLE_ENV
+from engines.face.ict import ICTFaceModel
+from engines.files.assets import AssetMissingError, asset_root
 
 
 def pytest_configure(config) -> None:

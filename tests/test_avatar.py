@@ -13,9 +13,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from avatars.store import AvatarStore, StoreError, load_any_target
-from engines.assets import asset_root
-from engines.avatar import (
+from avatars.builder import (
     STAGES,
     AvatarBuilder,
     AvatarConfig,
@@ -24,7 +22,7 @@ from engines.avatar import (
     decode_photo,
     photo_hash,
 )
-from engines.avatar_files import (
+from avatars.files import (
     AvatarFileError,
     avatar_files,
     read_avatar,
@@ -32,9 +30,11 @@ from engines.avatar_files import (
     write_avatar_dir,
     zip_bytes,
 )
-from engines.hair import points_inside_head, skin_faces
-from engines.renderer import RenderConfig
-from engines.retargeter import Retargeter
+from avatars.hair.scalp import points_inside_head, skin_faces
+from avatars.store import AvatarStore, StoreError, load_any_target
+from engines.files.assets import asset_root
+from engines.render.renderer import RenderConfig
+from engines.retarget.retargeter import Retargeter
 
 PHOTO = "london_001_neutral.jpg"
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engines.assets import asset_root
+from engines.files.assets import asset_root
 
 pytestmark = pytest.mark.netns
 
@@ -259,8 +259,8 @@ def camera_file(workdir: Path) -> Path:
 def server(workdir: Path, ict):
     # a one-person sample gallery where the server looks for it by default, as `make run`
     # leaves it (the full one has 22 people)
-    from engines.dataset import SAMPLE_ENV, build_sample_dataset
-    from engines.emotion import default_emotion_models
+    from engines.dataset.build import SAMPLE_ENV, build_sample_dataset
+    from engines.emotion.models import default_emotion_models
 
     gallery = workdir / "london-sample"
     build_sample_dataset(ict, default_emotion_models(ict.expression_names).erm, gallery,

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from engines.demo import DemoConfig, demo_parameters
-from engines.expressions import BASIC_EXPRESSIONS, EXPRESSION_WEIGHTS, parse_weights
+from engines.face.expressions import BASIC_EXPRESSIONS, EXPRESSION_WEIGHTS, parse_weights
+from engines.retarget.demo import DemoConfig, demo_parameters
 from vn3d.cli import main
 
 

@@ -8,9 +8,10 @@ import shutil
 import numpy as np
 import pytest
 
-from engines.dataset import Dataset, DatasetError, build_dataset
-from engines.emotion import default_emotion_models
-from engines.facs import LABELS
+from engines.dataset.build import build_dataset
+from engines.dataset.loader import Dataset, DatasetError
+from engines.emotion.facs import LABELS
+from engines.emotion.models import default_emotion_models
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +146,7 @@ def touch_photo(path) -> None:
 
 
 def test_photo_layouts_folders_pattern_and_csv(tmp_path) -> None:
-    from engines.dataset import find_photos
+    from engines.dataset.photos import find_photos
 
     nested = tmp_path / "nested"
     for rel in ("ann/neutral.jpg", "ann/Smiling.PNG", "ann/bored.jpg", "ann/notes.txt",
@@ -182,7 +183,7 @@ def test_photo_layouts_folders_pattern_and_csv(tmp_path) -> None:
 
 def test_sample_gallery_builds_in_parallel_and_is_served(ict, built, tmp_path,
                                                          monkeypatch) -> None:
-    from engines.dataset import build_sample_dataset, sample_dataset_dir
+    from engines.dataset.build import build_sample_dataset, sample_dataset_dir
     from server.app import App, ServerConfig
 
     erm = built[3]

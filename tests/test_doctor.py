@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engines.assets import ASSETS, ENV_VAR
-from engines.renderer import create_context
+from engines.files.assets import ASSETS, ENV_VAR
+from engines.render.renderer import create_context
 from vn3d.doctor import run_doctor
 
 ICT_RELPATH = ASSETS["ict_facekit"].relpath

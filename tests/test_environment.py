@@ -22,7 +22,7 @@ def test_exactly_one_opencv_distribution_is_installed() -> None:
 
 
 def test_egl_context_reports_a_renderer() -> None:
-    from engines.renderer import create_context
+    from engines.render.renderer import create_context
 
     ctx = create_context()
     try:
@@ -37,7 +37,7 @@ def test_torch_training_after_a_gl_context_does_not_crash() -> None:
     import sys
 
     code = (
-        "from engines.renderer import create_context\n"
+        "from engines.render.renderer import create_context\n"
         "ctx = create_context()\n"
         "import torch\n"
         "m = torch.nn.Linear(2, 1)\n"

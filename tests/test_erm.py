@@ -9,16 +9,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from engines.assets import asset_root
-from engines.emotion import (
-    EmotionLabel,
-    default_emotion_models,
-    intensities_from,
-    train_detector,
-)
-from engines.emotion_photos import list_photos, records_from_photos
-from engines.erm import ERMConfig, load_erm, save_erm, split_by_subject, train_erm
-from engines.facs import EMOTIONS, LABELS, Records, emotion_basis, facs_records
+from engines.emotion.detector import train_detector
+from engines.emotion.erm import ERMConfig, load_erm, save_erm, split_by_subject, train_erm
+from engines.emotion.facs import EMOTIONS, LABELS, Records, emotion_basis, facs_records
+from engines.emotion.label import EmotionLabel
+from engines.emotion.models import default_emotion_models, intensities_from
+from engines.emotion.photo_records import list_photos, records_from_photos
+from engines.files.assets import asset_root
 from vn3d.cli import main
 
 FAST = ERMConfig(epochs=80, patience=15)
@@ -166,7 +163,7 @@ def test_sliders_api(ict, models) -> None:
 def test_detector_on_the_london_set(ict, models) -> None:
     import cv2
 
-    from engines.tracker import FaceTracker, TrackerConfig
+    from engines.tracking.tracker import FaceTracker, TrackerConfig
 
     faces = asset_root() / "faces" / "london_set"
     hits = []
@@ -233,7 +230,7 @@ def test_cli_render_with_an_emotion(tmp_path, monkeypatch, capsys) -> None:
 
 
 def test_emotion_mode_turns_a_tracked_smile_into_a_steady_happy_avatar(ict, models) -> None:
-    from engines.emotion import EmotionMode
+    from engines.emotion.models import EmotionMode
 
     mode = EmotionMode(models, ict.expression_names)
     smile = np.zeros(53, np.float32)

@@ -12,7 +12,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from engines.assets import ASSETS, asset_root, sha256_file
+from engines.files.assets import ASSETS, asset_root, sha256_file
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fetch_assets.py"
 

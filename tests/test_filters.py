@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engines.filters import OneEuroFilter
+from engines.tracking.filters import OneEuroFilter
 
 
 @pytest.mark.parametrize("fps", [25, 30])

@@ -23,8 +23,8 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from engines.assets import AssetMissingError
-from engines.flame_model import FLAME_ENV_VAR, FlameModel, load_flame_pickle
+from engines.face.flame import FLAME_ENV_VAR, FlameModel, load_flame_pickle
+from engines.files.assets import AssetMissingError
 
 V = 40
 N_SHAPE_FILE, N_EXPR_FILE = 300, 100

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from engines import hair
-from engines.camera import PerspectiveCamera
-from engines.hair_render import hair_silhouettes, head_transform
-from engines.ict_model import ICTFaceModel
-from engines.renderer import MeshRenderer, RenderConfig
+from avatars.hair import align, export, photo, scalp, styles
+from engines.face.ict import ICTFaceModel
+from engines.render.camera import Camera, PerspectiveCamera
+from engines.render.hair import head_transform
+from engines.render.renderer import MeshRenderer, RenderConfig
 
 SIZE = 160
 ALIGN_STYLES = ("long_straight", "curly_afro", "ponytail", "side_part")
@@ -36,52 +36,52 @@ def renderer(ict: ICTFaceModel):
 
 
 def test_database_has_ten_grown_styles() -> None:
-    names = hair.list_styles()
+    names = styles.list_styles()
     assert len(names) >= 10 and len(set(names)) == len(names)
     for name in names:
-        style = hair.load_style(name)
+        style = styles.load_style(name)
         assert style.name == name
         assert style.positions.shape == (32, 32, 100, 3) and style.positions.dtype == np.float32
         assert style.extra.shape == (32, 32, 100, 1) and style.extra.dtype == np.float32
         assert np.isfinite(style.positions).all() and np.isfinite(style.extra).all()
         assert style.active.sum() > 300, name  # even the balding style keeps its sides
         assert 0.3 < style.lengths.max() < 60.0, name
-    lengths = {n: np.median(hair.load_style(n).lengths) for n in ("buzz", "long_straight")}
+    lengths = {n: np.median(styles.load_style(n).lengths) for n in ("buzz", "long_straight")}
     assert lengths["long_straight"] > 10 * lengths["buzz"]
 
 
 def test_unknown_style_lists_the_valid_names() -> None:
     with pytest.raises(ValueError, match=r"buzz.*long_straight"):
-        hair.load_style("mohawk")
+        styles.load_style("mohawk")
 
 
 def test_growth_is_deterministic() -> None:
-    again = hair.grow_style("long_wavy")
-    cached = hair.load_style("long_wavy")
+    again = styles.grow_style("long_wavy")
+    cached = styles.load_style("long_wavy")
     assert again is not cached
     np.testing.assert_array_equal(again.positions, cached.positions)
-    assert not np.array_equal(cached.positions, hair.load_style("long_straight").positions)
+    assert not np.array_equal(cached.positions, styles.load_style("long_straight").positions)
 
 
 def test_grown_roots_sit_on_the_neutral_scalp() -> None:
-    vertices, faces = hair.neutral_head()
-    roots = hair.load_style("buzz").roots.reshape(-1, 3).astype(np.float64)
-    sd, _ = hair.HeadSurface(vertices, faces).query(roots, exact=True)
-    np.testing.assert_allclose(sd, hair.ROOT_OFFSET, atol=0.02)
+    vertices, faces = scalp.neutral_head()
+    roots = styles.load_style("buzz").roots.reshape(-1, 3).astype(np.float64)
+    sd, _ = scalp.HeadSurface(vertices, faces).query(roots, exact=True)
+    np.testing.assert_allclose(sd, scalp.ROOT_OFFSET, atol=0.02)
     assert roots[:, 1].min() > -8.0 and roots[:, 1].max() > 13.0  # nape to crown
 
 
 @pytest.mark.parametrize("who", ["mean", "random"])
 def test_alignment_keeps_hair_out_of_the_head(ict, identities, who) -> None:
     head = identities[who]
-    faces = hair.skin_faces(ict.topology)
-    surface = hair.HeadSurface(head, faces)
+    faces = scalp.skin_faces(ict.topology)
+    surface = scalp.HeadSurface(head, faces)
     for name in ALIGN_STYLES:
-        style = hair.align_to_head(hair.load_style(name), head, ict.topology)
+        style = align.align_to_head(styles.load_style(name), head, ict.topology)
         assert style.positions.shape == (32, 32, 100, 3)
         roots = style.roots.reshape(-1, 3)
-        assert not hair.points_inside_head(roots, head, faces).any(), name
-        inside = hair.points_inside_head(style.positions.reshape(-1, 3), head, faces)
+        assert not scalp.points_inside_head(roots, head, faces).any(), name
+        inside = scalp.points_inside_head(style.positions.reshape(-1, 3), head, faces)
         assert inside.mean() <= 0.005, (name, inside.mean())
         sd, _ = surface.query(roots.astype(np.float64), exact=True)
         assert np.abs(sd).max() < 1.0, name  # on the scalp, not floating
@@ -89,26 +89,26 @@ def test_alignment_keeps_hair_out_of_the_head(ict, identities, who) -> None:
 
 def test_unmended_alignment_would_leave_hair_inside(identities, ict) -> None:
     """The similarity alone misses the random head's shape; the mends are needed."""
-    head, faces = identities["random"], hair.skin_faces(ict.topology)
-    style = hair.load_style("long_straight")
-    a_head, w_head = hair.anchors(hair.HeadSurface(head, faces).vertices)
-    a_hair, w_hair = hair.anchors(style.roots.reshape(-1, 3).astype(np.float64))
-    s = hair.ALIGN_SCALE * w_head / w_hair
-    moved = s * (style.positions.reshape(-1, 3) - a_hair + hair.ALIGN_OFFSET) + a_head
-    assert hair.points_inside_head(moved, head, faces).mean() > 0.005
+    head, faces = identities["random"], scalp.skin_faces(ict.topology)
+    style = styles.load_style("long_straight")
+    a_head, w_head = align.anchors(scalp.HeadSurface(head, faces).vertices)
+    a_hair, w_hair = align.anchors(style.roots.reshape(-1, 3).astype(np.float64))
+    s = align.ALIGN_SCALE * w_head / w_hair
+    moved = s * (style.positions.reshape(-1, 3) - a_hair + align.ALIGN_OFFSET) + a_head
+    assert scalp.points_inside_head(moved, head, faces).mean() > 0.005
 
 
 def test_alignment_on_the_neutral_head_changes_nothing(identities, ict) -> None:
-    style = hair.load_style("side_part")
-    aligned = hair.align_to_head(style, identities["mean"], ict.topology)
+    style = styles.load_style("side_part")
+    aligned = align.align_to_head(style, identities["mean"], ict.topology)
     assert np.abs(aligned.positions - style.positions).max() < 0.05  # the C constants
 
 
 def test_alignment_recovers_a_scaled_and_moved_head(identities, ict) -> None:
     scale, shift = 1.12, np.array([1.5, -2.0, 0.7])
     head = identities["mean"] * scale + shift
-    style = hair.load_style("short_crop")
-    aligned = hair.align_to_head(style, head, ict.topology)
+    style = styles.load_style("short_crop")
+    aligned = align.align_to_head(style, head, ict.topology)
     expected = style.positions * scale + shift
     err = np.linalg.norm(aligned.positions - expected, axis=-1)
     assert err[:, :, 0].max() < 0.1  # roots
@@ -124,9 +124,9 @@ def synthetic_portrait(hair_rgb: tuple[int, int, int] | None) -> tuple[np.ndarra
         cv2.ellipse(img, (120, 100), (62, 62), 0, 0, 360, hair_rgb, -1)
     cv2.ellipse(img, (120, 135), (44, 58), 0, 0, 360, (222, 172, 140), -1)
     landmarks = np.tile([120.0, 150.0], (478, 1))
-    angle = np.linspace(-np.pi / 2, 1.5 * np.pi, len(hair.FACE_OVAL), endpoint=False)
-    landmarks[hair.FACE_OVAL] = np.c_[120 + 44 * np.cos(angle), 135 + 58 * np.sin(angle)]
-    landmarks[hair.BROWS] = (120.0, 118.0)
+    angle = np.linspace(-np.pi / 2, 1.5 * np.pi, len(photo.FACE_OVAL), endpoint=False)
+    landmarks[photo.FACE_OVAL] = np.c_[120 + 44 * np.cos(angle), 135 + 58 * np.sin(angle)]
+    landmarks[photo.BROWS] = (120.0, 118.0)
     return img, landmarks
 
 
@@ -146,29 +146,48 @@ def test_no_hair_colour_for_a_bald_portrait() -> None:
 
 
 def hair_colour_checked(img: np.ndarray, landmarks: np.ndarray):
-    colour, mask = hair.hair_colour(img, landmarks)
+    colour, mask = photo.hair_colour(img, landmarks)
     assert mask.shape == img.shape[:2] and mask.dtype == bool
     return colour, mask
+
+
+def hair_silhouettes(
+    renderer: MeshRenderer,
+    head_vertices: np.ndarray,
+    strands_by_name: dict[str, np.ndarray],
+    camera: Camera,
+    hair_transform: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Where each style's hair shows (H, W) bool over a head (V, 3): the pixels its render
+    changes. The renderer is left without hair."""
+    renderer.set_hair(None)
+    bare = renderer.render(head_vertices, camera)
+    masks = {}
+    for name, strands in strands_by_name.items():
+        renderer.set_hair(strands)
+        masks[name] = (renderer.render(head_vertices, camera, hair_transform) != bare).any(-1)
+    renderer.set_hair(None)
+    return masks
 
 
 def test_choose_style_by_silhouette_overlap(renderer, identities) -> None:
     head, camera = identities["mean"], PerspectiveCamera.portrait()
     names = ("buzz", "long_straight", "curly_afro")
     masks = hair_silhouettes(
-        renderer, head, {n: hair.load_style(n).positions for n in names}, camera
+        renderer, head, {n: styles.load_style(n).positions for n in names}, camera
     )
     assert renderer.hair is None
     assert masks["curly_afro"].sum() > masks["buzz"].sum() > 0
-    photo = masks["long_straight"].copy()
-    photo[:10] = False  # a photo's mask is never exact
-    assert hair.choose_style(photo, masks) == "long_straight"
-    assert hair.choose_style(np.zeros_like(photo), masks) == "buzz"  # least hair
+    seen = masks["long_straight"].copy()
+    seen[:10] = False  # a photo's mask is never exact
+    assert photo.choose_style(seen, masks) == "long_straight"
+    assert photo.choose_style(np.zeros_like(seen), masks) == "buzz"  # least hair
 
 
 def test_rendered_hair_covers_the_scalp_not_the_face(renderer, identities) -> None:
     head, camera = identities["mean"], PerspectiveCamera.portrait()
     bare = renderer.render(head, camera)
-    renderer.set_hair(hair.load_style("short_crop").positions, (0.1, 0.07, 0.05))
+    renderer.set_hair(styles.load_style("short_crop").positions, (0.1, 0.07, 0.05))
     try:
         haired = renderer.render(head, camera)
     finally:
@@ -196,20 +215,20 @@ def test_hair_follows_the_head_transform(renderer, ict, identities) -> None:
         m[:3, :3] @ identities["mean"][top] + m[:3, 3], posed[top], atol=1e-3
     )
 
-    strands = hair.load_style("bob").positions
+    strands = styles.load_style("bob").positions
     moved = strands @ m[:3, :3].T.astype(np.float32) + m[:3, 3].astype(np.float32)
     camera = PerspectiveCamera.portrait()
     by_transform = hair_silhouettes(renderer, posed, {"bob": strands}, camera, m)["bob"]
     by_points = hair_silhouettes(renderer, posed, {"bob": moved}, camera)["bob"]
     unmoved = hair_silhouettes(renderer, posed, {"bob": strands}, camera)["bob"]
-    assert hair.mask_iou(by_transform, by_points) > 0.95
-    assert hair.mask_iou(unmoved, by_points) < 0.8
+    assert photo.mask_iou(by_transform, by_points) > 0.95
+    assert photo.mask_iou(unmoved, by_points) < 0.8
 
 
 def test_obj_polylines_round_trip(tmp_path) -> None:
-    style = hair.load_style("balding")
+    style = styles.load_style("balding")
     path = tmp_path / "balding.obj"
-    written = hair.strands_to_obj_lines(style, str(path))
+    written = export.strands_to_obj_lines(style, str(path))
     lines = path.read_text().splitlines()
     v = np.array([[float(x) for x in ln.split()[1:]] for ln in lines if ln.startswith("v ")])
     polylines = [[int(i) for i in ln.split()[1:]] for ln in lines if ln.startswith("l ")]
@@ -221,8 +240,8 @@ def test_obj_polylines_round_trip(tmp_path) -> None:
 
 
 def test_ribbons_are_a_valid_thin_mesh() -> None:
-    style = hair.load_style("long_wavy")
-    vertices, faces = hair.strands_to_ribbons(style, width_cm=0.05, subsample=2, point_step=4)
+    style = styles.load_style("long_wavy")
+    vertices, faces = export.strands_to_ribbons(style, width_cm=0.05, subsample=2, point_step=4)
     n_strands = len(style.positions[style.active][::2])
     points = len(range(0, 100, 4)) + 1  # and the tip
     assert vertices.shape == (n_strands * points * 2, 3) and faces.shape[1] == 3
@@ -231,12 +250,12 @@ def test_ribbons_are_a_valid_thin_mesh() -> None:
     assert (np.sort(faces, 1)[:, :-1] != np.sort(faces, 1)[:, 1:]).all()  # no degenerate
     width = np.linalg.norm(vertices[1::2] - vertices[::2], axis=1)
     np.testing.assert_allclose(width, 0.05, rtol=1e-3)
-    assert len(hair.strands_to_ribbons(style)[1]) < 150_000  # a GLB well under 15 MB
+    assert len(export.strands_to_ribbons(style)[1]) < 150_000  # a GLB well under 15 MB
 
 
 def test_points_inside_head(identities, ict) -> None:
-    head, faces = identities["mean"], hair.skin_faces(ict.topology)
+    head, faces = identities["mean"], scalp.skin_faces(ict.topology)
     pts = np.array([[0.0, 4.0, 0.0], [0.0, 30.0, 0.0], [0.0, 15.0, 0.0], [0.0, 14.0, 0.0]])
     np.testing.assert_array_equal(
-        hair.points_inside_head(pts, head, faces), [True, False, False, True]
+        scalp.points_inside_head(pts, head, faces), [True, False, False, True]
     )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from engines.ict_model import ICTFaceModel, neck_weights, triangulate
+from engines.face.ict import ICTFaceModel, neck_weights, triangulate
 
 
 def region_of(ict: ICTFaceModel, name: str, top: int = 200) -> torch.Tensor:

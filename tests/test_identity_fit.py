@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from engines.assets import asset_root
-from engines.closest_point import MeshProximity, closest_on_triangles
-from engines.identity_fit import FitConfig, LandmarkFitter
-from engines.landmark_correspondence import (
+from avatars.identity_fit import FitConfig, LandmarkFitter
+from avatars.texture_unwrap import unwrap_texture, uv_layout
+from engines.face.correspondence import (
     SKIN_MATERIALS,
     build_ict_correspondence,
     canonical_face_vertices,
     load_ict_correspondence,
 )
-from engines.texture_unwrap import unwrap_texture, uv_layout
+from engines.files.assets import asset_root
+from engines.geometry.closest_point import MeshProximity, closest_on_triangles
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,7 @@ def test_fit_rejects_bad_landmarks(fitter) -> None:
 def london_landmarks(ict):
     import cv2
 
-    from engines.tracker import FaceTracker, TrackerConfig
+    from engines.tracking.tracker import FaceTracker, TrackerConfig
 
     folder = asset_root() / "faces" / "london_set"
     out = {}
@@ -180,8 +180,8 @@ def test_texture_unwrap_takes_the_photo_where_seen(ict) -> None:
     """A synthetic photo: the mean head rendered with a known texture (a red/blue checker
     of 1.5 cm cells on the head) -> the unwrap recovers the checker where the face is
     seen and fills the unseen back of the head with the skin colour."""
-    from engines.camera import PerspectiveCamera
-    from engines.renderer import MeshRenderer, RenderConfig
+    from engines.render.camera import PerspectiveCamera
+    from engines.render.renderer import MeshRenderer, RenderConfig
 
     size = 256
     lay = uv_layout(ict.topology, ict.neutral.numpy(), size)

@@ -1,4 +1,5 @@
-"""Image metrics (engines/image_metrics.py): PSNR, SSIM, face mask, offline LPIPS, identity.
+"""Image metrics (engines/evaluation/image_metrics.py):
+PSNR, SSIM, face mask, offline LPIPS, identity.
 
 CPU only. LPIPS and identity use real weights (the lpips_squeezenet asset; dlib's models
 from face-recognition-models); their absence is a broken install, so those tests fail.
@@ -15,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from engines import image_metrics as im
-from engines.assets import ASSETS, asset_root, sha256_file
+from engines.evaluation import image_metrics as im
+from engines.files.assets import ASSETS, asset_root, sha256_file
 
 LONDON = asset_root() / "faces" / "london_set"
 

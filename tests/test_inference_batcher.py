@@ -12,7 +12,7 @@ from concurrent.futures import Future
 import numpy as np
 import pytest
 
-from engines.inference_batcher import (
+from engines.inference.batcher import (
     BatcherClosedError,
     BatchOutputError,
     InferenceBatcher,

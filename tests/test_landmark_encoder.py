@@ -9,25 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from engines.assets import asset_root
-from engines.inference_batcher import InferenceBatcher
-from engines.landmark_correspondence import load_ict_correspondence
-from engines.landmark_encoder import (
-    N_INPUTS,
-    N_MESH,
-    EncoderConfig,
-    EncoderReader,
-    SyntheticLandmarks,
-    euler_to_axis_angle,
-    evaluate,
-    load_encoder,
-    normalise,
-    save_encoder,
-    torch_batch_fn,
-    train_encoder,
-)
-from engines.onnx_export import export_onnx, onnx_parity, project_networks
-from engines.tracker import FaceTracker, TrackerConfig
+from engines.encoder.config import EncoderConfig
+from engines.encoder.network import N_INPUTS, N_MESH, load_encoder, normalise, save_encoder
+from engines.encoder.reader import EncoderReader, torch_batch_fn
+from engines.encoder.synthetic import SyntheticLandmarks, euler_to_axis_angle
+from engines.encoder.training import evaluate, train_encoder
+from engines.face.correspondence import load_ict_correspondence
+from engines.files.assets import asset_root
+from engines.inference.batcher import InferenceBatcher
+from engines.inference.networks import project_networks
+from engines.inference.onnx_export import export_onnx, onnx_parity
+from engines.tracking.tracker import FaceTracker, TrackerConfig
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +171,7 @@ def test_server_sessions_share_one_encoder_batcher(tmp_path) -> None:
 
 
 def test_cli_exports_every_network_and_says_when_tensorrt_is_missing(tmp_path, capsys) -> None:
-    from trt_build.build import tensorrt_available
+    from trt_build.availability import tensorrt_available
     from vn3d.cli import main
 
     assert main(["engines", "export", "--out", str(tmp_path)]) == 0

@@ -1,4 +1,4 @@
-"""MediaPipe's Face Landmarker networks under ONNX Runtime (engines/mediapipe_onnx.py).
+"""MediaPipe's Face Landmarker networks under ONNX Runtime (engines/tracking/mediapipe_onnx.py).
 
 The geometry tests always run. The parity tests need the converted ONNX files (a set-up
 step: scripts/convert_mediapipe_onnx.py, see docs/MEDIAPIPE_ONNX.md) and are skipped, with
@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from engines.assets import asset_path, asset_root
-from engines.mediapipe_onnx import (
+from engines.files.assets import asset_path, asset_root
+from engines.tracking.mediapipe_onnx import (
     ANCHORS,
     BLENDSHAPE_LANDMARKS,
     BLENDSHAPE_NAMES,

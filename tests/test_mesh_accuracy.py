@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from engines.alignment import rigid_align
-from engines.landmark_correspondence import SKIN_MATERIALS
-from engines.mesh_accuracy import NOW_IBUG, scan_to_mesh
+from engines.evaluation.mesh_accuracy import NOW_IBUG, scan_to_mesh
+from engines.face.correspondence import SKIN_MATERIALS
+from engines.geometry.alignment import rigid_align
 
 
 @pytest.fixture(scope="module")

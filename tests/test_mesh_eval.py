@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from engines.dataset import Dataset, build_dataset
-from engines.dataset_eval import evaluate_dataset
-from engines.emotion import default_emotion_models
-from engines.facs import LABELS
-from engines.landmark_correspondence import read_obj_vertices
-from engines.mesh_accuracy import NOW_IBUG
-from engines.mesh_eval import (
+from engines.dataset.build import build_dataset
+from engines.dataset.loader import Dataset
+from engines.emotion.facs import LABELS
+from engines.emotion.models import default_emotion_models
+from engines.evaluation.dataset_eval import evaluate_dataset
+from engines.evaluation.mesh_accuracy import NOW_IBUG
+from engines.evaluation.mesh_eval import (
     BARS_FILE,
     HEATMAP_FILE,
     TARGET_MATERIALS,
@@ -25,7 +25,8 @@ from engines.mesh_eval import (
     evaluate_meshes,
     load_scan,
 )
-from engines.renderer import vertex_normals
+from engines.face.correspondence import read_obj_vertices
+from engines.render.renderer import vertex_normals
 
 ROTATION = np.array([0.3, -0.5, 0.2])  # a known rigid motion of a scan (axis-angle, mm)
 TRANSLATION = np.array([50.0, -30.0, 200.0])
@@ -195,7 +196,7 @@ def test_scan_inputs_are_checked(ict, built, scans, tmp_path) -> None:
 
 
 def test_cli_eval_passes_the_mesh_flags(built, scans, monkeypatch, capsys) -> None:
-    import engines.dataset_eval
+    import engines.evaluation.dataset_eval
     from vn3d.cli import main
 
     seen = {}
@@ -216,7 +217,7 @@ def test_cli_eval_passes_the_mesh_flags(built, scans, monkeypatch, capsys) -> No
             },
         }
 
-    monkeypatch.setattr(engines.dataset_eval, "evaluate_dataset", fake)
+    monkeypatch.setattr(engines.evaluation.dataset_eval, "evaluate_dataset", fake)
     assert (
         main(
             [

@@ -6,10 +6,10 @@ import av
 import numpy as np
 import torch
 
-from engines.assets import asset_root
-from engines.pipeline import OverlappedRetargeter
-from engines.renderer import RenderConfig
-from engines.retargeter import STAGES, Retargeter, Target, stage_summary
+from engines.files.assets import asset_root
+from engines.render.renderer import RenderConfig
+from engines.retarget.overlapped import OverlappedRetargeter
+from engines.retarget.retargeter import STAGES, Retargeter, Target, stage_summary
 
 
 def grid_frames(n: int) -> list[av.VideoFrame]:

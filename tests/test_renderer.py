@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from engines.camera import PerspectiveCamera, WeakPerspectiveCamera
-from engines.face_model import MeshTopology
-from engines.ict_model import ICTFaceModel
-from engines.materials import material_for
-from engines.renderer import MeshRenderer, RenderConfig, expand_render_vertices
+from engines.face.ict import ICTFaceModel
+from engines.face.model import MeshTopology
+from engines.render.camera import PerspectiveCamera, WeakPerspectiveCamera
+from engines.render.materials import material_for
+from engines.render.renderer import MeshRenderer, RenderConfig, expand_render_vertices
 
 SIZE = 256
 

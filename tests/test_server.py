@@ -13,7 +13,7 @@ import pytest
 import websockets
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 
-from engines.assets import asset_root
+from engines.files.assets import asset_root
 from server.app import ServerConfig, loopback_candidates_only, run_server
 
 pytestmark = pytest.mark.netns

@@ -127,7 +127,7 @@ async def test_make_my_avatar_upload_is_private_to_its_user(tmp_path, free_port)
     """A portrait uploaded over the socket becomes an avatar: listed to its uploader only,
     downloadable by them as zip and GLB, choosable as a target; a bad photo gets a clear
     error and the socket keeps serving."""
-    from engines.assets import asset_root
+    from engines.files.assets import asset_root
 
     photo = (asset_root() / "faces" / "london_set" / "london_005_neutral.jpg").read_bytes()
     cfg = ServerConfig(port=free_port, token="s3cret", avatar_store=str(tmp_path / "store"))

@@ -7,12 +7,12 @@ import av
 import numpy as np
 import pytest
 
-from engines.arkit_mapping import mapping_matrix, mediapipe_to_arkit
-from engines.camera import PerspectiveCamera
-from engines.frames import fit_for_tracker, to_rgb
-from engines.renderer import MeshRenderer, RenderConfig
-from engines.skin_texture import plain_skin_texture
-from engines.tracker import FaceTracker, TrackerConfig
+from engines.render.camera import PerspectiveCamera
+from engines.render.renderer import MeshRenderer, RenderConfig
+from engines.render.skin_texture import plain_skin_texture
+from engines.tracking.arkit_mapping import mapping_matrix, mediapipe_to_arkit
+from engines.tracking.frames import fit_for_tracker, to_rgb
+from engines.tracking.tracker import FaceTracker, TrackerConfig
 
 # MediaPipe Blendshape V2 categories, in its output order
 MP_NAMES = [

@@ -22,7 +22,7 @@ import onnx
 import pytest
 import torch
 
-from engines.inference_backend import (
+from engines.inference.backend import (
     BackendUnavailableError,
     OnnxRunner,
     describe_backend,
@@ -30,15 +30,13 @@ from engines.inference_backend import (
     select_backend,
 )
 from trt_build import build as trt_build_mod
+from trt_build.availability import INSTALL_LINE_CU12, TensorRTUnavailable, tensorrt_available
 from trt_build.build import (
     FP16_RTOL,
-    INSTALL_LINE_CU12,
-    TensorRTUnavailable,
     build_engine,
     cached_engine,
     parity_tolerance,
     profile_shapes,
-    tensorrt_available,
     to_fp16_model,
 )
 from trt_build.engine_cache import EngineCache, EngineKey, engine_key

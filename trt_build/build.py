@@ -12,8 +12,8 @@ whose weights and activations are float16 while the input and output stay float3
 after each input and before each output); FP32 engines are the ONNX as it is with TF32
 math switched off, so they match ONNX Runtime to float32 rounding.
 
-TensorRT is an optional import: ``tensorrt_available()`` says whether it can be used and
-why not, and everything that needs it raises ``TensorRTUnavailable`` with the install
+TensorRT is an optional import: ``availability.tensorrt_available()`` says whether it can be
+used and why not, and everything that needs it raises ``TensorRTUnavailable`` with the install
 commands. The pieces that do not need it (profile shapes, the FP16 rewrite, the cache
 decision) are plain functions that run on the CPU.
 """
@@ -25,10 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from trt_build.availability import require_tensorrt
 from trt_build.engine_cache import EngineCache, EngineKey, engine_key, live_gpu_name
-
-INSTALL_LINE_CU12 = "pip install tensorrt-cu12 --extra-index-url https://pypi.nvidia.com"
-INSTALL_LINE_CU13 = "pip install tensorrt-cu13 --extra-index-url https://pypi.nvidia.com"
 
 # Parity with ONNX Runtime (float32 on the CPU), shared with tests and the GPU check script.
 # FP32: same float32 arithmetic, only summation order differs -> 1e-4 absolute.
@@ -40,61 +38,6 @@ INSTALL_LINE_CU13 = "pip install tensorrt-cu13 --extra-index-url https://pypi.nv
 # The scale is max|reference|, floored at 1 (blendshape weights live in [0, 1]).
 FP32_ATOL = 1e-4
 FP16_RTOL = 2e-2
-
-
-class TensorRTUnavailable(RuntimeError):  # noqa: N818 (the name the issue uses)
-    """TensorRT or a CUDA device is missing; the message says how to install TensorRT."""
-
-
-def install_hint() -> str:
-    try:
-        import torch
-
-        cuda = torch.version.cuda
-    except Exception:  # torch is a dependency; be robust anyway
-        cuda = None
-    which = ""
-    if cuda:
-        major = cuda.split(".")[0]
-        which = f" (this torch is built for CUDA {cuda}: use tensorrt-cu{major})"
-    return (
-        "TensorRT needs an NVIDIA GPU with its driver. Install it with NVIDIA's package "
-        f"index{which}:\n"
-        f"  {INSTALL_LINE_CU12}   # CUDA 12\n"
-        f"  {INSTALL_LINE_CU13}   # CUDA 13\n"
-        "On PyPI alone, tensorrt-cu12/-cu13 and their -libs are placeholders that download "
-        "the real wheels from pypi.nvidia.com, so the install fails without that index. "
-        "Without TensorRT, vn3d runs the ONNX files with ONNX Runtime."
-    )
-
-
-def tensorrt_available() -> tuple[bool, str]:
-    """(True, "TensorRT <version> on <GPU>") or (False, why not: module missing / no CUDA)."""
-    problems = []
-    version = None
-    try:
-        import tensorrt
-
-        version = tensorrt.__version__
-    except Exception as exc:  # ImportError, or OSError when libnvinfer is missing
-        problems.append(f"tensorrt module not importable ({type(exc).__name__}: {exc})")
-    import torch
-
-    if not torch.cuda.is_available():
-        problems.append("no CUDA device (torch.cuda.is_available() is False)")
-    if problems:
-        return False, "; ".join(problems)
-    return True, f"TensorRT {version} on {torch.cuda.get_device_name(0)}"
-
-
-def require_tensorrt():
-    """The tensorrt module, or ``TensorRTUnavailable`` with the reason and install lines."""
-    ok, reason = tensorrt_available()
-    if not ok:
-        raise TensorRTUnavailable(f"TensorRT cannot be used: {reason}.\n{install_hint()}")
-    import tensorrt
-
-    return tensorrt
 
 
 # ---------------------------------------------------------------- CPU-side pieces (no TRT)

@@ -25,8 +25,9 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from engines.assets import sha256_file
-from engines.disk_cache import cache_root, write_atomic
+from engines.files.assets import sha256_file
+from engines.files.disk_cache import cache_root, write_atomic
+from trt_build.availability import live_gpu_name, live_tensorrt_version
 
 PRECISIONS = ("fp16", "fp32")
 # bumped when the way an engine is made from the same key changes (e.g. the fp16 graph
@@ -56,32 +57,6 @@ class EngineKey:
         """sha256 (hex, so filename-safe) of the key's fields and the engine format."""
         blob = json.dumps({"format": ENGINE_FORMAT, **self.fields()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def live_tensorrt_version() -> str:
-    """``tensorrt.__version__``; ``TensorRTUnavailable`` when the module cannot be imported."""
-    try:
-        import tensorrt
-    except Exception as exc:  # ImportError, or OSError for missing libnvinfer
-        from trt_build.build import TensorRTUnavailable, install_hint
-
-        raise TensorRTUnavailable(
-            f"the tensorrt module cannot be imported ({exc}).\n{install_hint()}"
-        ) from exc
-    return str(tensorrt.__version__)
-
-
-def live_gpu_name(device: int = 0) -> str:
-    """The CUDA device's name from torch; ``TensorRTUnavailable`` without a CUDA device."""
-    import torch
-
-    if not torch.cuda.is_available():
-        from trt_build.build import TensorRTUnavailable, install_hint
-
-        raise TensorRTUnavailable(
-            f"no CUDA device (torch.cuda.is_available() is False).\n{install_hint()}"
-        )
-    return torch.cuda.get_device_name(device)
 
 
 def engine_key(

@@ -9,12 +9,12 @@ import os
 import sys
 from pathlib import Path
 
-from engines.assets import AssetMissingError
-from engines.demo import DemoConfig
-from engines.erm import ERMConfig
-from engines.inference_backend import BACKENDS
-from engines.landmark_encoder import EncoderConfig
-from engines.tracker import DEFAULT_READER, READERS, TrackerConfig
+from engines.emotion.erm import ERMConfig
+from engines.encoder.config import EncoderConfig
+from engines.files.assets import AssetMissingError
+from engines.inference.backend import BACKENDS
+from engines.retarget.demo import DemoConfig
+from engines.tracking.tracker import DEFAULT_READER, READERS, TrackerConfig
 
 READER_HELP = ("how ψ and the head pose are read from the landmarks: mediapipe (its "
                "blendshapes) or encoder (the project's landmark encoder)")
@@ -23,10 +23,10 @@ READER_HELP = ("how ψ and the head pose are read from the landmarks: mediapipe 
 def load_model(name: str):  # -> FaceModel
     """The face model by name: ``ict`` (open default) or ``flame`` (needs the FLAME file)."""
     if name == "flame":
-        from engines.flame_model import FlameModel
+        from engines.face.flame import FlameModel
 
         return FlameModel()
-    from engines.ict_model import ICTFaceModel
+    from engines.face.ict import ICTFaceModel
 
     return ICTFaceModel()
 
@@ -51,9 +51,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     import cv2
     import torch
 
-    from engines.camera import PerspectiveCamera
-    from engines.expressions import parse_weights
-    from engines.renderer import MeshRenderer, RenderConfig
+    from engines.face.expressions import parse_weights
+    from engines.render.camera import PerspectiveCamera
+    from engines.render.renderer import MeshRenderer, RenderConfig
 
     model = load_model(args.model)
     shape, _, pose = model.zero_params(1)
@@ -65,7 +65,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     shape[0, : len(ident)] = ident
     psi = model.expression_vector(parse_weights(args.expression))
     if args.emotion:
-        from engines.emotion import default_emotion_models
+        from engines.emotion.models import default_emotion_models
 
         text = args.emotion if "=" in args.emotion else f"{args.emotion}=1"
         models = default_emotion_models(model.expression_names)
@@ -94,7 +94,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from engines.demo import render_demo
+    from engines.retarget.demo import render_demo
 
     model = load_model(args.model)
     cfg = DemoConfig(
@@ -111,7 +111,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_retarget_clip(args: argparse.Namespace) -> int:
     from avatars.store import load_any_target
-    from engines.clip import ClipConfig, ClipError, retarget_clip
+    from engines.retarget.clip import ClipConfig, ClipError, retarget_clip
 
     model = load_model(args.model)
     target = load_any_target(args.target, model)
@@ -138,14 +138,14 @@ def cmd_retarget_clip(args: argparse.Namespace) -> int:
 
 def load_records(spec: str, model):  # -> Records
     """``default`` (FACS records), a records ``.npz``, a photo folder or a CSV of photos."""
-    from engines.facs import Records, facs_records
+    from engines.emotion.facs import Records, facs_records
 
     if spec == "default":
         return facs_records(model.expression_names)
     path = Path(spec)
     if path.suffix == ".npz":
         return Records.load(path)
-    from engines.emotion_photos import records_from_photos
+    from engines.emotion.photo_records import records_from_photos
 
     records, skipped = records_from_photos(path, model.expression_names)
     for line in skipped:
@@ -163,7 +163,7 @@ def cmd_erm_records(args: argparse.Namespace) -> int:
 
 
 def cmd_erm_train(args: argparse.Namespace) -> int:
-    from engines.erm import ERMConfig, save_erm, train_erm
+    from engines.emotion.erm import ERMConfig, save_erm, train_erm
 
     model = load_model("ict")
     records = load_records(args.data, model)
@@ -183,7 +183,9 @@ def cmd_erm_train(args: argparse.Namespace) -> int:
 
 
 def cmd_encoder_train(args: argparse.Namespace) -> int:
-    from engines.landmark_encoder import EncoderConfig, save_encoder, train_encoder
+    from engines.encoder.config import EncoderConfig
+    from engines.encoder.network import save_encoder
+    from engines.encoder.training import train_encoder
 
     cfg = EncoderConfig(steps=args.steps, batch=args.batch, seed=args.seed)
     result = train_encoder(load_model("ict"), cfg)
@@ -194,7 +196,7 @@ def cmd_encoder_train(args: argparse.Namespace) -> int:
 
 
 def cmd_engines_export(args: argparse.Namespace) -> int:
-    from engines.onnx_export import export_all
+    from engines.inference.networks import export_all
 
     for name, path in export_all(Path(args.out), load_model("ict").expression_names).items():
         print(f"{name}: {path}")
@@ -202,8 +204,9 @@ def cmd_engines_export(args: argparse.Namespace) -> int:
 
 
 def cmd_engines_build(args: argparse.Namespace) -> int:
-    from engines.onnx_export import export_all
-    from trt_build.build import TensorRTUnavailable, build_engine, require_tensorrt
+    from engines.inference.networks import export_all
+    from trt_build.availability import TensorRTUnavailable, require_tensorrt
+    from trt_build.build import build_engine
     from trt_build.engine_cache import EngineCache
 
     try:
@@ -222,7 +225,7 @@ def cmd_engines_build(args: argparse.Namespace) -> int:
 
 
 def cmd_erm_eval(args: argparse.Namespace) -> int:
-    from engines.erm import evaluate, load_erm, split_by_subject
+    from engines.emotion.erm import evaluate, load_erm, split_by_subject
 
     erm = load_erm(args.model)
     records = load_records(args.data, load_model("ict"))
@@ -235,10 +238,10 @@ def cmd_erm_eval(args: argparse.Namespace) -> int:
 def cmd_avatar_build(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from avatars.builder import STAGES, AvatarBuilder, AvatarConfig, decode_photo, photo_hash
+    from avatars.hair.styles import list_styles
+    from avatars.identity_fit import FitConfig
     from avatars.store import AvatarStore
-    from engines.avatar import STAGES, AvatarBuilder, AvatarConfig, decode_photo, photo_hash
-    from engines.hair import list_styles
-    from engines.identity_fit import FitConfig
 
     if args.hair not in ("auto", "none", *list_styles()):
         raise ValueError(f"unknown hairstyle {args.hair!r}; use auto, none or one of: "
@@ -320,8 +323,8 @@ def cmd_avatar_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset_build(args: argparse.Namespace) -> int:
-    from engines.dataset import build_dataset, build_sample_dataset, sample_dataset_dir
-    from engines.emotion import default_emotion_models
+    from engines.dataset.build import build_dataset, build_sample_dataset, sample_dataset_dir
+    from engines.emotion.models import default_emotion_models
 
     model = load_model("ict")
     erm = default_emotion_models(model.expression_names).erm
@@ -347,7 +350,7 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from engines.dataset_eval import evaluate_dataset, fmt
+    from engines.evaluation.dataset_eval import evaluate_dataset, fmt
 
     result = evaluate_dataset(Path(args.dataset), load_model("ict"),
                               synthetic=not args.no_synthetic,
@@ -413,7 +416,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def list_hairstyles() -> list[str]:
-    from engines.hair import list_styles
+    from avatars.hair.styles import list_styles
 
     return list_styles()
 
@@ -574,7 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "rendered from its known parameters and reconstructed)")
     p.add_argument("--scans", default=None, metavar="DIR",
                    help="real scans to measure against: DIR/SUBJECT/EXPRESSION.obj with "
-                   "DIR/SUBJECT/EXPRESSION.lmk.txt (7 landmarks; see engines/mesh_eval.py)")
+                   "DIR/SUBJECT/EXPRESSION.lmk.txt (7 landmarks; see "
+                   "engines/evaluation/mesh_eval.py)")
     p.add_argument("--scan-units", choices=("mm", "cm", "m"), default="mm",
                    help="units of the scans and their landmarks (default mm)")
     p.add_argument("--seed", type=int, default=0,

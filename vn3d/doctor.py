@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engines.assets import ASSETS, ENV_VAR, asset_root, sha256_file
+from engines.files.assets import ASSETS, ENV_VAR, asset_root, sha256_file
 
 OK, MISSING, WARN = "OK", "MISSING", "WARN"
 REQUIRED_ASSETS = frozenset({"ict_facekit"})  # the default head; the others serve tracking
@@ -78,7 +78,7 @@ def check_assets() -> list[Check]:
 
 def loads_as_ict(path: Path) -> bool:
     """True when the file loads as the ICT head with the expected sizes."""
-    from engines.ict_model import ICTFaceModel
+    from engines.face.ict import ICTFaceModel
 
     try:
         model = ICTFaceModel(path)
@@ -88,7 +88,7 @@ def loads_as_ict(path: Path) -> bool:
 
 
 def check_flame() -> list[Check]:
-    from engines.flame_model import FLAME_DEFAULT_RELPATH, FLAME_ENV_VAR, FLAME_URL
+    from engines.face.flame import FLAME_DEFAULT_RELPATH, FLAME_ENV_VAR, FLAME_URL
 
     name, default = "FLAME model (optional)", asset_root() / FLAME_DEFAULT_RELPATH
     path = Path(os.environ.get(FLAME_ENV_VAR) or default).expanduser()
@@ -103,7 +103,7 @@ def check_flame() -> list[Check]:
 
 def check_renderer() -> list[Check]:
     try:
-        from engines.renderer import create_context
+        from engines.render.renderer import create_context
 
         ctx = create_context()
     except Exception as exc:
@@ -154,7 +154,7 @@ def check_onnxruntime() -> list[Check]:
 
 
 def check_tensorrt() -> list[Check]:
-    from trt_build.build import tensorrt_available
+    from trt_build.availability import tensorrt_available
 
     ok, reason = tensorrt_available()
     if ok:
@@ -164,14 +164,15 @@ def check_tensorrt() -> list[Check]:
 
 def check_backend() -> list[Check]:
     """Which runtime the encoders use here, picked by itself (CPU: ONNX Runtime)."""
-    from engines.inference_backend import describe_backend
+    from engines.inference.backend import describe_backend
 
     return [Check("encoder backend", OK, describe_backend())]
 
 
 def check_sample_gallery() -> list[Check]:
     """The out-of-the-box targets (`vn3d dataset sample`, run by `make run`)."""
-    from engines.dataset import Dataset, DatasetError, sample_dataset_dir
+    from engines.dataset.build import sample_dataset_dir
+    from engines.dataset.loader import Dataset, DatasetError
 
     folder = sample_dataset_dir()
     fix = "vn3d dataset sample (about 1 min; make run does it)"

@@ -1,0 +1,331 @@
+"""Avatar files: a directory (or the same files in a zip) and one GLB.
+
+Layout (``FORMAT_VERSION`` 1):
+
+    manifest.json   format version, model, name, parameter sizes, source image sha256,
+                    hairstyle, and the sha256 and size of every other file
+    params.npz      shape (n_shape,), photo_expression (E,), photo_rotation (3,),
+                    photo_translation (3,), photo_focal (), photo_size (2,), hair_rgb (3,);
+                    with hair: hair_positions (32, 32, 100, 3) and hair_extra (32, 32, 100, 1)
+    mesh.obj/.mtl   the neutral head (cm) with UVs; textured materials use texture.png
+    texture.png     the UV texture, its UDIM tiles side by side (u scaled into [0, 1])
+    hair.obj        the strands as polylines (with hair only)
+    avatar.glb      head (textured), eyes, teeth and hair ribbons, in metres
+
+:func:`read_avatar` checks everything it reads (manifest, checksums, array shapes and
+sizes, zip entry names and sizes) and raises :class:`AvatarFileError` saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tempfile
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import trimesh
+from PIL import Image
+
+from avatars.builder import Avatar
+from avatars.hair.export import strands_to_obj_lines, strands_to_ribbons
+from avatars.hair.strands import GRID, POINTS, Hairstyle
+from avatars.identity_fit import PhotoFit
+from engines.face.model import FaceModel
+from engines.render.materials import material_for
+from engines.render.renderer import expand_render_vertices
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+FILES = ("params.npz", "mesh.obj", "mesh.mtl", "texture.png", "hair.obj", "avatar.glb")
+REQUIRED = ("params.npz", "texture.png")
+MAX_FILE_BYTES = 64 * 1024 * 1024  # per file, after decompression
+MAX_TEXTURE_SIDE = 4096
+MAX_COORD = 200.0  # cm: any hair or parameter-made point beyond this is not a head
+
+
+class AvatarFileError(ValueError):
+    """An avatar file or folder is corrupt, truncated or not an avatar; says what."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------
+# writing
+
+
+def avatar_files(avatar: Avatar, model: FaceModel) -> dict[str, bytes]:
+    """Every file of an avatar, by name, manifest included."""
+    files: dict[str, bytes] = {"params.npz": _params_bytes(avatar)}
+    ok, png = cv2.imencode(".png", avatar.texture[:, :, ::-1])
+    if not ok:
+        raise AvatarFileError("could not encode the texture")
+    files["texture.png"] = png.tobytes()
+    with torch.no_grad():
+        head = model.prepare_identity(torch.from_numpy(avatar.shape[None].copy()))[0].numpy()
+    obj, mtl = head_obj(head, model, avatar.texture.shape[1] // avatar.texture.shape[0])
+    files["mesh.obj"], files["mesh.mtl"] = obj.encode(), mtl.encode()
+    if avatar.hair is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            strands_to_obj_lines(avatar.hair, str(Path(tmp) / "hair.obj"))
+            files["hair.obj"] = (Path(tmp) / "hair.obj").read_bytes()
+    files["avatar.glb"] = avatar_glb(avatar, head, model)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "model": avatar.model,
+        "name": avatar.name,
+        "sizes": {
+            "shape": int(avatar.shape.shape[0]),
+            "expression": int(avatar.photo.expression.shape[0]),
+            "texture": list(avatar.texture.shape),
+            "hair": None if avatar.hair is None else list(avatar.hair.positions.shape),
+        },
+        "hairstyle": None if avatar.hair is None else avatar.hair.name,
+        "source_image_sha256": avatar.source_sha256,
+        "files": {n: {"sha256": sha256_bytes(b), "bytes": len(b)} for n, b in files.items()},
+    }
+    files[MANIFEST] = json.dumps(manifest, indent=2).encode()
+    return files
+
+
+def _params_bytes(avatar: Avatar) -> bytes:
+    p = avatar.photo
+    arrays = {
+        "shape": avatar.shape.astype(np.float32),
+        "photo_expression": p.expression.astype(np.float32),
+        "photo_rotation": np.asarray(p.rotation, np.float64),
+        "photo_translation": np.asarray(p.translation, np.float64),
+        "photo_focal": np.float64(p.focal_px),
+        "photo_size": np.array([p.width, p.height], np.int64),
+        "photo_residual": np.float64(p.residual_px),
+        "hair_rgb": np.asarray(avatar.hair_rgb, np.float32),
+    }
+    if avatar.hair is not None:
+        arrays["hair_positions"] = avatar.hair.positions.astype(np.float32)
+        arrays["hair_extra"] = avatar.hair.extra.astype(np.float32)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def head_obj(vertices: np.ndarray, model: FaceModel, tiles: int) -> tuple[str, str]:
+    """OBJ and MTL text for a head (V, 3); UDIM u scaled by 1 / tiles into one texture."""
+    t = model.topology
+    uv = t.uvs.copy()
+    uv[:, 0] /= tiles
+    lines = ["# vn3d avatar head, centimetres", "mtllib mesh.mtl"]
+    lines += [f"v {x:.5f} {y:.5f} {z:.5f}" for x, y, z in vertices]
+    lines += [f"vt {u:.6f} {v:.6f}" for u, v in uv]
+    mtl = []
+    for m, name in enumerate(t.material_names):
+        look = material_for(name)
+        if look.alpha <= 0.0:
+            continue
+        sel = np.nonzero(t.face_material == m)[0]
+        if not len(sel):
+            continue
+        lines.append(f"usemtl {name}")
+        f, fu = t.faces[sel] + 1, t.face_uvs[sel] + 1
+        lines += [
+            f"f {a}/{ua} {b}/{ub} {c}/{uc}"
+            for (a, b, c), (ua, ub, uc) in zip(f.tolist(), fu.tolist(), strict=True)
+        ]
+        r, g, b = look.colour
+        mtl += [f"newmtl {name}", f"Kd {r:.3f} {g:.3f} {b:.3f}", f"d {look.alpha:.2f}"]
+        if look.textured:
+            mtl.append("map_Kd texture.png")
+    return "\n".join(lines) + "\n", "\n".join(mtl) + "\n"
+
+
+def avatar_glb(avatar: Avatar, head: np.ndarray, model: FaceModel) -> bytes:
+    """One GLB (metres, y up): the textured skin, the other materials in their colours
+    and the hair as thin ribbons."""
+    t = model.topology
+    tiles = avatar.texture.shape[1] // avatar.texture.shape[0]
+    scene = trimesh.Scene()
+    vids, uv_ids, tris = expand_render_vertices(t)
+    uv = t.uvs[uv_ids] / [tiles, 1.0]
+    metres = head[vids] * 0.01
+    for m, name in enumerate(t.material_names):
+        look = material_for(name)
+        sel = tris[t.face_material == m]
+        if look.alpha <= 0.0 or not len(sel):
+            continue
+        used, local = np.unique(sel, return_inverse=True)
+        if look.textured:
+            material = trimesh.visual.material.PBRMaterial(
+                baseColorTexture=Image.fromarray(avatar.texture), roughnessFactor=0.7,
+                metallicFactor=0.0,
+            )
+            visual = trimesh.visual.TextureVisuals(uv=uv[used], material=material)
+        else:
+            rgba = [*(int(255 * c) for c in look.colour), int(255 * look.alpha)]
+            material = trimesh.visual.material.PBRMaterial(
+                baseColorFactor=rgba, roughnessFactor=0.5, metallicFactor=0.0,
+                alphaMode="BLEND" if look.alpha < 1 else "OPAQUE",
+            )
+            visual = trimesh.visual.TextureVisuals(material=material)
+        mesh = trimesh.Trimesh(metres[used], local.reshape(-1, 3), visual=visual, process=False)
+        scene.add_geometry(mesh, node_name=name, geom_name=name)
+    if avatar.hair is not None:
+        v, f = strands_to_ribbons(avatar.hair, subsample=2)
+        rgba = [*(int(255 * c) for c in avatar.hair_rgb), 255]
+        material = trimesh.visual.material.PBRMaterial(
+            baseColorFactor=rgba, roughnessFactor=0.6, metallicFactor=0.0, doubleSided=True
+        )
+        hair = trimesh.Trimesh(v * 0.01, f, process=False,
+                               visual=trimesh.visual.TextureVisuals(material=material))
+        scene.add_geometry(hair, node_name="hair", geom_name="hair")
+    return scene.export(file_type="glb")
+
+
+def write_avatar_dir(files: dict[str, bytes], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=False)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+
+
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(files, key=lambda n: (n != MANIFEST, n)):  # manifest first
+            zf.writestr(name, files[name])
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------
+# reading
+
+
+def read_files(path: Path | bytes) -> dict[str, bytes]:
+    """An avatar's files from a folder, a .zip path or zip bytes; names and sizes checked."""
+    if isinstance(path, bytes | bytearray):
+        return _read_zip(io.BytesIO(path))
+    path = Path(path)
+    if path.is_dir():
+        files = {}
+        for name in (MANIFEST, *FILES):
+            p = path / name
+            if p.is_symlink():
+                raise AvatarFileError(f"{name} is a symbolic link; avatar files must be files")
+            if p.is_file():
+                if p.stat().st_size > MAX_FILE_BYTES:
+                    raise AvatarFileError(f"{name} is larger than {MAX_FILE_BYTES} bytes")
+                files[name] = p.read_bytes()
+        return files
+    if path.is_file():
+        with open(path, "rb") as f:
+            return _read_zip(f)
+    raise AvatarFileError(f"{path} is neither an avatar folder nor a zip file")
+
+
+def _read_zip(stream) -> dict[str, bytes]:
+    try:
+        with zipfile.ZipFile(stream) as zf:
+            files = {}
+            for info in zf.infolist():
+                if info.filename not in (MANIFEST, *FILES):
+                    raise AvatarFileError(f"unexpected entry {info.filename!r} in the avatar zip")
+                if info.file_size > MAX_FILE_BYTES:
+                    raise AvatarFileError(f"{info.filename} is larger than {MAX_FILE_BYTES} bytes")
+                with zf.open(info) as f:
+                    data = f.read(MAX_FILE_BYTES + 1)
+                if len(data) > MAX_FILE_BYTES:
+                    raise AvatarFileError(f"{info.filename} is larger than {MAX_FILE_BYTES} bytes")
+                files[info.filename] = data
+            return files
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        if isinstance(exc, AvatarFileError):
+            raise
+        raise AvatarFileError(f"not a readable avatar zip: {exc}") from exc
+
+
+def check_files(files: dict[str, bytes]) -> dict:
+    """The manifest, after checking it and every checksum; AvatarFileError otherwise."""
+    if MANIFEST not in files:
+        raise AvatarFileError("manifest.json is missing")
+    try:
+        manifest = json.loads(files[MANIFEST])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AvatarFileError(f"manifest.json is not valid JSON: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        raise AvatarFileError(f"manifest.json: format_version must be {FORMAT_VERSION}")
+    listed = manifest.get("files")
+    if not isinstance(listed, dict):
+        raise AvatarFileError("manifest.json: 'files' must map names to checksums")
+    for name in REQUIRED:
+        if name not in listed:
+            raise AvatarFileError(f"manifest.json does not list {name}")
+    for name, entry in listed.items():
+        if name not in FILES:
+            raise AvatarFileError(f"manifest.json lists an unknown file {name!r}")
+        if name not in files:
+            raise AvatarFileError(f"{name} is missing")
+        if not isinstance(entry, dict) or entry.get("sha256") != sha256_bytes(files[name]):
+            raise AvatarFileError(f"{name} does not match its checksum (corrupt or truncated)")
+    return manifest
+
+
+def read_avatar(path: Path | bytes, model: FaceModel) -> Avatar:
+    """An avatar from a folder, a zip path or zip bytes, checked for ``model``."""
+    return avatar_from_files(read_files(path), model)
+
+
+def avatar_from_files(files: dict[str, bytes], model: FaceModel) -> Avatar:
+    """An avatar from its files (see :func:`read_files`), everything checked."""
+    manifest = check_files(files)
+    if manifest.get("model") != model.name:
+        raise AvatarFileError(f"the avatar is for model {manifest.get('model')!r}, "
+                              f"not {model.name!r}")
+    try:
+        with np.load(io.BytesIO(files["params.npz"]), allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise AvatarFileError(f"params.npz is not readable: {exc}") from exc
+    shape = _array(arrays, "shape", (model.n_shape,))
+    expression = _array(arrays, "photo_expression", (model.n_expression,))
+    rotation = _array(arrays, "photo_rotation", (3,))
+    translation = _array(arrays, "photo_translation", (3,))
+    focal = float(_array(arrays, "photo_focal", ()))
+    size = _array(arrays, "photo_size", (2,)).astype(np.int64)
+    hair_rgb = _array(arrays, "hair_rgb", (3,))
+    if np.abs(shape).max(initial=0) > 20 or not (hair_rgb.min() >= 0 and hair_rgb.max() <= 1):
+        raise AvatarFileError("params.npz: shape or hair colour out of range")
+    hair = None
+    if "hair_positions" in arrays:
+        pos = _array(arrays, "hair_positions", (GRID, GRID, POINTS, 3))
+        extra = _array(arrays, "hair_extra", (GRID, GRID, POINTS, 1))
+        if np.abs(pos).max() > MAX_COORD:
+            raise AvatarFileError("params.npz: hair points lie far outside a head")
+        hair = Hairstyle(str(manifest.get("hairstyle") or "hair"), pos.astype(np.float32),
+                         extra.astype(np.float32))
+    texture = cv2.imdecode(np.frombuffer(files["texture.png"], np.uint8), cv2.IMREAD_COLOR)
+    if texture is None:
+        raise AvatarFileError("texture.png is not a readable PNG")
+    h, w = texture.shape[:2]
+    if h > MAX_TEXTURE_SIDE or w % h or w // h > 4:
+        raise AvatarFileError(f"texture.png must be (S, k*S) with S <= {MAX_TEXTURE_SIDE}, "
+                              f"k <= 4; got {w}x{h}")
+    photo = PhotoFit(shape.astype(np.float32), expression.astype(np.float32), rotation,
+                     translation, focal, int(size[0]), int(size[1]),
+                     float(arrays.get("photo_residual", np.nan)), np.zeros((0, 2)))
+    name = str(manifest.get("name") or "avatar")[:80]
+    return Avatar(name, model.name, shape.astype(np.float32), texture[:, :, ::-1].copy(), hair,
+                  tuple(float(c) for c in hair_rgb), str(manifest.get("source_image_sha256")),
+                  photo)
+
+
+def _array(arrays: dict[str, np.ndarray], key: str, shape: tuple[int, ...]) -> np.ndarray:
+    if key not in arrays:
+        raise AvatarFileError(f"params.npz has no {key!r}")
+    a = arrays[key]
+    if a.shape != shape or a.dtype.kind not in "fi" or not np.isfinite(a).all():
+        raise AvatarFileError(f"params.npz: {key} must be finite numbers of shape {shape}; "
+                              f"got {a.dtype} {a.shape}")
+    return a

@@ -1,0 +1,73 @@
+"""Aligning a hairstyle to a head (the thesis's anchor alignment), then out of its skin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from avatars.hair.scalp import ROOT_OFFSET, HeadSurface, skin_faces
+from avatars.hair.strands import POINTS, Hairstyle, curvature
+from engines.face.model import MeshTopology
+
+ANCHOR_FRACTION = 0.05  # anchors: the top 5% of points by height
+
+
+# C, measured on the ICT neutral head the styles grow on, so that aligning to it changes
+# nothing: the root anchors' mean sits ALIGN_OFFSET from the skin anchors' mean (the top
+# 5% of skin vertices reach down the dense forehead, the top 5% of roots do not), and the
+# root anchors span ALIGN_SCALE times the skin anchors' width.
+ALIGN_OFFSET = np.array([0.0, 2.05, -2.70])  # cm
+
+
+ALIGN_SCALE = 0.440
+
+
+def anchors(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """The thesis's anchor: mean (3,) and x extent of the top 5% of points (N, 3) by y."""
+    top = points[points[:, 1] >= np.quantile(points[:, 1], 1.0 - ANCHOR_FRACTION)]
+    return top.mean(0), float(np.ptp(top[:, 0]))
+
+
+def anchor_aligned(style: Hairstyle, skin_vertices: np.ndarray) -> np.ndarray:
+    """The thesis's anchor alignment alone (no mends): strands (1024, 100, 3) float64 for
+    a head's skin vertices (N, 3) (see :func:`align_to_head`)."""
+    a_head, w_head = anchors(np.asarray(skin_vertices, np.float64))
+    a_hair, w_hair = anchors(style.roots.reshape(-1, 3).astype(np.float64))
+    scale = ALIGN_SCALE * w_head / w_hair
+    return scale * (style.positions.reshape(-1, POINTS, 3) - a_hair + ALIGN_OFFSET) + a_head
+
+
+def align_to_head(
+    style: Hairstyle,
+    head_vertices: np.ndarray | torch.Tensor,
+    topology: MeshTopology | np.ndarray,
+    offset: float = ROOT_OFFSET,
+) -> Hairstyle:
+    """A hairstyle moved onto a head: vertices (V, 3) in the ICT frame (a fitted person's
+    neutral head, ``model.prepare_identity(shape)[0]``) with an ICT topology (its skin is
+    used) or the skin's triangles (F, 3).
+
+    The thesis's alignment first: anchors A (mean) and W (x extent) of the top 5% by height
+    of the head's skin vertices and of the strand roots; then every point
+    ``p -> s (p - A_hair + C_t) + A_head`` with scale ``s = C_s W_head / W_hair``, where
+    C_t = ALIGN_OFFSET and C_s = ALIGN_SCALE are measured on the ICT neutral head (the
+    identity there; a multiplicative C_s, unlike an additive one, also recovers a head's
+    uniform scale exactly). Then the mends: each root is moved along the skin normal to
+    ``offset`` cm out of the skin, its strand with it, and the points left inside the head
+    (or closer than ``offset``) are pushed out along the normal.
+    """
+    faces = skin_faces(topology) if isinstance(topology, MeshTopology) else topology
+    vertices = np.asarray(head_vertices, np.float64).reshape(-1, 3)
+    surface = HeadSurface(vertices, faces)
+    strands = anchor_aligned(style, surface.vertices)
+
+    sd, normal = surface.query(strands[:, 0])
+    strands += ((offset - sd)[:, None] * normal)[:, None]  # roots onto the skin
+    for _ in range(2):  # a push can land a point near another vertex's plane: twice
+        flat = surface.push_out(strands[:, 1:].reshape(-1, 3), offset)
+        strands[:, 1:] = flat.reshape(len(strands), POINTS - 1, 3)
+    positions = strands.reshape(style.positions.shape).astype(np.float32)
+    return replace(style, positions=positions, extra=curvature(positions))

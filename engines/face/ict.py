@@ -1,0 +1,192 @@
+"""ICT-FaceKit light head (MIT): the project's open default face model.
+
+Parameters
+----------
+shape       (B, <=100)  identity PCA coefficients (about unit variance each).
+expression  (B, 53)     ARKit-named blendshape weights in [0, 1] (``expression_names``).
+pose        (B, 6)      [0:3] head rotation, axis-angle in radians, about the neck pivot;
+                        [3:6] extra gaze rotation of both eyeballs, axis-angle in radians.
+
+Axes: x to the subject's left, y up, z out of the face; units are centimetres.
+
+Head rotation is linear blend skinning with two bones (a static root and the head): each
+vertex's head weight is a smoothstep of its height between ``NECK_BASE_Y`` (0, the neck
+stays put) and ``NECK_TOP_Y`` (1, the skull, face, eyes and teeth move rigidly).
+
+Gaze: ICT's ``eyeLook*`` blendshapes only move the eyelids, so the eyeballs (iris and
+sclera meshes) are rotated rigidly about their fitted sphere centres:
+``yaw = GAZE_HORIZONTAL_DEG * (lookOut - lookIn)`` (outwards for each eye) and
+``pitch = GAZE_UP_DEG * lookUp - GAZE_DOWN_DEG * lookDown``, then the pose's gaze rotation.
+The transparent helper shells (eye occlusion, eye blend, lacrimal fluid) follow the lids.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engines.face.lbs import batch_rodrigues, blend_shapes, rotate_about
+from engines.face.model import FaceModel, MeshTopology
+from engines.files.assets import asset_path
+
+NECK_PIVOT = (0.0, -6.0, -1.5)  # cm, roughly the top of the cervical spine
+NECK_BASE_Y = -16.0  # cm: below this the head weight is 0
+NECK_TOP_Y = -9.0  # cm: above this the head weight is 1 (just under the chin)
+GAZE_HORIZONTAL_DEG = 30.0
+GAZE_UP_DEG = 25.0
+GAZE_DOWN_DEG = 30.0
+
+EYE_MATERIALS = {"left": ("M_IrisLeft", "M_ScleraLeft"), "right": ("M_IrisRight", "M_ScleraRight")}
+
+
+def triangulate(quads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split quads (F, 4) (-1 in the last slot marks a triangle) into triangles.
+
+    Returns triangles (T, 3) and, per triangle, the index of its source face (T,).
+    """
+    is_quad = quads[:, 3] >= 0
+    first = quads[:, [0, 1, 2]]
+    second = quads[is_quad][:, [0, 2, 3]]
+    tris = np.concatenate([first, second]).astype(np.int32)
+    src = np.concatenate([np.arange(len(quads)), np.nonzero(is_quad)[0]])
+    return tris, src
+
+
+def smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """0 below ``lo``, 1 above ``hi``, a C1 cubic between."""
+    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares sphere through points (N, 3): centre (3,), radius."""
+    a = np.c_[2.0 * points, np.ones(len(points))]
+    b = (points**2).sum(1)
+    sol = np.linalg.lstsq(a, b, rcond=None)[0]
+    centre = sol[:3]
+    return centre, float(np.sqrt(sol[3] + centre @ centre))
+
+
+def neck_weights(vertices: np.ndarray) -> np.ndarray:
+    """Head-bone skinning weight per vertex (V,) from its height."""
+    return smoothstep(vertices[:, 1], NECK_BASE_Y, NECK_TOP_Y).astype(np.float32)
+
+
+def eye_rotations(
+    expression: torch.Tensor, gaze: torch.Tensor, idx: dict[str, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eyeball rotation matrices (left, right), each (B, 3, 3).
+
+    expression: (B, 53) ARKit weights; gaze: (B, 3) axis-angle; idx: name -> column.
+    """
+    h, up, down = (math.radians(a) for a in (GAZE_HORIZONTAL_DEG, GAZE_UP_DEG, GAZE_DOWN_DEG))
+    gaze_rot = batch_rodrigues(gaze)  # (B, 3, 3)
+    out = []
+    for side, sign in (("L", 1.0), ("R", -1.0)):
+        w = {k: expression[:, idx[f"eyeLook{k}_{side}"]] for k in ("In", "Out", "Up", "Down")}
+        yaw = sign * h * (w["Out"] - w["In"])  # about +y; +x is the subject's left
+        pitch = -(up * w["Up"] - down * w["Down"])  # about +x; negative looks up
+        zeros = torch.zeros_like(yaw)
+        rot = batch_rodrigues(torch.stack([zeros, yaw, zeros], 1)) @ batch_rodrigues(
+            torch.stack([pitch, zeros, zeros], 1)
+        )
+        out.append(gaze_rot @ rot)
+    return out[0], out[1]
+
+
+class ICTFaceModel(FaceModel):
+    """ICT-FaceKit light: loads buffers from the packed npz and calls the pure functions."""
+
+    name = "ict"
+    units_in_metres = 0.01
+
+    def __init__(self, path: str | Path | None = None, n_shape: int = 100) -> None:
+        super().__init__()
+        data = np.load(path if path is not None else asset_path("ict_facekit"))
+        neutral = data["neutral"].astype(np.float32)  # (V, 3)
+        self.n_shape = min(n_shape, data["identity_deltas"].shape[0])
+        self.expression_names = tuple(str(n) for n in data["expression_names"])
+        self.n_expression = len(self.expression_names)
+        self.pose_names = ("head_rx", "head_ry", "head_rz", "gaze_rx", "gaze_ry", "gaze_rz")
+        self.n_pose = 6
+        self._idx = {n: i for i, n in enumerate(self.expression_names)}
+
+        tris, src = triangulate(data["faces"])
+        uv_tris, _ = triangulate(data["face_uv"])
+        material_names = tuple(str(n) for n in data["material_names"])
+        face_material = data["face_material"][src].astype(np.int16)
+        indices = json.loads(str(data["vertex_indices_json"]))
+        eye_ids, eye_offsets = [], []
+        eye_directions = np.zeros_like(neutral)
+        for side in ("left", "right"):
+            mats = [material_names.index(m) for m in EYE_MATERIALS[side]]
+            ids = np.unique(tris[np.isin(face_material, mats)])
+            centre, _ = fit_sphere(neutral[ids])
+            eye_ids.append(torch.as_tensor(ids, dtype=torch.long))
+            # centre = mean of the (shaped) eye vertices + this rest offset
+            eye_offsets.append(centre - neutral[ids].mean(0))
+            d = neutral[ids] - centre
+            eye_directions[ids] = d / np.linalg.norm(d, axis=1, keepdims=True)
+        self.topology = MeshTopology(
+            faces=tris,
+            face_material=face_material,
+            material_names=material_names,
+            landmark_vertex_ids=np.asarray(indices["idx_to_landmark_verts"], dtype=np.int64),
+            uvs=data["uv"].astype(np.float32),
+            face_uvs=uv_tris,
+            eye_directions=eye_directions,
+        )
+        self.register_buffer("neutral", torch.from_numpy(neutral))
+        self.register_buffer(
+            "identity_dirs", torch.from_numpy(data["identity_deltas"][: self.n_shape].copy())
+        )
+        self.register_buffer("expression_dirs", torch.from_numpy(data["expression_deltas"]))
+        self.register_buffer("head_weights", torch.from_numpy(neck_weights(neutral)))
+        self.register_buffer("neck_pivot", torch.tensor(NECK_PIVOT))
+        self.register_buffer("left_eye_ids", eye_ids[0])
+        self.register_buffer("right_eye_ids", eye_ids[1])
+        self.register_buffer(
+            "eye_offsets", torch.tensor(np.stack(eye_offsets), dtype=torch.float32)
+        )
+
+    @property
+    def n_vertices(self) -> int:
+        return int(self.neutral.shape[0])
+
+    def eye_centres(self, vertices: torch.Tensor) -> torch.Tensor:
+        """Eyeball centres (B, 2, 3) [left, right] of unposed vertices (B, V, 3)."""
+        left = vertices[:, self.left_eye_ids].mean(1) + self.eye_offsets[0]
+        right = vertices[:, self.right_eye_ids].mean(1) + self.eye_offsets[1]
+        return torch.stack([left, right], 1)
+
+    def forward(  # (B, V, 3)
+        self, shape: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor
+    ) -> torch.Tensor:
+        self.check_params(shape, expression, pose)
+        return self.forward_prepared(self.prepare_identity(shape), expression, pose)
+
+    def prepare_identity(self, shape: torch.Tensor) -> torch.Tensor:  # (B, V, 3)
+        """The identity's neutral vertices: template + identity blendshapes."""
+        shape = torch.nn.functional.pad(shape, [0, self.n_shape - shape.shape[1]])
+        return self.neutral[None] + blend_shapes(shape, self.identity_dirs)
+
+    def forward_prepared(  # (B, V, 3)
+        self, prepared: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor
+    ) -> torch.Tensor:
+        """Expression blendshapes, eye rotations and neck skinning on identity vertices."""
+        expression = torch.nn.functional.pad(
+            expression, [0, self.n_expression - expression.shape[1]]
+        )
+        v = prepared + blend_shapes(expression, self.expression_dirs)  # (B, V, 3)
+        centres = self.eye_centres(v)  # (B, 2, 3)
+        rot_l, rot_r = eye_rotations(expression, pose[:, 3:6], self._idx)
+        v = v.clone()
+        v[:, self.left_eye_ids] = rotate_about(v[:, self.left_eye_ids], rot_l, centres[:, 0])
+        v[:, self.right_eye_ids] = rotate_about(v[:, self.right_eye_ids], rot_r, centres[:, 1])
+        head = rotate_about(v, batch_rodrigues(pose[:, :3]), self.neck_pivot)  # (B, V, 3)
+        w = self.head_weights[None, :, None]  # (1, V, 1)
+        return v + w * (head - v)

@@ -1,0 +1,419 @@
+"""Offscreen mesh renderer on ModernGL (EGL: Mesa llvmpipe on CPUs, NVIDIA on GPUs).
+
+GL objects (program, buffers, framebuffers, texture) are made once in ``__init__``; each
+frame only writes positions and normals into the vertex buffer, draws and reads back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import moderngl
+import numpy as np
+import torch
+
+from engines.face.model import MeshTopology
+from engines.render.camera import Camera, PerspectiveCamera
+from engines.render.hair import DEFAULT_COLOUR, HairDrawer, HairLook, hair_mesh
+from engines.render.materials import KIND_IRIS, KIND_SCLERA, LIGHTS_GLSL, Material, material_for
+
+MAX_MATERIALS = 16
+EYE_BACK_Z = -0.2  # eyeball faces whose rest direction has z below this are hidden (> 100°)
+
+VERTEX_SHADER = """
+#version 330
+uniform mat4 u_view;
+uniform mat4 u_proj;
+in vec3 in_pos;
+in vec3 in_normal;
+in vec2 in_uv;
+in float in_mat;
+in vec3 in_eye;
+out vec3 v_pos;
+out vec3 v_normal;
+out vec2 v_uv;
+flat out int v_mat;
+out vec3 v_eye;
+void main() {
+    vec4 p = u_view * vec4(in_pos, 1.0);
+    v_pos = p.xyz;
+    v_normal = mat3(u_view) * in_normal;
+    v_uv = in_uv;
+    v_mat = int(in_mat + 0.5);
+    v_eye = in_eye;
+    gl_Position = u_proj * p;
+}
+"""
+
+FRAGMENT_SHADER = """
+#version 330
+uniform vec4 u_colour[16];   // linear rgb, alpha
+uniform vec4 u_params[16];   // specular, shininess, textured, kind
+uniform sampler2D u_texture;
+uniform bool u_has_texture;
+uniform float u_tiles;       // UDIM tiles side by side in the texture (width / height)
+uniform bool u_ortho;
+uniform float u_iris_cos;    // cos of the iris' angular radius on the eyeball
+uniform float u_pupil_cos;
+in vec3 v_pos;
+in vec3 v_normal;
+in vec2 v_uv;
+flat in int v_mat;
+in vec3 v_eye;
+out vec4 f_colour;
+
+""" + LIGHTS_GLSL + """
+vec3 to_linear(vec3 c) { return pow(c, vec3(2.2)); }
+
+void main() {
+    vec4 colour = u_colour[v_mat];
+    vec4 params = u_params[v_mat];
+    int kind = int(params.w + 0.5);
+    vec3 base = colour.rgb;
+    if (params.z > 0.5 && u_has_texture && v_uv.x < u_tiles) {
+        base = to_linear(texture(u_texture, vec2(v_uv.x / u_tiles, 1.0 - v_uv.y)).rgb);
+    }
+    if (kind == 2) {  // sclera: clear over the iris (the cornea)
+        if (normalize(v_eye).z > u_iris_cos) discard;
+    }
+    if (kind == 1) {  // iris sphere: pupil, iris with a darker rim, white beyond
+        vec3 d = normalize(v_eye);
+        if (d.z < 0.0) {  // the back of the iris shell, seen through the pupil hole
+            base = vec3(0.0);
+        } else if (d.z < u_iris_cos) {
+            base = to_linear(vec3(0.93, 0.91, 0.88));
+        } else {
+            float t = (d.z - u_iris_cos) / (1.0 - u_iris_cos);
+            float ang = atan(d.y, d.x);
+            float streak = 0.85 + 0.15 * sin(ang * 23.0) * sin(ang * 7.0 + 1.3);
+            vec3 iris = base * streak * mix(0.45, 1.25, smoothstep(0.0, 0.35, t));
+            base = mix(iris, vec3(0.01), smoothstep(u_pupil_cos - 0.004, u_pupil_cos + 0.004, d.z));
+        }
+    }
+    vec3 n = normalize(v_normal);
+    vec3 view_dir = u_ortho ? vec3(0.0, 0.0, 1.0) : normalize(-v_pos);
+    if (dot(n, view_dir) < 0.0) n = -n;
+    float hemi = 0.5 + 0.5 * n.y;
+    vec3 light = mix(GROUND, SKY, hemi);
+    vec3 spec = vec3(0.0);
+    vec3 dirs[3] = vec3[3](KEY_DIR, FILL_DIR, RIM_DIR);
+    vec3 rgbs[3] = vec3[3](KEY_RGB, FILL_RGB, RIM_RGB);
+    for (int i = 0; i < 3; ++i) {
+        float wrap = 0.25;
+        float diff = max((dot(n, dirs[i]) + wrap) / (1.0 + wrap), 0.0);
+        light += rgbs[i] * diff;
+        vec3 h = normalize(dirs[i] + view_dir);
+        float lit = step(0.0, dot(n, dirs[i]));
+        spec += rgbs[i] * params.x * pow(max(dot(n, h), 0.0), params.y) * lit;
+    }
+    vec3 rgb = base * light + spec;
+    f_colour = vec4(pow(clamp(rgb, 0.0, 1.0), vec3(1.0 / 2.2)), colour.a);
+}
+"""
+
+
+@dataclass
+class RenderConfig:
+    """Output size and look. Defaults render a 512x512 portrait on a grey background."""
+
+    width: int = 512
+    height: int = 512
+    background: tuple[float, float, float] = (0.42, 0.45, 0.50)  # sRGB
+    transparent: bool = False  # True: return (H, W, 4) with alpha 0 off the mesh
+    samples: int = 0  # MSAA samples (4 looks smoother at about twice the cost on a CPU)
+    iris_angle_deg: float = 33.0  # angular radius of the iris on the eyeball
+    pupil_angle_deg: float = 12.0
+
+
+def load_triton_first() -> None:
+    """Import triton (when installed) before EGL loads Mesa.
+
+    torch imports triton lazily (its optimisers reach torch._dynamo); triton bundles its own
+    LLVM, and loading it after llvmpipe has loaded Mesa's LLVM crashes the process with a
+    segmentation fault. The other order is fine.
+    """
+    with contextlib.suppress(ImportError):
+        import triton  # noqa: F401
+
+
+def create_context() -> moderngl.Context:
+    """A standalone headless OpenGL 3.3 context through EGL."""
+    load_triton_first()
+    try:
+        return moderngl.create_standalone_context(backend="egl", require=330)
+    except Exception as exc:  # moderngl raises plain Exception subclasses
+        raise RuntimeError(
+            "could not create a headless OpenGL context through EGL "
+            f"({exc}). On Debian/Ubuntu install: apt-get install libegl1 libgl1 "
+            "libegl-mesa0 libgl1-mesa-dri"
+        ) from exc
+
+
+def expand_render_vertices(topology: MeshTopology) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split model vertices where UVs or materials differ (seams).
+
+    Returns per render vertex the model vertex id (R,), its uv (R, 2) and material (R,),
+    and the triangles (F, 3) re-indexed into render vertices (as the third element's
+    companion in :class:`MeshRenderer`). Here: (vertex_ids, uv_ids, triangles).
+    """
+    f = topology.faces
+    uv_ids = topology.face_uvs if topology.face_uvs is not None else np.zeros_like(f)
+    mat = np.repeat(topology.face_material.astype(np.int64)[:, None], 3, axis=1)
+    keys = np.stack([f.ravel(), uv_ids.ravel(), mat.ravel()], 1)  # (F*3, 3)
+    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+    return unique[:, 0], unique[:, 1], inverse.reshape(-1, 3).astype(np.int32)
+
+
+def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Area-weighted smooth normals.
+
+    vertices: (V, 3); faces: (F, 3) long  ->  (V, 3) unit normals
+    """
+    tri = vertices[faces]  # (F, 3, 3)
+    fn = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=1)  # (F, 3)
+    vn = torch.zeros_like(vertices)
+    for k in range(3):
+        vn.index_add_(0, faces[:, k], fn)
+    return torch.nn.functional.normalize(vn, dim=1, eps=1e-12)
+
+
+class MeshRenderer:
+    """Renders one topology (e.g. the ICT head) from per-frame vertex positions."""
+
+    def __init__(
+        self,
+        topology: MeshTopology,
+        config: RenderConfig | None = None,
+        texture: np.ndarray | None = None,
+        materials: dict[str, Material] | None = None,
+        ctx: moderngl.Context | None = None,
+    ) -> None:
+        self.config = cfg = config or RenderConfig()
+        if cfg.width < 1 or cfg.height < 1 or cfg.width > 8192 or cfg.height > 8192:
+            raise ValueError(f"render size must be 1..8192 px; got {cfg.width}x{cfg.height}")
+        if len(topology.material_names) > MAX_MATERIALS:
+            raise ValueError(f"at most {MAX_MATERIALS} materials are supported")
+        self.topology = topology
+        self._own_ctx = ctx is None
+        self.ctx = ctx or create_context()
+        self._faces = torch.as_tensor(topology.faces, dtype=torch.long)
+        vids, uv_ids, tris = expand_render_vertices(topology)
+        self._vertex_ids = torch.as_tensor(vids, dtype=torch.long)
+        n_render = len(vids)
+        uvs = topology.uvs[uv_ids] if topology.uvs is not None else np.zeros((n_render, 2))
+        mat_of_vertex = np.zeros(n_render, np.float32)
+        mat_of_vertex[tris.ravel()] = np.repeat(topology.face_material, 3)
+        eye = (
+            topology.eye_directions[vids]
+            if topology.eye_directions is not None
+            else np.zeros((n_render, 3))
+        )
+        static = np.c_[uvs, mat_of_vertex, eye].astype(np.float32)  # (R, 6)
+
+        looks = [(materials or {}).get(n) or material_for(n) for n in topology.material_names]
+        face_alpha = np.array([looks[m].alpha for m in topology.face_material])
+        if topology.eye_directions is not None:
+            # the back of an eyeball sits inside the head whatever the gaze: never drawn
+            eye_z = topology.eye_directions[topology.faces][..., 2]  # (F, 3)
+            is_eye = np.abs(topology.eye_directions[topology.faces]).sum((1, 2)) > 0
+            face_alpha = np.where(is_eye & (eye_z.max(1) < EYE_BACK_Z), 0.0, face_alpha)
+        opaque = tris[face_alpha >= 1.0]
+        blended = tris[(face_alpha > 0.0) & (face_alpha < 1.0)]
+
+        with self.ctx:
+            self._create_objects(static, opaque, blended, looks)
+            self.texture = None
+            self._set_texture(texture)
+        self.hair: HairDrawer | None = None
+
+    def _create_objects(
+        self, static: np.ndarray, opaque: np.ndarray, blended: np.ndarray, looks: list[Material]
+    ) -> None:
+        cfg, ctx = self.config, self.ctx
+        n_render = len(static)
+        self.prog = ctx.program(vertex_shader=VERTEX_SHADER, fragment_shader=FRAGMENT_SHADER)
+        colours = np.zeros((MAX_MATERIALS, 4), np.float32)
+        params = np.zeros((MAX_MATERIALS, 4), np.float32)
+        for i, m in enumerate(looks):
+            colours[i] = [*(np.asarray(m.colour) ** 2.2), m.alpha]
+            params[i] = [m.specular, m.shininess, float(m.textured), float(m.kind)]
+        self.prog["u_colour"].write(colours.tobytes())
+        self.prog["u_params"].write(params.tobytes())
+        self.prog["u_iris_cos"].value = float(np.cos(np.radians(cfg.iris_angle_deg)))
+        self.prog["u_pupil_cos"].value = float(np.cos(np.radians(cfg.pupil_angle_deg)))
+        assert KIND_IRIS == 1 and KIND_SCLERA == 2  # the shader's numbering
+
+        self._dynamic = np.zeros((n_render, 6), np.float32)
+        self.vbo_dynamic = ctx.buffer(reserve=self._dynamic.nbytes, dynamic=True)
+        self.vbo_static = ctx.buffer(static.tobytes())
+        layout = [
+            (self.vbo_dynamic, "3f 3f", "in_pos", "in_normal"),
+            (self.vbo_static, "2f 1f 3f", "in_uv", "in_mat", "in_eye"),
+        ]
+        self.ibo_opaque = ctx.buffer(opaque.astype(np.int32).tobytes())
+        self.vao_opaque = ctx.vertex_array(self.prog, layout, self.ibo_opaque)
+        self.ibo_blended = ctx.buffer(blended.astype(np.int32).tobytes()) if len(blended) else None
+        self.vao_blended = (
+            ctx.vertex_array(self.prog, layout, self.ibo_blended) if self.ibo_blended else None
+        )
+
+        size = (cfg.width, cfg.height)
+        self.fbo_resolve = ctx.simple_framebuffer(size, components=4)
+        if cfg.samples > 0:
+            self.fbo = ctx.simple_framebuffer(size, components=4, samples=cfg.samples)
+        else:
+            self.fbo = self.fbo_resolve
+
+    def set_texture(self, texture: np.ndarray | None) -> None:
+        """Use an (H, W, 3) uint8 sRGB UV texture for textured materials, or none.
+
+        UDIM tiles lie side by side: a W = k * H texture covers u in [0, k) (ICT: tile 0
+        is the face, tile 1 the back of the head); materials beyond it keep their colour.
+        """
+        with self.ctx:
+            self._set_texture(texture)
+
+    def _set_texture(self, texture: np.ndarray | None) -> None:
+        if self.texture is not None:
+            self.texture.release()
+            self.texture = None
+        self.prog["u_has_texture"].value = texture is not None
+        if texture is None:
+            return
+        tex = np.ascontiguousarray(texture[..., :3], dtype=np.uint8)
+        if tex.ndim != 3 or tex.shape[1] % tex.shape[0]:
+            raise ValueError(
+                f"texture must be (H, k*H, 3) uint8 (k UDIM tiles); got {texture.shape}"
+            )
+        self.prog["u_tiles"].value = float(tex.shape[1] // tex.shape[0])
+        self.texture = self.ctx.texture((tex.shape[1], tex.shape[0]), 3, tex.tobytes())
+        self.texture.build_mipmaps()
+        self.texture.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
+        self.texture.repeat_x = False  # tiles must not bleed into each other
+        self.texture.repeat_y = False
+        self.texture.use(0)
+        self.prog["u_texture"].value = 0
+
+    def set_hair(
+        self,
+        strands: np.ndarray | None,
+        colour: tuple[float, float, float] = DEFAULT_COLOUR,
+        look: HairLook | None = None,
+    ) -> None:
+        """Draw hair from guide strands (32, 32, P, 3) in the head's frame (see
+        :mod:`avatars.hair.styles`) in an sRGB colour, or no hair (None)."""
+        with self.ctx:
+            if strands is None:
+                if self.hair is not None:
+                    self.hair.release()
+                self.hair = None
+                return
+            if self.hair is None:
+                self.hair = HairDrawer(self.ctx)
+            self.hair.set(hair_mesh(np.asarray(strands), look or HairLook()), colour)
+
+    def render(
+        self,
+        vertices: torch.Tensor | np.ndarray,
+        camera: Camera | None = None,
+        hair_transform: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """One frame from vertices (V, 3): (H, W, 3) uint8, or (H, W, 4) when transparent.
+
+        Hair (:meth:`set_hair`) is moved by ``hair_transform`` (4, 4), e.g. the head's
+        rigid rotation from :func:`engines.render.hair.head_transform`; None: unmoved.
+        """
+        with self.ctx:  # make this renderer's context current (several may exist)
+            return self._render(vertices, camera, hair_transform)
+
+    def _render(
+        self,
+        vertices: torch.Tensor | np.ndarray,
+        camera: Camera | None,
+        hair_transform: np.ndarray | None,
+    ) -> np.ndarray:
+        cfg = self.config
+        cam = camera or PerspectiveCamera.portrait()
+        v = torch.as_tensor(vertices, dtype=torch.float32).reshape(-1, 3)  # (V, 3)
+        normals = vertex_normals(v, self._faces)  # (V, 3)
+        self._dynamic[:, :3] = v[self._vertex_ids].numpy()
+        self._dynamic[:, 3:] = normals[self._vertex_ids].numpy()
+        self.vbo_dynamic.write(self._dynamic)
+
+        view, proj = cam.view(), cam.projection(cfg.width / cfg.height)
+        self.prog["u_view"].write(view.T.astype(np.float32).tobytes())
+        self.prog["u_proj"].write(proj.T.astype(np.float32).tobytes())
+        ortho = not isinstance(cam, PerspectiveCamera)
+        self.prog["u_ortho"].value = ortho
+        if self.texture is not None:
+            self.texture.use(0)
+
+        ctx = self.ctx
+        self.fbo.use()
+        alpha = 0.0 if cfg.transparent else 1.0
+        self.fbo.clear(*cfg.background, alpha)
+        ctx.enable(moderngl.DEPTH_TEST)
+        ctx.enable(moderngl.CULL_FACE)  # closed, outward-wound (CCW) surfaces
+        ctx.disable(moderngl.BLEND)
+        self.vao_opaque.render(moderngl.TRIANGLES)
+        if self.hair is not None:
+            self.hair.draw(view, proj, hair_transform, ortho)
+        ctx.disable(moderngl.CULL_FACE)  # lash cards are seen from both sides
+        if self.vao_blended is not None:
+            ctx.enable(moderngl.BLEND)
+            ctx.blend_func = (
+                moderngl.SRC_ALPHA,
+                moderngl.ONE_MINUS_SRC_ALPHA,
+                moderngl.ONE,
+                moderngl.ONE,
+            )
+            ctx.depth_mask = False
+            self.vao_blended.render(moderngl.TRIANGLES)
+            ctx.depth_mask = True
+            ctx.disable(moderngl.BLEND)
+        if self.fbo is not self.fbo_resolve:
+            ctx.copy_framebuffer(self.fbo_resolve, self.fbo)
+        comps = 4 if cfg.transparent else 3
+        raw = self.fbo_resolve.read(components=comps, alignment=1)
+        img = np.frombuffer(raw, np.uint8).reshape(cfg.height, cfg.width, comps)
+        return img[::-1].copy()  # GL's first row is the bottom one
+
+    def render_batch(
+        self, vertices: torch.Tensor | np.ndarray, camera: Camera | None = None
+    ) -> np.ndarray:
+        """Frames for vertices (B, V, 3): (B, H, W, C) uint8, reusing every GL object."""
+        return np.stack([self.render(v, camera) for v in vertices])
+
+    def close(self) -> None:
+        """Release every GL object (and the context when this renderer made it)."""
+        with self.ctx:
+            self._release_objects()
+        if self._own_ctx:
+            self.ctx.release()
+
+    def _release_objects(self) -> None:
+        if self.hair is not None:
+            self.hair.release()
+            self.hair = None
+        for obj in (
+            self.vao_opaque,
+            self.vao_blended,
+            self.ibo_opaque,
+            self.ibo_blended,
+            self.vbo_dynamic,
+            self.vbo_static,
+            self.texture,
+            self.prog,
+            self.fbo,
+            self.fbo_resolve,
+        ):
+            if obj is not None:
+                obj.release()
+        self.texture = None
+
+    def __enter__(self) -> MeshRenderer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,208 @@
+"""Expression ψ and head pose θ from video frames with MediaPipe Face Landmarker.
+
+Per frame: 478 landmarks, 52 blendshape scores and the facial transformation matrix
+(Tasks API, VIDEO running mode). Two readers (``TrackerConfig.reader``): "mediapipe" maps
+the scores to the face model's ψ through ``engines.tracking.arkit_mapping`` and takes the matrix's
+rotation as the head rotation; "encoder" reads both from the landmarks with the project's
+landmark encoder (``engines/encoder/landmark_encoder.py``). Rotations are axis-angle in the ICT
+head's axes (x to the subject's left, y up, z out of the face). Then an optional neutral
+calibration and the One-Euro filter.
+
+No face: the last parameters are held for ``hold_s``, then eased to neutral over
+``ease_s``. Several faces: the first frame picks the largest, most central one; later
+frames keep the face nearest to it.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from engines.encoder.reader import EncoderReader
+from engines.files.assets import asset_path
+from engines.tracking.arkit_mapping import mapping_matrix
+from engines.tracking.filters import OneEuroConfig, OneEuroFilter
+from engines.tracking.frames import fit_for_tracker, to_rgb
+
+READERS = ("mediapipe", "encoder")
+DEFAULT_READER = "mediapipe"
+
+
+@dataclass
+class TrackerConfig:
+    model_path: str | None = None  # default: the asset face_landmarker.task
+    video: bool = True  # VIDEO mode (tracks between frames); False: every frame on its own
+    max_side: int = 640  # frames are resized (aspect kept) so the long side is in range
+    min_side: int = 192
+    max_faces: int = 4
+    min_confidence: float = 0.5
+    hold_s: float = 0.5  # keep the last pose this long when the face is lost
+    ease_s: float = 1.0  # then ease to neutral over this long
+    smoothing: OneEuroConfig | None = field(default_factory=OneEuroConfig)  # None: off
+    # how ψ and the head rotation are read: "mediapipe" (its 52 blendshape scores mapped to
+    # the model, its transformation matrix) or "encoder" (the project's landmark encoder)
+    reader: str = DEFAULT_READER
+    encoder_fn: Callable[[np.ndarray], np.ndarray] | None = None  # batched; None: in-process
+
+
+@dataclass
+class TrackResult:
+    """One frame's reading. ``status``: tracked, held, easing or lost (neutral)."""
+
+    status: str
+    expression: np.ndarray  # (n_expression,) in the face model's order, in [0, 1]
+    rotation: np.ndarray  # (3,) head rotation, axis-angle radians
+    blendshapes: np.ndarray | None = None  # (52,) MediaPipe's scores (its reader)
+    landmarks: np.ndarray | None = None  # (478, 3) normalised x, y in the frame, z
+    n_faces: int = 0
+
+    @property
+    def found(self) -> bool:
+        return self.status == "tracked"
+
+
+class FaceTracker:
+    """One tracker per video stream (it keeps the stream's filter and face choice)."""
+
+    def __init__(self, expression_names: tuple[str, ...], config: TrackerConfig | None = None):
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        self.config = cfg = config or TrackerConfig()
+        if cfg.reader not in READERS:
+            raise ValueError(f"unknown reader {cfg.reader!r}; one of {', '.join(READERS)}")
+        self.expression_names = expression_names
+        path = Path(cfg.model_path) if cfg.model_path else asset_path("face_landmarker")
+        options = vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(path)),
+            running_mode=vision.RunningMode.VIDEO if cfg.video else vision.RunningMode.IMAGE,
+            num_faces=cfg.max_faces,
+            min_face_detection_confidence=cfg.min_confidence,
+            min_face_presence_confidence=cfg.min_confidence,
+            # the encoder reads ψ and θ from the landmarks: no blendshape net per frame
+            output_face_blendshapes=cfg.reader == "mediapipe",
+            output_facial_transformation_matrixes=cfg.reader == "mediapipe",
+        )
+        self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        # closed at the latest when Python exits, while it can still run the close: a
+        # landmarker left to __del__ during interpreter shutdown can hang the exit
+        self._finalizer = weakref.finalize(self, self._landmarker.close)
+        self._encoder = (EncoderReader(expression_names, cfg.encoder_fn)
+                         if cfg.reader == "encoder" else None)
+        self._map: np.ndarray | None = None  # (n_expr, 52), built from the first result
+        self._filter = OneEuroFilter(cfg.smoothing) if cfg.smoothing else None
+        self._last_ms = -1
+        self._last_seen_s: float | None = None
+        self._last = (np.zeros(len(expression_names)), np.zeros(3))
+        self._centre: np.ndarray | None = None  # where the followed face was
+        self._neutral: np.ndarray | None = None  # calibrated resting ψ
+        self._calibration: list[np.ndarray] = []
+        self._calibrate_n = 0
+        self.timings_ms: dict[str, float] = {}  # the last frame's "track" and "filter"
+
+    # -- calibration -------------------------------------------------------------------
+    def start_neutral_calibration(self, n_frames: int = 15) -> None:
+        """Average the next ``n_frames`` tracked frames as this user's resting face."""
+        self._calibration, self._calibrate_n = [], n_frames
+
+    def set_neutral(self, expression: np.ndarray | None) -> None:
+        """Set (or clear, with None) the resting ψ that maps to zero."""
+        self._neutral = None if expression is None else np.asarray(expression, np.float64)
+
+    @property
+    def calibrating(self) -> bool:
+        return self._calibrate_n > 0
+
+    # -- per frame -----------------------------------------------------------------------
+    def process(
+        self, frame: av.VideoFrame | np.ndarray, timestamp_s: float, fmt: str = "rgb"
+    ) -> TrackResult:
+        """Track one frame taken at ``timestamp_s`` (seconds, increasing per stream)."""
+        import mediapipe as mp
+
+        t0 = time.perf_counter()
+        self.timings_ms = {"filter": 0.0}
+        rgb = fit_for_tracker(to_rgb(frame, fmt), self.config.max_side, self.config.min_side)
+        ms = max(int(timestamp_s * 1000), self._last_ms + 1)  # strictly increasing
+        self._last_ms = ms
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
+        if self.config.video:
+            result = self._landmarker.detect_for_video(image, ms)
+        else:
+            result = self._landmarker.detect(image)
+        self.timings_ms["track"] = 1000 * (time.perf_counter() - t0)
+        n = len(result.face_landmarks)
+        if n == 0:
+            return self._no_face(timestamp_s)
+        faces = [np.array([[p.x, p.y, p.z] for p in f], np.float32) for f in result.face_landmarks]
+        k = self._choose_face(faces)
+        scores = None  # MediaPipe's 52 scores, read only by the "mediapipe" reader
+        if self._encoder is not None:
+            psi, rotation = self._encoder(faces[k], rgb.shape[1], rgb.shape[0])
+            psi = np.clip(psi, 0, 1)
+        else:
+            scores = np.array([c.score for c in result.face_blendshapes[k]], np.float64)
+            if self._map is None:
+                names = [c.category_name for c in result.face_blendshapes[k]]
+                self._map = mapping_matrix(names, self.expression_names)
+            psi = self._map @ scores
+            matrix = np.asarray(result.facial_transformation_matrixes[k], np.float64)
+            rotation = cv2.Rodrigues(matrix[:3, :3])[0].ravel()
+        if self._calibrate_n > 0:
+            self._calibration.append(psi)
+            if len(self._calibration) >= self._calibrate_n:
+                self._neutral = np.median(self._calibration, axis=0)
+                self._calibrate_n = 0
+        if self._neutral is not None:
+            psi = np.clip((psi - self._neutral) / np.maximum(1.0 - self._neutral, 0.2), 0, 1)
+        if self._filter is not None:
+            t1 = time.perf_counter()
+            both = self._filter(np.concatenate([psi, rotation]), timestamp_s)
+            psi, rotation = np.clip(both[: len(psi)], 0, 1), both[len(psi) :]
+            self.timings_ms["filter"] = 1000 * (time.perf_counter() - t1)
+        self._last = (psi, rotation)
+        self._last_seen_s = timestamp_s
+        return TrackResult("tracked", psi, rotation, scores, faces[k], n)
+
+    def _choose_face(self, faces: list[np.ndarray]) -> int:
+        """Keep the face nearest the one followed so far; else the largest, most central."""
+        centres = np.stack([f[:, :2].mean(0) for f in faces])  # (n, 2)
+        if self._centre is not None:
+            k = int(np.argmin(np.linalg.norm(centres - self._centre, axis=1)))
+        else:
+            spans = np.array([np.ptp(f[:, 0]) * np.ptp(f[:, 1]) for f in faces])
+            k = int(np.argmax(spans - 0.1 * np.linalg.norm(centres - 0.5, axis=1)))
+        self._centre = centres[k]
+        return k
+
+    def _no_face(self, t: float) -> TrackResult:
+        cfg = self.config
+        psi, rot = self._last
+        since = np.inf if self._last_seen_s is None else t - self._last_seen_s
+        if since <= cfg.hold_s:
+            return TrackResult("held", psi.copy(), rot.copy())
+        w = 1.0 - (since - cfg.hold_s) / cfg.ease_s if cfg.ease_s > 0 else 0.0
+        if w > 0:
+            return TrackResult("easing", psi * w, rot * w)
+        if self._filter is not None:
+            self._filter.reset()
+        self._centre = None
+        return TrackResult("lost", np.zeros_like(psi), np.zeros(3))
+
+    def close(self) -> None:
+        """Release MediaPipe's graph (safe to call twice)."""
+        if self._landmarker is not None:
+            self._finalizer()  # runs the close once
+            self._landmarker = None
+
+    def __enter__(self) -> FaceTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
