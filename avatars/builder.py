@@ -9,7 +9,6 @@ and camera stay in its parameters for re-rendering the photo (quality benchmark)
 
 from __future__ import annotations
 
-import hashlib
 import io
 import time
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from avatars.identity_fit import FitConfig, LandmarkFitter, PhotoFit
 from avatars.texture_unwrap import unwrap_texture
 from engines.face.correspondence import load_ict_correspondence
 from engines.face.model import FaceModel
-from engines.retarget.retargeter import Target
+from engines.retarget.target import Target
 from engines.tracking.tracker import FaceTracker, TrackerConfig
 
 STAGES = ("landmarks", "shape", "texture", "hair")
@@ -78,10 +77,6 @@ class Avatar:
             self.name, torch.from_numpy(self.shape[None].copy()), self.texture, hair,
             self.hair_rgb,
         )
-
-
-def photo_hash(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ sizes, zip entry names and sizes) and raises :class:`AvatarFileError` saying wha
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import tempfile
@@ -36,6 +35,7 @@ from avatars.hair.export import strands_to_obj_lines, strands_to_ribbons
 from avatars.hair.strands import GRID, POINTS, Hairstyle
 from avatars.identity_fit import PhotoFit
 from engines.face.model import FaceModel
+from engines.files.assets import sha256_bytes
 from engines.render.materials import material_for
 from engines.render.renderer import expand_render_vertices
 
@@ -50,10 +50,6 @@ MAX_COORD = 200.0  # cm: any hair or parameter-made point beyond this is not a h
 
 class AvatarFileError(ValueError):
     """An avatar file or folder is corrupt, truncated or not an avatar; says what."""
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------

@@ -31,11 +31,10 @@ from avatars.files import (
     check_files,
     read_avatar,
     read_files,
-    sha256_bytes,
     zip_bytes,
 )
 from engines.face.model import FaceModel
-from engines.retarget.retargeter import Target, load_target
+from engines.files.assets import sha256_bytes
 
 ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 ENV_VAR = "VN3D_AVATARS"
@@ -172,28 +171,6 @@ class AvatarStore:
         shutil.rmtree(trash, ignore_errors=True)
 
 
-def load_any_target(spec: str, model: FaceModel, store: AvatarStore | None = None) -> Target:
-    """A retargeting target from ``default``, a target ``.npz``, an avatar folder or zip,
-    the id of an avatar in the store, or a dataset subject as ``DATASET:SUBJECT`` (DATASET
-    a built dataset's folder, or ``sample`` for the sample gallery)."""
-    path = Path(spec)
-    if ID_PATTERN.match(spec) and not path.exists():
-        return (store or AvatarStore()).load(spec, model).target()
-    if path.is_dir() or path.suffix == ".zip":
-        return read_avatar(path, model).target()
-    if ":" in spec and not path.exists():
-        from engines.dataset.build import sample_dataset_dir
-        from engines.dataset.loader import Dataset
-
-        folder, subject = spec.rsplit(":", 1)
-        return Dataset(sample_dataset_dir() if folder == "sample" else folder).target(
-            subject, model)
-    if spec != "default" and not path.is_file():
-        raise ValueError(f"unknown target {spec!r}: use 'default', a target .npz, an avatar "
-                         "id, folder or zip, or DATASET:SUBJECT (e.g. sample:london_001)")
-    return load_target(spec, model)
-
-
 __all__ = [
-    "AvatarFileError", "AvatarStore", "Entry", "StoreError", "default_root", "load_any_target"
+    "AvatarFileError", "AvatarStore", "Entry", "StoreError", "default_root"
 ]

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from avatars.builder import STAGES, AvatarBuilder, decode_photo, photo_hash
+from avatars.builder import STAGES, AvatarBuilder, decode_photo
 from engines.evaluation.image_metrics import (
     SAME_PERSON_THRESHOLD,
     FaceIdentity,
@@ -28,7 +28,7 @@ from engines.evaluation.image_metrics import (
 )
 from engines.evaluation.over_photo import render_over_photo
 from engines.face.ict import ICTFaceModel
-from engines.files.assets import asset_root
+from engines.files.assets import asset_root, sha256_bytes
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -60,7 +60,7 @@ def main() -> None:
         image = decode_photo(data)
         t0 = time.perf_counter()
         try:
-            avatar = builder.build(image, path.stem, photo_hash(data))
+            avatar = builder.build(image, path.stem, sha256_bytes(data))
         except ValueError as exc:
             print(f"{path.name}: skipped ({exc})")
             continue

@@ -41,7 +41,8 @@ from aiortc.utils import uint16_add
 
 from engines.files.assets import asset_root
 from engines.tracking.tracker import DEFAULT_READER, READERS
-from server.app import loopback_candidates_only, read_stamp, restrict_ice_to_loopback
+from server.ice import loopback_candidates_only, restrict_ice_to_loopback
+from server.stamps import read_stamp
 
 FPS = 25
 CLK = os.sysconf("SC_CLK_TCK")

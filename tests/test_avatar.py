@@ -20,19 +20,18 @@ from avatars.builder import (
     AvatarError,
     PhotoLimits,
     decode_photo,
-    photo_hash,
 )
+from avatars.catalogue import load_target
 from avatars.files import (
     AvatarFileError,
     avatar_files,
     read_avatar,
-    sha256_bytes,
     write_avatar_dir,
     zip_bytes,
 )
 from avatars.hair.scalp import points_inside_head, skin_faces
-from avatars.store import AvatarStore, StoreError, load_any_target
-from engines.files.assets import asset_root
+from avatars.store import AvatarStore, StoreError
+from engines.files.assets import asset_root, sha256_bytes
 from engines.render.renderer import RenderConfig
 from engines.retarget.retargeter import Retargeter
 
@@ -48,7 +47,7 @@ def photo_bytes() -> bytes:
 def avatar(ict, photo_bytes):
     builder = AvatarBuilder(ict, AvatarConfig(texture_size=512))
     try:
-        yield builder.build(decode_photo(photo_bytes), "london 001", photo_hash(photo_bytes))
+        yield builder.build(decode_photo(photo_bytes), "london 001", sha256_bytes(photo_bytes))
     finally:
         builder.close()
 
@@ -80,12 +79,12 @@ def test_build_gives_shape_texture_and_hair(ict, avatar) -> None:
 
 def test_avatar_renders_with_its_hair(ict, avatar) -> None:
     with Retargeter(ict, avatar.target(), RenderConfig(256, 256)) as rt:
-        with_hair = rt.render(np.zeros(ict.n_expression), np.zeros(3))
-        turned = rt.render(np.zeros(ict.n_expression), np.array([0.0, 0.5, 0.0]))
+        with_hair = rt.render_parameters(np.zeros(ict.n_expression), np.zeros(3)).image
+        turned = rt.render_parameters(np.zeros(ict.n_expression), np.array([0, 0.5, 0])).image
         bare_target = avatar.target()
         bare_target.hair = None
         rt.set_target(bare_target)
-        bare = rt.render(np.zeros(ict.n_expression), np.zeros(3))
+        bare = rt.render_parameters(np.zeros(ict.n_expression), np.zeros(3)).image
     diff = np.abs(with_hair.astype(int) - bare).sum(2) > 30
     assert diff[:70].mean() > 0.1  # the top of the frame: hair
     assert diff[120:170, 100:156].mean() < 0.05  # the middle of the face: unchanged
@@ -145,7 +144,7 @@ def test_store_add_list_export_import_delete(ict, avatar, tmp_path) -> None:
     assert other.import_avatar(store.zip(avatar_id), ict) == avatar_id
     glb = trimesh.load(io.BytesIO(other.glb(avatar_id)), file_type="glb")
     assert "hair" in glb.geometry
-    target = load_any_target(avatar_id, ict, other)
+    target = load_target(avatar_id, ict, other)
     assert target.hair is not None and target.texture.shape == avatar.texture.shape
     other.delete(avatar_id)
     assert other.entries() == []
@@ -269,7 +268,7 @@ def test_bald_portrait_gets_no_hair(ict) -> None:
     data = (asset_root() / "faces" / "london_set" / "london_021_neutral.jpg").read_bytes()
     builder = AvatarBuilder(ict, AvatarConfig(texture_size=256))
     try:
-        avatar = builder.build(decode_photo(data), "bald", photo_hash(data))
+        avatar = builder.build(decode_photo(data), "bald", sha256_bytes(data))
     finally:
         builder.close()
     assert avatar.hair is None

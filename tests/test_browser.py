@@ -593,7 +593,7 @@ def test_a_gallery_subject_is_a_live_target(page, server: Server, workdir: Path)
     """The sample gallery's subjects are in the picker; choosing one switches the live
     video to that person's head."""
     driver = page
-    tid = "ds-london-sample-london_001"
+    tid = "sample:london_001"
     thumb = driver.find_element("css selector", f".target[data-id='{tid}']")
     before = _avatar_pixels(driver)
     thumb.click()

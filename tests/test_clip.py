@@ -6,10 +6,11 @@ import av
 import numpy as np
 import pytest
 
+from avatars.catalogue import load_target
 from engines.files.assets import asset_root
 from engines.files.video_writer import VideoWriter
 from engines.retarget.clip import ClipConfig, ClipError, retarget_clip
-from engines.retarget.retargeter import Target, load_target
+from engines.retarget.target import Target
 from vn3d.cli import main
 
 GRID = asset_root() / "video" / "grid_corpus"

@@ -99,22 +99,23 @@ def test_cli_dataset_build_reports_failures(built, tmp_path, capsys) -> None:
 
 
 def test_dataset_subjects_are_targets_in_the_service(ict, built) -> None:
-    from server.app import App, ServerConfig
+    from server.app import App
+    from server.config import ServerConfig
 
     _, out, _, _ = built
     app = App(ServerConfig(size=64, datasets=[str(out)], avatar_store=str(out / "no-store")))
-    ids = [t["id"] for t in app.target_list(None)]
-    assert ids[0] == "default" and f"ds-{out.name}-001" in ids and f"ds-{out.name}-004" in ids
-    assert app.target(f"ds-{out.name}-001").texture.shape == (512, 1024, 3)
+    ids = [t["id"] for t in app.picker.entries(None)]
+    assert ids[0] == "default" and f"{out.name}:001" in ids and f"{out.name}:004" in ids
+    assert app.catalogue.get(f"{out.name}:001").texture.shape == (512, 1024, 3)
     app.prepare()  # thumbnails for every target
-    from avatars.store import load_any_target  # clips take subjects as DATASET:SUBJECT
+    from avatars.catalogue import load_target  # clips take subjects as DATASET:SUBJECT
 
-    assert load_any_target(f"{out}:004", ict).texture.shape == (512, 1024, 3)
+    assert load_target(f"{out}:004", ict).texture.shape == (512, 1024, 3)
     with pytest.raises(DatasetError):
-        load_any_target(f"{out}:nobody", ict)
+        load_target(f"{out}:nobody", ict)
     with pytest.raises(ValueError, match="DATASET:SUBJECT"):
-        load_any_target("no-such-file.npz", ict)
-    assert app.thumbnails[f"ds-{out.name}-004"][:4] == b"\x89PNG"
+        load_target("no-such-file.npz", ict)
+    assert app.picker.thumbnail(f"{out.name}:004", None)[:4] == b"\x89PNG"
 
 
 def test_photo_expressions_keep_their_camera(built) -> None:
@@ -184,7 +185,8 @@ def test_photo_layouts_folders_pattern_and_csv(tmp_path) -> None:
 def test_sample_gallery_builds_in_parallel_and_is_served(ict, built, tmp_path,
                                                          monkeypatch) -> None:
     from engines.dataset.build import build_sample_dataset, sample_dataset_dir
-    from server.app import App, ServerConfig
+    from server.app import App
+    from server.config import ServerConfig
 
     erm = built[3]
     out = tmp_path / "datasets" / "london-sample"
@@ -199,13 +201,13 @@ def test_sample_gallery_builds_in_parallel_and_is_served(ict, built, tmp_path,
     monkeypatch.delenv("VN3D_SAMPLE_DATASET")  # conftest hides this machine's gallery
     assert sample_dataset_dir() == out
     app = App(ServerConfig(size=64, avatar_store=str(tmp_path / "store")))
-    ids = [t["id"] for t in app.target_list(None)]
-    assert "ds-london-sample-london_001" in ids and "ds-london-sample-london_003" in ids
-    target = app.target("ds-london-sample-london_003")
+    ids = [t["id"] for t in app.picker.entries(None)]
+    assert "sample:london_001" in ids and "sample:london_003" in ids
+    target = app.catalogue.get("sample:london_003")
     assert target.shape.abs().sum() > 0  # its own identity, not the default head
-    assert "ds-london-sample-london_001" not in [
-        t["id"] for t in App(ServerConfig(size=64, sample_gallery=False,
-                                          avatar_store=str(tmp_path / "store"))).target_list(None)]
+    no_gallery = App(ServerConfig(size=64, sample_gallery=False,
+                                  avatar_store=str(tmp_path / "store")))
+    assert "sample:london_001" not in [t["id"] for t in no_gallery.picker.entries(None)]
     (out / "manifest.json").write_text("{damaged")  # a damaged gallery: served without it
     assert [t["id"] for t in App(ServerConfig(size=64, avatar_store=str(tmp_path / "store")))
-            .target_list(None)] == ["default"]
+            .picker.entries(None)] == ["default"]

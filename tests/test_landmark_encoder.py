@@ -148,13 +148,14 @@ def test_server_sessions_share_one_encoder_batcher(tmp_path) -> None:
 
     import av
 
-    from server.app import App, ServerConfig, Session
+    from server.app import App
+    from server.config import ServerConfig
 
     app = App(ServerConfig(size=64, reader="encoder", sample_gallery=False,
                            avatar_store=str(tmp_path / "store")))
     frame = av.VideoFrame.from_ndarray(photo("london_008_smiling.jpg"), "rgb24")
     frame.pts, frame.time_base = 0, Fraction(1, 90000)
-    sessions = [Session(app, ws=None) for _ in range(3)]
+    sessions = [app.new_session() for _ in range(3)]
     threads = [threading.Thread(target=s.process, args=(frame, time.perf_counter()))
                for s in sessions]
     for t in threads:

@@ -14,7 +14,9 @@ import websockets
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 
 from engines.files.assets import asset_root
-from server.app import ServerConfig, loopback_candidates_only, run_server
+from server.app import run_server
+from server.config import ServerConfig
+from server.ice import loopback_candidates_only
 
 pytestmark = pytest.mark.netns
 

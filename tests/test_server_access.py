@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from server.app import ServerConfig, run_server
+from server.app import run_server
+from server.config import ServerConfig
 
 
 def self_signed(tmp_path) -> tuple[str, str]:

@@ -12,15 +12,11 @@ import pytest
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from server.app import (
-    App,
-    ProtocolError,
-    RetargetTrack,
-    ServerConfig,
-    Session,
-    loopback_candidates_only,
-    parse,
-)
+from server.app import App
+from server.config import ServerConfig
+from server.ice import loopback_candidates_only
+from server.protocol import ProtocolError, parse
+from server.session import RetargetTrack
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +31,7 @@ def app(tmp_path_factory) -> App:
 
 @pytest.mark.parametrize("size", [(1, 1), (17, 33), (251, 333), (2160, 3840)])
 def test_odd_frame_sizes_give_a_render(app, size) -> None:
-    session = Session(app, ws=None)
+    session = app.new_session()
     h, w = size
     frame = av.VideoFrame.from_ndarray(np.full((h, w, 3), 90, np.uint8), "rgb24")
     frame.pts, frame.time_base = 0, Fraction(1, 90000)
@@ -46,7 +42,7 @@ def test_odd_frame_sizes_give_a_render(app, size) -> None:
 
 
 def test_modes_change_the_output(app) -> None:
-    session = Session(app, ws=None)
+    session = app.new_session()
     frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), 90, np.uint8), "rgb24")
     frame.pts = 0
     neutral = session.process(frame, time.perf_counter())
@@ -76,7 +72,7 @@ def test_parse_and_sdp_filter() -> None:
 def test_benchmark_stamps_survive_blur() -> None:
     import cv2
 
-    from server.app import read_stamp, write_stamp
+    from server.stamps import read_stamp, write_stamp
 
     for value in (0, 1, 777, 2**20 - 1):
         image = np.full((128, 128, 3), 120, np.uint8)
@@ -111,7 +107,7 @@ def test_stale_frames_are_dropped_and_counted(app) -> None:
         return f
 
     async def run() -> tuple[list[int], dict, bool]:
-        session = Session(app, ws=None)
+        session = app.new_session()
         source = QueuedSource([frame(i) for i in range(5)])
         track = RetargetTrack(source, session)
         await asyncio.sleep(0)  # the pump runs once: it takes everything queued
@@ -129,3 +125,49 @@ def test_stale_frames_are_dropped_and_counted(app) -> None:
     assert out == [4 * 3600, 5 * 3600]  # only the newest queued frame, then the next one
     assert stats["dropped"] == 4 and stats["fps"] == 2.0
     assert ended
+
+
+def test_serve_flags_are_made_from_the_config() -> None:
+    """Every command-line field of ServerConfig is a `vn3d serve` flag with its default, and
+    the flags read back into the same config."""
+    from dataclasses import fields
+
+    from server.config import command_line_fields, config_from_args
+    from vn3d.cli import build_parser
+
+    parser = build_parser()
+    defaults = config_from_args(parser.parse_args(["serve"]))
+    assert defaults == ServerConfig()
+    args = parser.parse_args([
+        "serve", "--port", "9001", "--max-sessions", "2", "--target", "sample:london_001",
+        "--ice-server", "stun:a", "--ice-server", "stun:b", "--no-sample-gallery",
+        "--dataset", "x", "--reader", "encoder", "--render-slots", "3", "--ice-loopback",
+    ])
+    config = config_from_args(args)
+    assert (config.port, config.max_sessions) == (9001, 2)
+    assert config.default_target == "sample:london_001"
+    assert config.ice_servers == ["stun:a", "stun:b"] and config.datasets == ["x"]
+    assert not config.sample_gallery and config.ice_loopback and config.render_slots == 3
+    assert config.reader == "encoder"
+    exposed = {f.name for f in command_line_fields()}
+    hidden = {f.name for f in fields(ServerConfig)} - exposed
+    assert hidden == {"max_message_bytes", "max_upload_bytes", "web_root", "stats_interval_s"}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "--port", "eighty"])
+    with pytest.raises(ValueError, match="go together"):
+        ServerConfig(cert="c.pem")
+
+
+def test_every_error_code_is_in_the_table() -> None:
+    """The codes the server sends are the protocol's table, and the table has no others."""
+    import re
+    from pathlib import Path
+
+    from server.protocol import ERRORS
+
+    sent = set()
+    for path in Path(__file__).resolve().parent.parent.joinpath("server").glob("*.py"):
+        sent |= set(re.findall(r'(?:ProtocolError|error)\(\s*"([a-z_]+)"', path.read_text()))
+    assert sent == set(ERRORS)
+    with pytest.raises(AssertionError):
+        ProtocolError("no_such_code", "x")

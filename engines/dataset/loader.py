@@ -20,7 +20,7 @@ from avatars.builder import (
 from avatars.hair.strands import GRID, POINTS
 from engines.emotion.facs import LABELS
 from engines.face.model import FaceModel
-from engines.retarget.retargeter import Target
+from engines.retarget.target import Target
 
 SUBJECT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 FORMAT_VERSION = 1

@@ -19,7 +19,8 @@ from tqdm import tqdm
 
 from engines.face.model import FaceModel
 from engines.render.renderer import RenderConfig
-from engines.retarget.retargeter import Retargeter, Target, stage_summary
+from engines.retarget.retargeter import Retargeter, stage_summary
+from engines.retarget.target import Target
 from engines.tracking.tracker import TrackerConfig
 
 
@@ -87,7 +88,7 @@ def retarget_clip(
             model, target, RenderConfig(cfg.size, cfg.size, samples=cfg.samples), tracker_config
         ) as retargeter:
             if cfg.calibrate_frames > 0:
-                retargeter.tracker.start_neutral_calibration(cfg.calibrate_frames)
+                retargeter.calibrate(cfg.calibrate_frames)
             report = _run(src, tmp, retargeter, cfg)
         os.replace(tmp, out)
     except av.FFmpegError as exc:
@@ -141,7 +142,7 @@ def _run(src, tmp: Path, retargeter: Retargeter, cfg: ClipConfig) -> ClipReport:
                 result.timings_ms["encode"] = 1000 * (time.perf_counter() - t_enc)
                 result.timings_ms["decode"] = decode_ms
                 frames += 1
-                faces += result.track.found
+                faces += result.face == "tracked"
                 bar.update(1)
                 t_decode = time.perf_counter()
         bar.close()

@@ -14,7 +14,9 @@ from tqdm import tqdm
 from engines.face.expressions import BASIC_EXPRESSIONS, expression_weights
 from engines.face.model import FaceModel
 from engines.files.video_writer import VideoWriter
-from engines.render.renderer import MeshRenderer, RenderConfig
+from engines.render.renderer import RenderConfig
+from engines.retarget.retargeter import Retargeter
+from engines.retarget.target import Target
 
 
 @dataclass
@@ -66,16 +68,15 @@ def render_demo(model: FaceModel, out: str | Path, cfg: DemoConfig | None = None
     """Render the demo clip to ``out`` (MP4); returns the number of frames written."""
     cfg = cfg or DemoConfig()
     n_frames = round(cfg.seconds_per_expression * len(BASIC_EXPRESSIONS) * cfg.fps)
-    shape = torch.zeros(1, model.n_shape)
+    mean_head = Target("demo", torch.zeros(1, model.n_shape))  # untextured, as a model shows
     render_cfg = RenderConfig(width=cfg.size, height=cfg.size, samples=cfg.samples)
     with (
-        MeshRenderer(model.topology, render_cfg) as renderer,
+        Retargeter(model, mean_head, render_cfg) as retargeter,
         VideoWriter(out, fps=cfg.fps) as writer,
-        torch.no_grad(),
     ):
         for i in tqdm(range(n_frames), desc="demo", unit="frame"):
             psi, pose, label = demo_parameters(model, i / cfg.fps, cfg)
-            frame = renderer.render(model(shape, psi, pose)[0])
+            frame = retargeter.render_parameters(psi[0].numpy(), pose[0, :3].numpy()).image
             if cfg.caption:
                 frame = caption(frame, label)
             writer.write(frame)

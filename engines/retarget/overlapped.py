@@ -23,18 +23,14 @@ class OverlappedRetargeter:
     def __init__(self, retargeter: Retargeter) -> None:
         self.retargeter = retargeter
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracker")
-        self._pending: Future[tuple[TrackResult, dict[str, float]]] | None = None
-
-    def _track(self, frame: av.VideoFrame | np.ndarray, t: float, fmt: str):
-        track = self.retargeter.tracker.process(frame, t, fmt)
-        return track, dict(self.retargeter.tracker.timings_ms)
+        self._pending: Future[TrackResult] | None = None
 
     def submit(
         self, frame: av.VideoFrame | np.ndarray, timestamp_s: float, fmt: str = "rgb"
     ) -> RetargetedFrame | None:
         """Start tracking this frame; render and return the previous one (None at first)."""
         previous = self._pending
-        self._pending = self._pool.submit(self._track, frame, timestamp_s, fmt)
+        self._pending = self._pool.submit(self.retargeter.track, frame, timestamp_s, fmt)
         return self._finish(previous) if previous is not None else None
 
     def flush(self) -> RetargetedFrame | None:
@@ -44,8 +40,8 @@ class OverlappedRetargeter:
 
     def _finish(self, future: Future) -> RetargetedFrame:
         t0 = time.perf_counter()
-        track, timings = future.result()
-        timings["wait"] = 1000 * (time.perf_counter() - t0)
+        track = future.result()
+        timings = {**track.timings_ms, "wait": 1000 * (time.perf_counter() - t0)}
         return self.retargeter.finish(track, timings)
 
     def close(self) -> None:

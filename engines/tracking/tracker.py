@@ -62,6 +62,7 @@ class TrackResult:
     blendshapes: np.ndarray | None = None  # (52,) MediaPipe's scores (its reader)
     landmarks: np.ndarray | None = None  # (478, 3) normalised x, y in the frame, z
     n_faces: int = 0
+    timings_ms: dict[str, float] = field(default_factory=dict)  # "track" and "filter"
 
     @property
     def found(self) -> bool:
@@ -104,16 +105,11 @@ class FaceTracker:
         self._neutral: np.ndarray | None = None  # calibrated resting ψ
         self._calibration: list[np.ndarray] = []
         self._calibrate_n = 0
-        self.timings_ms: dict[str, float] = {}  # the last frame's "track" and "filter"
 
     # -- calibration -------------------------------------------------------------------
     def start_neutral_calibration(self, n_frames: int = 15) -> None:
         """Average the next ``n_frames`` tracked frames as this user's resting face."""
         self._calibration, self._calibrate_n = [], n_frames
-
-    def set_neutral(self, expression: np.ndarray | None) -> None:
-        """Set (or clear, with None) the resting ψ that maps to zero."""
-        self._neutral = None if expression is None else np.asarray(expression, np.float64)
 
     @property
     def calibrating(self) -> bool:
@@ -127,7 +123,7 @@ class FaceTracker:
         import mediapipe as mp
 
         t0 = time.perf_counter()
-        self.timings_ms = {"filter": 0.0}
+        timings = {"filter": 0.0}
         rgb = fit_for_tracker(to_rgb(frame, fmt), self.config.max_side, self.config.min_side)
         ms = max(int(timestamp_s * 1000), self._last_ms + 1)  # strictly increasing
         self._last_ms = ms
@@ -136,10 +132,12 @@ class FaceTracker:
             result = self._landmarker.detect_for_video(image, ms)
         else:
             result = self._landmarker.detect(image)
-        self.timings_ms["track"] = 1000 * (time.perf_counter() - t0)
+        timings["track"] = 1000 * (time.perf_counter() - t0)
         n = len(result.face_landmarks)
         if n == 0:
-            return self._no_face(timestamp_s)
+            found = self._no_face(timestamp_s)
+            found.timings_ms = timings
+            return found
         faces = [np.array([[p.x, p.y, p.z] for p in f], np.float32) for f in result.face_landmarks]
         k = self._choose_face(faces)
         scores = None  # MediaPipe's 52 scores, read only by the "mediapipe" reader
@@ -165,10 +163,10 @@ class FaceTracker:
             t1 = time.perf_counter()
             both = self._filter(np.concatenate([psi, rotation]), timestamp_s)
             psi, rotation = np.clip(both[: len(psi)], 0, 1), both[len(psi) :]
-            self.timings_ms["filter"] = 1000 * (time.perf_counter() - t1)
+            timings["filter"] = 1000 * (time.perf_counter() - t1)
         self._last = (psi, rotation)
         self._last_seen_s = timestamp_s
-        return TrackResult("tracked", psi, rotation, scores, faces[k], n)
+        return TrackResult("tracked", psi, rotation, scores, faces[k], n, timings)
 
     def _choose_face(self, faces: list[np.ndarray]) -> int:
         """Keep the face nearest the one followed so far; else the largest, most central."""

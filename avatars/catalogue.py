@@ -1,0 +1,133 @@
+"""One target catalogue: every head a user can pick, under one id scheme that the CLI,
+clips and the server share.
+
+    default           the face model's mean head (on ICT with a plain skin texture)
+    DATASET:SUBJECT   a subject of a built dataset: ``sample`` is the sample gallery
+                      (``vn3d dataset sample``); otherwise the dataset's folder name (served
+                      with ``vn3d serve --dataset DIR``) or, on the command line, its path
+    <16 hex digits>   an avatar in the store (an upload: its owner's, unless made public)
+    FILE              command line only: a target ``.npz`` (``shape`` [, ``texture``]), an
+                      avatar folder or ``.zip``
+
+:class:`TargetCatalogue` is what a server offers (built-in and dataset targets for
+everyone, store avatars by visibility); :func:`load_target` is the command line's, which
+also takes files on this machine.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avatars.files import read_avatar
+from avatars.store import ID_PATTERN, AvatarStore, StoreError
+from engines.dataset.build import sample_dataset_dir
+from engines.dataset.loader import Dataset, DatasetError
+from engines.face.model import FaceModel
+from engines.retarget.target import Target, default_target
+
+log = logging.getLogger("vn3d.targets")
+
+SAMPLE = "sample"  # the sample gallery's dataset name in ids
+FORMS = ("'default', DATASET:SUBJECT (e.g. sample:london_001), an avatar id, "
+         "an avatar folder or .zip, or a target .npz")
+
+
+class UnknownTargetError(ValueError):
+    """No such target, or not one this user may see."""
+
+
+class TargetCatalogue:
+    """The targets one server offers: the default head, dataset subjects (everyone's) and
+    the store's avatars (each visible to its owner, or to everyone when public)."""
+
+    def __init__(self, model: FaceModel, store: AvatarStore | None = None) -> None:
+        self.model = model
+        self.store = store or AvatarStore()
+        self.shared: dict[str, Target] = {"default": default_target(model)}
+        self.names = {"default": "Default head"}
+        self._avatars: dict[str, Target] = {}  # loaded store avatars, by id
+
+    def add_dataset(self, dataset: Dataset, name: str | None = None) -> list[str]:
+        """Every subject of ``dataset`` as ``NAME:SUBJECT`` (NAME: its folder's name)."""
+        name = name or dataset.root.name
+        ids = []
+        for subject in dataset.subjects:
+            tid = f"{name}:{subject}"
+            self.shared[tid] = dataset.target(subject, self.model)
+            self.names[tid] = f"{name}: {subject}"
+            ids.append(tid)
+        return ids
+
+    def add_sample_gallery(self) -> list[str]:
+        """The out-of-the-box gallery, when the set-up step built it. Without it (a hint in
+        the log) or with a damaged one (a warning), the catalogue goes on without it."""
+        folder = sample_dataset_dir()
+        if not (folder / "manifest.json").is_file():
+            log.info("no sample gallery at %s (build it: vn3d dataset sample)", folder)
+            return []
+        try:
+            return self.add_dataset(Dataset(folder), SAMPLE)
+        except DatasetError as exc:
+            log.warning("sample gallery left out: %s (rebuild: vn3d dataset sample)", exc)
+            return []
+
+    def visible_avatar(self, avatar_id: object, user: str | None) -> bool:
+        """Whether ``avatar_id`` names a store avatar that ``user`` may use."""
+        if not (isinstance(avatar_id, str) and ID_PATTERN.match(avatar_id)):
+            return False
+        try:
+            return self.store.entry(avatar_id).visible_to(user)
+        except (StoreError, OSError, ValueError):
+            return False
+
+    def get(self, target_id: object, user: str | None = None) -> Target:
+        """The target ``target_id`` names, if ``user`` may use it; avatars are loaded
+        (checked) once and kept. ``UnknownTargetError`` otherwise."""
+        if isinstance(target_id, str) and target_id in self.shared:
+            return self.shared[target_id]
+        if not self.visible_avatar(target_id, user):
+            raise UnknownTargetError(f"unknown target {str(target_id)[:64]!r}")
+        assert isinstance(target_id, str)
+        if target_id not in self._avatars:
+            try:
+                self._avatars[target_id] = self.store.load(target_id, self.model).target()
+            except (StoreError, ValueError) as exc:
+                raise UnknownTargetError(f"avatar {target_id}: {exc}") from exc
+        return self._avatars[target_id]
+
+
+def load_target(spec: str, model: FaceModel, store: AvatarStore | None = None) -> Target:
+    """A target by any of the catalogue's ids, or a file on this machine (command line)."""
+    path = Path(spec)
+    if spec == "default":
+        return default_target(model)
+    if ID_PATTERN.match(spec) and not path.exists():
+        return (store or AvatarStore()).load(spec, model).target()
+    if path.is_dir() or (path.suffix == ".zip" and path.is_file()):
+        return read_avatar(path, model).target()
+    if ":" in spec and not path.exists():
+        folder, subject = spec.rsplit(":", 1)
+        dataset = Dataset(sample_dataset_dir() if folder == SAMPLE else folder)
+        return dataset.target(subject, model)
+    if path.suffix == ".npz" and path.is_file():
+        return read_target_file(path, model)
+    raise UnknownTargetError(f"unknown target {spec!r}: use {FORMS}")
+
+
+def read_target_file(path: Path, model: FaceModel) -> Target:
+    """A target ``.npz``: ``shape`` (n,) and optionally ``texture`` (H, k*H, 3) uint8."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            shape = np.asarray(data["shape"], np.float32).reshape(1, -1)
+            texture = data["texture"] if "texture" in data.files else None
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValueError(f"target file {path} is not a valid target: {exc}") from exc
+    if shape.shape[1] > model.n_shape or not np.isfinite(shape).all():
+        raise ValueError(f"target file {path}: shape must be <= {model.n_shape} finite values")
+    if texture is not None and (texture.dtype != np.uint8 or texture.ndim != 3):
+        raise ValueError(f"target file {path}: texture must be (H, k*H, 3) uint8")
+    return Target(path.stem, torch.from_numpy(shape), texture)

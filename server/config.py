@@ -1,0 +1,96 @@
+"""The server's settings: one dataclass, from which the ``vn3d serve`` flags are made.
+
+Each field that a user sets from the command line carries its flag's help (and any other
+argparse settings) in its metadata; :func:`add_arguments` turns those into flags and
+:func:`config_from_args` reads them back, so the two never drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, Field, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from engines.inference.backend import BACKENDS
+from engines.tracking.tracker import DEFAULT_READER, READERS
+
+WEB_ROOT = Path(__file__).resolve().parent.parent / "client_web"
+READER_HELP = ("how ψ and the head pose are read from the landmarks: mediapipe (its "
+               "blendshapes) or encoder (the project's landmark encoder)")
+STORE_HELP = "the avatar store folder (default: $VN3D_AVATARS or ~/.local/share/vn3d/avatars)"
+
+
+def flag(default: Any = MISSING, *, help: str, factory: Any = MISSING, **argparse_kw: Any
+         ) -> Any:
+    """A field that ``vn3d serve`` exposes as ``--field-name`` (or ``argparse_kw['flag']``)."""
+    meta = {"help": help, **argparse_kw}
+    if factory is not MISSING:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ServerConfig:
+    host: str = flag("127.0.0.1", help="bind address (default: this machine only)")
+    port: int = flag(8080, help="the port for the page and signalling")
+    max_sessions: int = flag(4, help="sessions at once; the next caller is told 'busy'")
+    default_target: str = flag("default", flag="--target", metavar="TARGET",
+                               help="the target new sessions start with (a target id)")
+    size: int = flag(512, help="rendered video size (square)")
+    token: str | None = flag(None, help="require ?token=... for the page's signalling")
+    cert: str | None = flag(None, help="TLS certificate (PEM) for https/wss")
+    key: str | None = flag(None, help="TLS private key (PEM)")
+    ice_servers: list[str] = flag(factory=list, flag="--ice-server", action="append",
+                                  metavar="URL",
+                                  help="a STUN/TURN server URL (repeatable); none by default")
+    ice_loopback: bool = flag(False, action="store_true",
+                              help="ICE on 127.0.0.1 only (tests and single-machine use)")
+    datasets: list[str] = flag(factory=list, flag="--dataset", action="append", metavar="DIR",
+                               help="a built dataset whose subjects join the target picker "
+                               "as NAME:SUBJECT (repeatable)")
+    sample_gallery: bool = flag(True, flag="--no-sample-gallery", action="store_false",
+                                help="leave out the sample gallery (built by "
+                                "`vn3d dataset sample`)")
+    reader: str = flag(DEFAULT_READER, choices=READERS, help=READER_HELP)
+    backend: str = flag("auto", choices=["auto", *BACKENDS],
+                        help="the encoder's runtime (auto: TensorRT on a GPU, else ONNX Runtime)")
+    # sessions that track+render at the same time (see server/session.py RetargetTrack);
+    # more only adds GIL contention: Mesa's llvmpipe already rasterises on every core
+    render_slots: int = flag(1, help="sessions that track and render at the same time "
+                             "(1 keeps latency low on CPU renderers)")
+    avatar_store: str | None = flag(None, help=STORE_HELP)
+    stamp_frames: bool = flag(False, action="store_true",
+                              help="benchmarks: stamp each source frame's index into the video")
+    # not on the command line
+    max_message_bytes: int = 64 * 1024  # larger signalling messages close the socket (1009)
+    max_upload_bytes: int = 8 * 1024 * 1024  # a portrait sent over the socket for an avatar
+    web_root: Path = WEB_ROOT
+    stats_interval_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if bool(self.cert) != bool(self.key):
+            raise ValueError("--cert and --key go together")
+        if self.max_sessions < 1 or self.render_slots < 1 or self.size < 16:
+            raise ValueError("max sessions and render slots must be >= 1, the size >= 16")
+
+
+def command_line_fields() -> list[Field]:
+    return [f for f in fields(ServerConfig) if "help" in f.metadata]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per command-line field of :class:`ServerConfig`, with its default."""
+    for f in command_line_fields():
+        kw = {k: v for k, v in f.metadata.items() if k != "flag"}
+        name = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+        if kw.get("action") not in ("store_true", "store_false"):
+            kw.setdefault("type", int if f.type == "int" else None)
+            kw = {k: v for k, v in kw.items() if v is not None}
+        default = [] if f.default_factory is not MISSING else f.default
+        parser.add_argument(name, dest=f.name, default=default, **kw)
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """The :class:`ServerConfig` that the parsed ``vn3d serve`` flags describe."""
+    return ServerConfig(**{f.name: getattr(args, f.name) for f in command_line_fields()})

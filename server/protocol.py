@@ -1,0 +1,94 @@
+"""The signalling protocol on ``/ws``: JSON text messages, each an object with a ``type``.
+
+The client sends the types in :data:`CLIENT_MESSAGES`; the server answers every one with
+exactly one message (its reply type, or ``error``), sends ``welcome`` first and ``stats``
+about once a second during a call. An ``error`` carries one of the codes in :data:`ERRORS`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from websockets.asyncio.server import ServerConnection
+
+from engines.emotion.facs import EMOTIONS
+
+# client message -> what it carries -> the server's reply type
+CLIENT_MESSAGES = {
+    "offer": ("sdp (full SDP after ICE gathering, no trickle), sdpType 'offer'", "answer"),
+    "target": ("id: a target id from the welcome's list", "target"),
+    "mode": ("mode: track, emotion or sliders", "mode"),
+    "sliders": ("values: {emotion: 0..1} for the six emotions", "sliders"),
+    "calibrate": ("frames: 1..300 resting frames (default 15)", "calibrate"),
+    "ping": ("", "pong"),
+    "avatar_begin": ("name, bytes (the photo's size), public", "avatar_begin"),
+    "avatar_chunk": ("data: a base64 piece (32 KB) of the photo", "avatar_chunk"),
+    "avatar_end": ("", "avatar"),
+}
+
+# error code -> when it is sent
+ERRORS = {
+    "busy": "all sessions are in use (the socket then closes, 1013)",
+    "unauthorized": "the server has a token and the request lacks it (closes, 1008)",
+    "bad_json": "the message is not valid JSON",
+    "bad_message": "a field is missing, of the wrong type or out of range",
+    "bad_sdp": "the offer cannot be used (no video, unparsable SDP)",
+    "unknown_type": "a message type the server does not know",
+    "unknown_target": "no such target, or not one this user may see",
+    "unavailable": "the mode needs the emotion models, which could not be loaded",
+    "too_large": "an upload is larger than announced or than the server's limit",
+    "bad_photo": "the uploaded portrait cannot be made into an avatar (no face, ...)",
+    "internal": "a bug on the server; the session goes on",
+}
+
+
+class ProtocolError(Exception):
+    """A client message the server refuses; becomes an ``error`` reply."""
+
+    def __init__(self, code: str, message: str) -> None:
+        assert code in ERRORS, code
+        super().__init__(message)
+        self.code = code
+
+
+def parse(raw: str | bytes) -> dict:
+    """One message from the socket, checked to be a JSON object with a string ``type``."""
+    if isinstance(raw, bytes):
+        raise ProtocolError("bad_message", "messages must be JSON text, not binary")
+    try:
+        msg = json.loads(raw)
+    except ValueError as exc:
+        raise ProtocolError("bad_json", f"not valid JSON: {exc}"[:200]) from None
+    if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+        raise ProtocolError("bad_message", "a message is a JSON object with a string 'type'")
+    return msg
+
+
+def slider_values(values: object) -> np.ndarray:
+    """A ``sliders`` message's values as six intensities (6,) in ``EMOTIONS`` order."""
+    if not isinstance(values, dict) or set(values) - set(EMOTIONS):
+        raise ProtocolError("bad_message", f"values must map {', '.join(EMOTIONS)} to 0..1")
+    out = np.zeros(6, np.float32)
+    for i, name in enumerate(EMOTIONS):
+        v = values.get(name, 0.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+            raise ProtocolError("bad_message", f"{name} must be a number in [0, 1]")
+        out[i] = v
+    return out
+
+
+def calibrate_frames(msg: dict) -> int:
+    frames = msg.get("frames", 15)
+    if not isinstance(frames, int) or isinstance(frames, bool) or not 1 <= frames <= 300:
+        raise ProtocolError("bad_message", "frames must be an integer in 1..300")
+    return frames
+
+
+def error(code: str, message: str) -> dict:
+    assert code in ERRORS, code
+    return {"type": "error", "code": code, "message": message}
+
+
+async def send(ws: ServerConnection, msg: dict) -> None:
+    await ws.send(json.dumps(msg))

@@ -1,0 +1,104 @@
+"""HTTP on the service's one port: a route table, as aiortc's example server has.
+
+    GET /ws                              the signalling WebSocket (handshake goes on)
+    GET /targets/<id>.png                a shared target's thumbnail
+    GET /avatars/<id>.png|zip|glb?user=  an avatar's thumbnail or files: its owner's, or
+                                         anyone's when public (and ?token= when set)
+    GET /<file>                          the page: files under client_web/ only
+
+Anything else, or a file outside the page's folder, is 404; nothing else is exposed.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from collections.abc import Callable
+from http import HTTPStatus
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from avatars.store import AvatarStore, StoreError
+from server.targets import TargetPicker
+
+Query = dict[str, list[str]]
+Handler = Callable[[re.Match, Query], Response]
+
+
+def http_response(status: HTTPStatus, body: bytes, mime: str) -> Response:
+    headers = Headers(
+        [
+            ("Content-Type", mime),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-cache"),
+            ("X-Content-Type-Options", "nosniff"),
+        ]
+    )
+    return Response(status.value, status.phrase, headers, body)
+
+
+def not_found() -> Response:
+    return http_response(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
+
+
+def first(query: Query, key: str) -> str:
+    return query.get(key, [""])[0]
+
+
+class HttpRoutes:
+    """``process_request`` for websockets' server: a response, or None for the socket."""
+
+    def __init__(self, web_root: Path, picker: TargetPicker, store: AvatarStore,
+                 token: str | None = None) -> None:
+        self.web_root = web_root.resolve()
+        self.picker, self.store, self.token = picker, store, token
+        self.routes: list[tuple[re.Pattern, Handler]] = [
+            (re.compile(r"/targets/(?P<id>[^/]+)\.png"), self.target_thumbnail),
+            (re.compile(r"/avatars/(?P<id>[0-9a-f]{16})\.(?P<ext>png|zip|glb)"), self.avatar_file),
+            (re.compile(r"/(?P<file>.*)"), self.page_file),
+        ]
+
+    def __call__(self, connection: ServerConnection, request: Request) -> Response | None:
+        url = urlsplit(request.path)
+        if url.path == "/ws":
+            return None  # the WebSocket handshake goes on
+        query = parse_qs(url.query)
+        for pattern, handler in self.routes:
+            if match := pattern.fullmatch(url.path):
+                return handler(match, query)
+        return not_found()
+
+    def target_thumbnail(self, match: re.Match, query: Query) -> Response:
+        png = self.picker.thumbnail(unquote(match["id"]), None)
+        if png is None or not png:
+            return not_found()
+        return http_response(HTTPStatus.OK, png, "image/png")
+
+    def avatar_file(self, match: re.Match, query: Query) -> Response:
+        if self.token and first(query, "token") != self.token:
+            return http_response(HTTPStatus.UNAUTHORIZED, b"a valid token is required\n",
+                                 "text/plain")
+        avatar_id, ext = match["id"], match["ext"]
+        user = first(query, "user")[:64] or None
+        if not self.picker.catalogue.visible_avatar(avatar_id, user):
+            return not_found()
+        try:
+            if ext == "png":
+                png = self.picker.thumbnail(avatar_id, user)
+                return http_response(HTTPStatus.OK, png, "image/png") if png else not_found()
+            if ext == "zip":
+                return http_response(HTTPStatus.OK, self.store.zip(avatar_id), "application/zip")
+            return http_response(HTTPStatus.OK, self.store.glb(avatar_id), "model/gltf-binary")
+        except (StoreError, ValueError):
+            return not_found()
+
+    def page_file(self, match: re.Match, query: Query) -> Response:
+        file = (self.web_root / (match["file"] or "index.html")).resolve()
+        if not file.is_relative_to(self.web_root) or not file.is_file():
+            return not_found()
+        mime = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        return http_response(HTTPStatus.OK, file.read_bytes(), mime)

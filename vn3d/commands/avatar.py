@@ -1,0 +1,138 @@
+"""``vn3d avatar``: avatars from one portrait, and the avatar store."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from server.config import STORE_HELP
+from vn3d.commands.common import load_model
+
+
+def cmd_avatar_build(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from avatars.builder import STAGES, AvatarBuilder, AvatarConfig, decode_photo
+    from avatars.hair.styles import list_styles
+    from avatars.identity_fit import FitConfig
+    from avatars.store import AvatarStore
+    from engines.files.assets import sha256_bytes
+
+    if args.hair not in ("auto", "none", *list_styles()):
+        raise ValueError(f"unknown hairstyle {args.hair!r}; use auto, none or one of: "
+                         f"{', '.join(list_styles())}")
+    data = Path(args.photo).read_bytes()
+    image = decode_photo(data)
+    model = load_model("ict")
+    config = AvatarConfig(
+        texture_size=args.texture_size, hair=args.hair, fit=FitConfig(fov_y_deg=args.fov)
+    )
+    builder = AvatarBuilder(model, config)
+    name = args.name or Path(args.photo).stem
+    try:
+        with tqdm(total=len(STAGES), desc="avatar", unit="stage") as bar:
+            avatar = builder.build(image, name, sha256_bytes(data), lambda s: bar.update(1))
+    finally:
+        builder.close()
+    store = AvatarStore(args.store)
+    avatar_id = store.add(avatar, model)
+    print(f"avatar {avatar_id} ({name}) in {store.root / avatar_id}")
+    print(f"  hair: {avatar.hair.name if avatar.hair else 'none'}, "
+          f"colour {tuple(round(c, 2) for c in avatar.hair_rgb)}; "
+          f"landmark fit {avatar.photo.residual_px:.2f} px")
+    for stage, ms in avatar.timings_ms.items():
+        print(f"  {stage:<9} {ms:7.0f} ms")
+    print(f"  total     {sum(avatar.timings_ms.values()):7.0f} ms")
+    return 0
+
+
+def cmd_avatar_list(args: argparse.Namespace) -> int:
+    from avatars.store import AvatarStore
+
+    entries = AvatarStore(args.store).entries(everyone=True)
+    for e in entries:
+        owner = "local" if e.owner is None else ("public" if e.public else "private upload")
+        print(f"{e.id}  {e.name:<24} hair={e.hairstyle or 'none':<14} {owner}")
+    if not entries:
+        print("no avatars yet: vn3d avatar build PHOTO")
+    return 0
+
+
+def cmd_avatar_show(args: argparse.Namespace) -> int:
+    from avatars.store import AvatarStore
+
+    store = AvatarStore(args.store)
+    folder = store.folder(args.id)
+    print((folder / "manifest.json").read_text())
+    return 0
+
+
+def cmd_avatar_export(args: argparse.Namespace) -> int:
+    from avatars.store import AvatarStore
+
+    store = AvatarStore(args.store)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = store.entry(args.id).name
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or args.id
+    (out / f"{stem}.zip").write_bytes(store.zip(args.id))
+    (out / f"{stem}.glb").write_bytes(store.glb(args.id))
+    print(f"wrote {out / (stem + '.zip')} and {out / (stem + '.glb')}")
+    return 0
+
+
+def cmd_avatar_import(args: argparse.Namespace) -> int:
+    from avatars.store import AvatarStore
+
+    avatar_id = AvatarStore(args.store).import_avatar(Path(args.source), load_model("ict"))
+    print(f"imported avatar {avatar_id}")
+    return 0
+
+
+def cmd_avatar_delete(args: argparse.Namespace) -> int:
+    from avatars.store import AvatarStore
+
+    AvatarStore(args.store).delete(args.id)
+    print(f"deleted avatar {args.id}")
+    return 0
+
+
+
+def list_hairstyles(args: argparse.Namespace) -> int:
+    from avatars.hair.styles import list_styles
+
+    print("\n".join(list_styles()))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    avatar = sub.add_parser("avatar", help="avatars from portraits, and the avatar store")
+    avatar_sub = avatar.add_subparsers(dest="avatar_command", required=True)
+    p = avatar_sub.add_parser("build", help="build an avatar from one portrait into the store")
+    p.add_argument("photo", help="a JPEG, PNG or WebP portrait")
+    p.add_argument("--hair", default="auto", help="'auto' (chosen from the photo), a style "
+                   "name (see `vn3d avatar styles`) or 'none'")
+    p.add_argument("--name", default=None, help="display name (default: the file name)")
+    p.add_argument("--texture-size", type=int, default=1024)
+    p.add_argument("--fov", type=float, default=20.0, help="the photo's vertical field of "
+                   "view in degrees (portraits ~20, phone/webcam selfies ~50)")
+    p.add_argument("--store", default=None, help=STORE_HELP)
+    p.set_defaults(func=cmd_avatar_build)
+    p = avatar_sub.add_parser("styles", help="list the hairstyles")
+    p.set_defaults(func=list_hairstyles)
+    for verb, helptext, func in (
+        ("list", "list the avatars in the store", cmd_avatar_list),
+        ("show", "print an avatar's manifest", cmd_avatar_show),
+        ("export", "write an avatar's zip and GLB", cmd_avatar_export),
+        ("delete", "delete an avatar from the store", cmd_avatar_delete),
+        ("import", "import an avatar folder or zip into the store", cmd_avatar_import),
+    ):
+        p = avatar_sub.add_parser(verb, help=helptext)
+        if verb == "import":
+            p.add_argument("source", help="an avatar folder or .zip")
+        elif verb != "list":
+            p.add_argument("id", help="the avatar's id (vn3d avatar list)")
+        if verb == "export":
+            p.add_argument("--out", default="out/avatars")
+        p.add_argument("--store", default=None, help=STORE_HELP)
+        p.set_defaults(func=func)

@@ -1,0 +1,35 @@
+"""What several command groups share: the face model by name, output paths, number lists."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from engines.face.model import FaceModel
+
+
+def load_model(name: str) -> FaceModel:
+    """The face model by name: ``ict`` (open default) or ``flame`` (needs the FLAME file)."""
+    if name == "flame":
+        from engines.face.flame import FlameModel
+
+        return FlameModel()
+    from engines.face.ict import ICTFaceModel
+
+    return ICTFaceModel()
+
+
+def output_path(text: str) -> Path:
+    """The output file's path, with its folder created."""
+    out = Path(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def parse_floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
