@@ -1,1 +1,5 @@
-"""Avatar store (content-hash ids, checked imports): lands with the avatar issue."""
+"""Avatars: everything an avatar is and how it is made. builder.py (photo -> avatar),
+identity_fit.py (shape β from landmarks, MICA's role), texture_unwrap.py (UV texture
+from the photo, DECA's role), hair/ (strand styles, scalp, alignment, colour, export),
+files.py (folder, zip, GLB), store.py (the avatar store), catalogue.py (every target a
+user can pick, under one id scheme)."""

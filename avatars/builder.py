@@ -28,6 +28,7 @@ from avatars.identity_fit import FitConfig, LandmarkFitter, PhotoFit
 from avatars.texture_unwrap import unwrap_texture
 from engines.face.correspondence import load_ict_correspondence
 from engines.face.model import FaceModel
+from engines.render.hair import DEFAULT_COLOUR
 from engines.retarget.target import Target
 from engines.tracking.tracker import FaceTracker, TrackerConfig
 
@@ -35,7 +36,6 @@ STAGES = ("landmarks", "shape", "texture", "hair")
 BALD_DELTA_E = 20.0  # see bare_scalp
 BALD_LIGHTER_L = 10.0
 SILHOUETTE_SIDE = 160  # px: hair silhouettes are compared at this size
-DEFAULT_HAIR_RGB = (0.23, 0.16, 0.11)  # dark brown, when the photo shows no hair colour
 # MediaPipe face-mesh rings: the mouth's inner lip line and the two eye openings
 MOUTH_OPENING = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14,
                  87, 178, 88, 95]  # fmt: skip
@@ -169,7 +169,7 @@ class AvatarBuilder:
 
         texture, hair, rgb = self.appearance(image, lms, fit, identity[0].numpy(), posed, stage)
         return Avatar(
-            name, model.name, fit.shape, texture, hair, rgb or DEFAULT_HAIR_RGB,
+            name, model.name, fit.shape, texture, hair, rgb or DEFAULT_COLOUR,
             source_sha256, fit, timings,
         )
 

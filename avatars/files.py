@@ -181,12 +181,6 @@ def avatar_glb(avatar: Avatar, head: np.ndarray, model: FaceModel) -> bytes:
     return scene.export(file_type="glb")
 
 
-def write_avatar_dir(files: dict[str, bytes], folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=False)
-    for name, data in files.items():
-        (folder / name).write_bytes(data)
-
-
 def zip_bytes(files: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:

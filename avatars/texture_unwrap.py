@@ -30,8 +30,8 @@ from scipy.spatial import cKDTree
 
 from engines.face.model import MeshTopology
 from engines.files.disk_cache import cache_root, load_arrays, save_arrays
+from engines.geometry.normals import vertex_normals
 from engines.render.materials import material_for
-from engines.render.renderer import vertex_normals
 
 FRONT_COS = 0.15  # below this normal-to-view cosine a texel is not taken from the photo
 FULL_COS = 0.5  # above it a texel gets full weight

@@ -1,0 +1,16 @@
+"""The engines: everything between a camera frame and a rendered head, one sub-package per
+concern (see docs/ARCHITECTURE.md, "Where to change what"):
+
+face/        face models (ICT-FaceKit, FLAME) as pure tensor functions, expression presets,
+             the MediaPipe-to-ICT landmark correspondence
+geometry/    rigid alignment, closest points on a mesh, normals, triangulation
+render/      the offscreen renderer (ModernGL, EGL), cameras, materials, hair drawing, skin
+tracking/    camera frames, the MediaPipe tracker, ARKit mapping, filters, MediaPipe on ONNX
+encoder/     the own landmark encoder: network, synthetic data, training, tracker reader
+emotion/     FACS records, the ERM, the emotion detector and label, the sliders API
+inference/   runtime choice (TensorRT / ONNX Runtime), batching across sessions, ONNX export
+retarget/    Target, the per-frame Retargeter and its modes, overlapped form, clips, demo
+evaluation/  image and mesh measurements, dataset evaluation, plots
+dataset/     VN3DFace-style datasets: input photos, building, loading
+files/       assets, the disk cache, the video writer
+"""

@@ -1,4 +1,3 @@
-"""Live WebRTC service (aiortc media, websockets signalling): lands with the service issue.
-
-Until then `vn3d demo` is the main job; see docs/ARCHITECTURE.md for where it plugs in.
-"""
+"""The live service (``vn3d serve``): aiortc media, websockets signalling. app.py holds
+what sessions share and the signalling loop; config.py, protocol.py, session.py,
+peer.py, routes.py, targets.py, uploads.py, ice.py and stamps.py one job each."""

@@ -19,13 +19,6 @@ import time
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
-from aiortc import (
-    MediaStreamTrack,
-    RTCConfiguration,
-    RTCIceServer,
-    RTCPeerConnection,
-    RTCSessionDescription,
-)
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -42,10 +35,11 @@ from engines.render.renderer import RenderConfig
 from engines.retarget.retargeter import MODES
 from engines.tracking.tracker import TrackerConfig
 from server.config import ServerConfig
-from server.ice import loopback_candidates_only, restrict_ice_to_loopback
+from server.ice import restrict_ice_to_loopback
+from server.peer import answer_offer
 from server.protocol import ProtocolError, calibrate_frames, error, parse, send, slider_values
 from server.routes import HttpRoutes
-from server.session import RetargetTrack, Session, SessionContext
+from server.session import Session, SessionContext
 from server.targets import TargetPicker
 from server.uploads import AvatarBuilds, Upload, add_chunk, begin_upload
 
@@ -235,40 +229,8 @@ class App:
         }
 
     async def on_offer(self, session: Session, msg: dict) -> dict:
-        sdp = msg.get("sdp")
-        if not isinstance(sdp, str) or msg.get("sdpType", "offer") != "offer":
-            raise ProtocolError("bad_sdp", "offer needs 'sdp' (a string) and sdpType 'offer'")
-        if "m=video" not in sdp:
-            raise ProtocolError("bad_sdp", "the offer has no video")
-        if self.config.ice_loopback:
-            sdp = loopback_candidates_only(sdp)
-        if session.pc is not None:  # a new offer replaces the call (reconnects)
-            old, session.pc = session.pc, None
-            await old.close()
-        servers = [RTCIceServer(urls=u) for u in self.config.ice_servers]
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
-        session.pc = pc
-
-        @pc.on("track")
-        def on_track(track: MediaStreamTrack) -> None:
-            if track.kind == "video":
-                pc.addTrack(RetargetTrack(track, session))
-
-        @pc.on("connectionstatechange")
-        async def on_state() -> None:
-            if pc.connectionState in ("failed", "closed") and session.pc is pc:
-                session.pc = None
-                await pc.close()
-
-        try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-            await pc.setLocalDescription(await pc.createAnswer())
-        except Exception as exc:  # aiortc raises ValueError and others on bad SDP
-            session.pc = None
-            await pc.close()
-            reason = str(exc) or type(exc).__name__
-            raise ProtocolError("bad_sdp", f"cannot use this offer: {reason}"[:300]) from exc
-        return {"type": "answer", "sdp": pc.localDescription.sdp, "sdpType": "answer"}
+        sdp = await answer_offer(session, msg, self.config.ice_servers, self.config.ice_loopback)
+        return {"type": "answer", "sdp": sdp, "sdpType": "answer"}
 
     async def send_stats(self, session: Session, ws: ServerConnection) -> None:
         interval = self.config.stats_interval_s

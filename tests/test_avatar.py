@@ -26,7 +26,6 @@ from avatars.files import (
     AvatarFileError,
     avatar_files,
     read_avatar,
-    write_avatar_dir,
     zip_bytes,
 )
 from avatars.hair.scalp import points_inside_head, skin_faces
@@ -272,3 +271,10 @@ def test_bald_portrait_gets_no_hair(ict) -> None:
     finally:
         builder.close()
     assert avatar.hair is None
+
+
+def write_avatar_dir(files: dict[str, bytes], folder) -> None:
+    """An avatar's files as a folder (the form `vn3d avatar import` takes)."""
+    folder.mkdir(parents=True, exist_ok=False)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)

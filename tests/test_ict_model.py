@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from engines.face.ict import ICTFaceModel, neck_weights, triangulate
+from engines.face.ict import ICTFaceModel, neck_weights
+from engines.geometry.triangulate import triangulate
 
 
 def region_of(ict: ICTFaceModel, name: str, top: int = 200) -> torch.Tensor:

@@ -26,7 +26,7 @@ from engines.evaluation.mesh_eval import (
     load_scan,
 )
 from engines.face.correspondence import read_obj_vertices
-from engines.render.renderer import vertex_normals
+from engines.geometry.normals import vertex_normals
 
 ROTATION = np.array([0.3, -0.5, 0.2])  # a known rigid motion of a scan (axis-angle, mm)
 TRANSLATION = np.array([50.0, -30.0, 200.0])

@@ -1,1 +1,1 @@
-"""vn3d-retarget: command line, configuration and set-up checks."""
+"""vn3d-retarget: the command line (cli.py, commands/) and set-up checks (doctor.py)."""

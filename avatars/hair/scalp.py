@@ -17,10 +17,10 @@ import torch
 from scipy.spatial import cKDTree
 
 from avatars.hair.strands import GRID
-from engines.face.ict import triangulate
 from engines.face.model import MeshTopology
 from engines.files.assets import asset_path
-from engines.render.renderer import vertex_normals
+from engines.geometry.normals import vertex_normals
+from engines.geometry.triangulate import triangulate
 
 SKIN_MATERIALS = ("M_Face", "M_BackHead")
 

@@ -14,12 +14,10 @@ import cv2
 import numpy as np
 import torch
 
-from avatars.builder import (
-    DEFAULT_HAIR_RGB,
-)
 from avatars.hair.strands import GRID, POINTS
 from engines.emotion.facs import LABELS
 from engines.face.model import FaceModel
+from engines.render.hair import DEFAULT_COLOUR
 from engines.retarget.target import Target
 
 SUBJECT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -105,7 +103,7 @@ class Dataset:
         texture = cv2.imread(str(folder / "texture.png"), cv2.IMREAD_COLOR)
         if texture is None or texture.shape[1] % texture.shape[0]:
             raise DatasetError(f"{folder / 'texture.png'} is missing or not a UV texture")
-        hair, rgb = None, DEFAULT_HAIR_RGB
+        hair, rgb = None, DEFAULT_COLOUR
         if (folder / "hair.npz").is_file():  # optional: subjects with no hair have none
             arrays = load_checked(folder / "hair.npz",
                                   {"positions": (GRID, GRID, POINTS, 3), "rgb": (3,)})

@@ -35,6 +35,7 @@ from engines.evaluation.image_metrics import (
 from engines.evaluation.image_metrics import ssim as ssim_metric
 from engines.evaluation.mesh_eval import check_scan_args, evaluate_meshes, report_lines
 from engines.evaluation.over_photo import render_over_photo
+from engines.evaluation.tables import fmt
 from engines.face.model import FaceModel
 
 METRICS = ("psnr", "ssim", "lpips", "identity")
@@ -101,10 +102,6 @@ def evaluate_dataset(path: Path, model: FaceModel, synthetic: bool = True,
 def mean(values: list) -> float | None:
     vals = [v for v in values if v is not None and np.isfinite(v)]
     return float(np.mean(vals)) if vals else None
-
-
-def fmt(x: float | None, digits: int = 3) -> str:
-    return "n/a" if x is None else f"{x:.{digits}f}"
 
 
 def report(result: dict) -> str:

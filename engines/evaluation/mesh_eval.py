@@ -83,6 +83,7 @@ from tqdm import tqdm
 from avatars.builder import AvatarBuilder, AvatarConfig, AvatarError
 from engines.dataset.loader import Dataset, DatasetError
 from engines.evaluation.mesh_accuracy import NOW_IBUG, scan_to_mesh
+from engines.evaluation.tables import fmt
 from engines.face.model import FaceModel
 from engines.render.camera import PerspectiveCamera
 
@@ -452,10 +453,6 @@ def evaluate_meshes(
 # --- report -------------------------------------------------------------------------
 
 
-def _f(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.2f}"
-
-
 def report_lines(mesh: dict) -> list[str]:
     """The Markdown section of eval.md for :func:`evaluate_meshes`' result."""
     lines = [
@@ -476,7 +473,7 @@ def report_lines(mesh: dict) -> list[str]:
         s = mesh[k]["summary"] or {}
         lines.append(
             f"| {names[k].format(n=mesh[k]['meshes'])} | "
-            + " | ".join(_f(s.get(x)) for x in STATS)
+            + " | ".join(fmt(s.get(x), 2) for x in STATS)
             + " |"
         )
     if not sources:
@@ -494,7 +491,7 @@ def report_lines(mesh: dict) -> list[str]:
             cells = []
             for k in sources:
                 m = mesh[k]["per_expression"].get(e)
-                cells.append(" / ".join(_f(m[x]) for x in STATS) if m else "–")
+                cells.append(" / ".join(fmt(m[x], 2) for x in STATS) if m else "–")
             lines.append(f"| {e} | " + " | ".join(cells) + " |")
     for k in sources:
         bad = [r for r in mesh[k]["rows"] if r.get("check")]

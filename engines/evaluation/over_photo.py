@@ -8,6 +8,7 @@ import torch
 
 from avatars.identity_fit import PhotoFit
 from engines.face.model import FaceModel
+from engines.render.hair import DEFAULT_COLOUR
 from engines.render.renderer import MeshRenderer, RenderConfig
 
 
@@ -17,7 +18,7 @@ def render_over_photo(
     texture: np.ndarray | None,  # (S, k*S, 3) uint8
     image: np.ndarray,  # (H, W, 3) uint8 the photo
     hair: np.ndarray | None = None,  # (32, 32, P, 3) strands, drawn when given
-    hair_rgb: tuple[float, float, float] = (0.23, 0.16, 0.11),
+    hair_rgb: tuple[float, float, float] = DEFAULT_COLOUR,
 ) -> np.ndarray:  # (H, W, 3) uint8
     h, w = image.shape[:2]
     with torch.no_grad():

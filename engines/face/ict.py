@@ -32,6 +32,7 @@ import torch
 from engines.face.lbs import batch_rodrigues, blend_shapes, rotate_about
 from engines.face.model import FaceModel, MeshTopology
 from engines.files.assets import asset_path
+from engines.geometry.triangulate import triangulate
 
 NECK_PIVOT = (0.0, -6.0, -1.5)  # cm, roughly the top of the cervical spine
 NECK_BASE_Y = -16.0  # cm: below this the head weight is 0
@@ -41,19 +42,6 @@ GAZE_UP_DEG = 25.0
 GAZE_DOWN_DEG = 30.0
 
 EYE_MATERIALS = {"left": ("M_IrisLeft", "M_ScleraLeft"), "right": ("M_IrisRight", "M_ScleraRight")}
-
-
-def triangulate(quads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Split quads (F, 4) (-1 in the last slot marks a triangle) into triangles.
-
-    Returns triangles (T, 3) and, per triangle, the index of its source face (T,).
-    """
-    is_quad = quads[:, 3] >= 0
-    first = quads[:, [0, 1, 2]]
-    second = quads[is_quad][:, [0, 2, 3]]
-    tris = np.concatenate([first, second]).astype(np.int32)
-    src = np.concatenate([np.arange(len(quads)), np.nonzero(is_quad)[0]])
-    return tris, src
 
 
 def smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:

@@ -100,7 +100,7 @@ void main() {
 """
 
 
-DEFAULT_COLOUR = (0.24, 0.16, 0.11)  # sRGB: mid brown
+DEFAULT_COLOUR = (0.23, 0.16, 0.11)  # sRGB: dark brown, when no hair colour is known
 
 
 @dataclass(frozen=True)

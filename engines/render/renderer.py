@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from engines.face.model import MeshTopology
+from engines.geometry.normals import vertex_normals
 from engines.render.camera import Camera, PerspectiveCamera
 from engines.render.hair import DEFAULT_COLOUR, HairDrawer, HairLook, hair_mesh
 from engines.render.materials import KIND_IRIS, KIND_SCLERA, LIGHTS_GLSL, Material, material_for
@@ -163,19 +164,6 @@ def expand_render_vertices(topology: MeshTopology) -> tuple[np.ndarray, np.ndarr
     keys = np.stack([f.ravel(), uv_ids.ravel(), mat.ravel()], 1)  # (F*3, 3)
     unique, inverse = np.unique(keys, axis=0, return_inverse=True)
     return unique[:, 0], unique[:, 1], inverse.reshape(-1, 3).astype(np.int32)
-
-
-def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Area-weighted smooth normals.
-
-    vertices: (V, 3); faces: (F, 3) long  ->  (V, 3) unit normals
-    """
-    tri = vertices[faces]  # (F, 3, 3)
-    fn = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=1)  # (F, 3)
-    vn = torch.zeros_like(vertices)
-    for k in range(3):
-        vn.index_add_(0, faces[:, k], fn)
-    return torch.nn.functional.normalize(vn, dim=1, eps=1e-12)
 
 
 class MeshRenderer:

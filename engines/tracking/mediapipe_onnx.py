@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -225,11 +225,6 @@ class Face:
     score: float  # detector score
     rect: np.ndarray  # (5,) normalised cx, cy, w, h, rotation (radians) of the crop
     extra: float = 0.0  # the landmark net's third output (sigmoid'd scalar; unused by MP)
-
-
-@dataclass
-class Timings:
-    ms: dict[str, float] = field(default_factory=dict)
 
 
 class MediaPipeOnnx:

@@ -37,7 +37,8 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from engines.evaluation.dataset_eval import evaluate_dataset, fmt
+    from engines.evaluation.dataset_eval import evaluate_dataset
+    from engines.evaluation.tables import fmt
 
     result = evaluate_dataset(Path(args.dataset), load_model("ict"),
                               synthetic=not args.no_synthetic,

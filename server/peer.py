@@ -1,0 +1,54 @@
+"""The call: an offer in, a peer connection whose outgoing video is the session's avatar
+(``RetargetTrack``) on the incoming camera track, the answer out."""
+
+from __future__ import annotations
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+
+from server.ice import loopback_candidates_only
+from server.protocol import ProtocolError
+from server.session import RetargetTrack, Session
+
+
+async def answer_offer(session: Session, msg: dict, ice_servers: list[str],
+                       loopback: bool) -> str:
+    """The answer SDP to an ``offer`` message; a new offer replaces the session's call."""
+    sdp = msg.get("sdp")
+    if not isinstance(sdp, str) or msg.get("sdpType", "offer") != "offer":
+        raise ProtocolError("bad_sdp", "offer needs 'sdp' (a string) and sdpType 'offer'")
+    if "m=video" not in sdp:
+        raise ProtocolError("bad_sdp", "the offer has no video")
+    if loopback:
+        sdp = loopback_candidates_only(sdp)
+    if session.pc is not None:  # a new offer replaces the call (reconnects)
+        old, session.pc = session.pc, None
+        await old.close()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(urls=u) for u in ice_servers]))
+    session.pc = pc
+
+    @pc.on("track")
+    def on_track(track: MediaStreamTrack) -> None:
+        if track.kind == "video":
+            pc.addTrack(RetargetTrack(track, session))
+
+    @pc.on("connectionstatechange")
+    async def on_state() -> None:
+        if pc.connectionState in ("failed", "closed") and session.pc is pc:
+            session.pc = None
+            await pc.close()
+
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+    except Exception as exc:  # aiortc raises ValueError and others on bad SDP
+        session.pc = None
+        await pc.close()
+        reason = str(exc) or type(exc).__name__
+        raise ProtocolError("bad_sdp", f"cannot use this offer: {reason}"[:300]) from exc
+    return pc.localDescription.sdp
