@@ -62,6 +62,91 @@ def reader_configs(encoder_path: str | None) -> dict[str, TrackerConfig]:
     }
 
 
+def head_camera(fov: float) -> PerspectiveCamera:
+    """A camera at a distance where the head fills about the same area at any FOV."""
+    dist = 13.0 / math.tan(math.radians(fov) / 2)
+    return PerspectiveCamera(fov_y_deg=fov, eye=(0, 0, dist), target=(0, 0, 0), near=dist / 4)
+
+
+def face_vertex_mask(model: ICTFaceModel) -> np.ndarray:
+    """[V] bool: the vertices of the M_Face material."""
+    return np.isin(
+        np.arange(model.n_vertices),
+        model.topology.faces[
+            model.topology.face_material == model.topology.material_names.index("M_Face")
+        ],
+    )
+
+
+def random_pose(rng: np.random.Generator) -> torch.Tensor:
+    """[1, 6] pose: pitch up to ±15°, yaw up to ±30°, no roll, no translation."""
+    pose = torch.zeros(1, 6)
+    pose[0, 0] = math.radians(rng.uniform(-15, 15))
+    pose[0, 1] = math.radians(rng.uniform(-30, 30))
+    return pose
+
+
+def neutral_readings(model: ICTFaceModel, renderer: MeshRenderer, cam: PerspectiveCamera,
+                     ids: torch.Tensor, trackers: dict[str, FaceTracker]) -> dict[str, list]:
+    """Per reader, each identity's resting reading [n_expression], to calibrate against."""
+    neutral = {r: [] for r in trackers}
+    for i in range(len(ids)):
+        image = renderer.render(model(ids[i : i + 1], *model.zero_params(1)[1:])[0], cam)
+        for r, tracker in trackers.items():
+            res = tracker.process(image, 0.0)
+            neutral[r].append(res.expression if res.found else np.zeros(model.n_expression))
+    return neutral
+
+
+def face_error_mm(model: ICTFaceModel, face: np.ndarray, s: torch.Tensor, v_exp: torch.Tensor,
+                  est: np.ndarray) -> float:
+    """Mean distance (mm) on the face between the mesh of ``est`` and the true mesh ``v_exp``."""
+    v = model(s, torch.as_tensor(est, dtype=torch.float32)[None], torch.zeros(1, 6))[0]
+    return float((v - v_exp).norm(dim=1).numpy()[face].mean() * 10)  # cm -> mm
+
+
+def sample_scores(model: ICTFaceModel, face: np.ndarray, s: torch.Tensor, psi: torch.Tensor,
+                  pose: torch.Tensor, results: dict, neutral: dict[str, np.ndarray]
+                  ) -> tuple[float, dict[str, dict]]:
+    """Mesh error of predicting zeros, and per reader: ψ raw/calibrated, rotation, mesh errors."""
+    v_exp = model(s, psi, torch.zeros(1, 6))[0]
+    zero = face_error_mm(model, face, s, v_exp, np.zeros(model.n_expression))
+    scores = {}
+    for r, res in results.items():
+        base = neutral[r]
+        cal = np.clip((res.expression - base) / np.maximum(1 - base, 0.2), 0, 1)
+        scores[r] = {
+            "raw": res.expression, "calibrated": cal,
+            "rot_err": rotation_error_deg(pose[0, :3].numpy(), res.rotation),
+            "mesh_raw": face_error_mm(model, face, s, v_exp, res.expression),
+            "mesh_cal": face_error_mm(model, face, s, v_exp, cal),
+        }
+    return zero, scores
+
+
+def reader_summary(names: list[str], row: dict[str, list], truth: np.ndarray,
+                   active: np.ndarray) -> dict:
+    """One reader's ψ MAE (all, active, per blendshape), rotation and mesh errors."""
+    raw, cal = np.array(row["raw"]), np.array(row["calibrated"])
+    return {
+        "mae_all": {k: round(float(np.abs(x - truth).mean()), 4)
+                    for k, x in (("raw", raw), ("calibrated", cal))},
+        "mae_active": {k: round(float(np.abs(x - truth)[active].mean()), 4)
+                       for k, x in (("raw", raw), ("calibrated", cal))},
+        "rotation_error_deg": {"mean": round(float(np.mean(row["rot_err"])), 2),
+                               "median": round(float(np.median(row["rot_err"])), 2)},
+        "face_vertex_error_mm": {"raw": round(float(np.mean(row["mesh_raw"])), 3),
+                                 "cal": round(float(np.mean(row["mesh_cal"])), 3)},
+        "per_blendshape": {
+            name: {"truth_mean": round(float(truth[:, j].mean()), 3),
+                   "mae_raw": round(float(np.abs(raw[:, j] - truth[:, j]).mean()), 3),
+                   "mae_calibrated": round(float(np.abs(cal[:, j] - truth[:, j]).mean()), 3),
+                   "mae_zero": round(float(np.abs(truth[:, j]).mean()), 3)}
+            for j, name in enumerate(names)
+        },
+    }
+
+
 def synthetic(model: ICTFaceModel, n: int, n_ids: int, seed: int, fov: float,
               configs: dict[str, TrackerConfig]) -> dict:
     """Each reader on the same renders; per reader: ψ MAE raw/calibrated, rotation, mesh."""
@@ -69,14 +154,8 @@ def synthetic(model: ICTFaceModel, n: int, n_ids: int, seed: int, fov: float,
     gen = torch.Generator().manual_seed(seed)
     ids = 0.8 * torch.randn(n_ids, model.n_shape, generator=gen)
     ids[0] = 0
-    dist = 13.0 / math.tan(math.radians(fov) / 2)  # the head fills about the same area
-    cam = PerspectiveCamera(fov_y_deg=fov, eye=(0, 0, dist), target=(0, 0, 0), near=dist / 4)
-    face = np.isin(
-        np.arange(model.n_vertices),
-        model.topology.faces[
-            model.topology.face_material == model.topology.material_names.index("M_Face")
-        ],
-    )
+    cam = head_camera(fov)
+    face = face_vertex_mask(model)
     rows = {r: {k: [] for k in ("raw", "calibrated", "rot_err", "mesh_raw", "mesh_cal")}
             for r in configs}
     truth, mesh_zero, found = [], [], dict.fromkeys(configs, 0)
@@ -87,19 +166,12 @@ def synthetic(model: ICTFaceModel, n: int, n_ids: int, seed: int, fov: float,
         ) as renderer,
         torch.no_grad(),
     ):
-        neutral = {r: [] for r in configs}  # each identity's resting reading, to calibrate
-        for i in range(n_ids):
-            image = renderer.render(model(ids[i : i + 1], *model.zero_params(1)[1:])[0], cam)
-            for r, tracker in trackers.items():
-                res = tracker.process(image, 0.0)
-                neutral[r].append(res.expression if res.found else np.zeros(model.n_expression))
+        neutral = neutral_readings(model, renderer, cam, ids, trackers)
         for k in tqdm(range(n), desc="synthetic", unit="render"):
             i = k % n_ids
             s = ids[i : i + 1]
             psi = random_expression(model, rng)
-            pose = torch.zeros(1, 6)
-            pose[0, 0] = math.radians(rng.uniform(-15, 15))
-            pose[0, 1] = math.radians(rng.uniform(-30, 30))
+            pose = random_pose(rng)
             image = renderer.render(model(s, psi, pose)[0], cam)
             results = {r: t.process(image, 0.0) for r, t in trackers.items()}
             if not all(res.found for res in results.values()):
@@ -107,52 +179,23 @@ def synthetic(model: ICTFaceModel, n: int, n_ids: int, seed: int, fov: float,
                     found[r] += int(res.found)
                 continue  # compared on the renders every reader found
             truth.append(psi[0].numpy())
-            zero_pose = torch.zeros(1, 6)
-            v_exp = model(s, psi, zero_pose)[0]
-
-            def face_error_mm(est: np.ndarray, s=s, v_exp=v_exp, zero_pose=zero_pose) -> float:
-                v = model(s, torch.as_tensor(est, dtype=torch.float32)[None], zero_pose)[0]
-                return float((v - v_exp).norm(dim=1).numpy()[face].mean() * 10)  # cm -> mm
-
-            mesh_zero.append(face_error_mm(np.zeros(model.n_expression)))
-            for r, res in results.items():
+            zero, scores = sample_scores(model, face, s, psi, pose, results,
+                                         {r: v[i] for r, v in neutral.items()})
+            mesh_zero.append(zero)
+            for r, score in scores.items():
                 found[r] += 1
-                base = neutral[r][i]
-                cal = np.clip((res.expression - base) / np.maximum(1 - base, 0.2), 0, 1)
-                row = rows[r]
-                row["raw"].append(res.expression)
-                row["calibrated"].append(cal)
-                row["rot_err"].append(rotation_error_deg(pose[0, :3].numpy(), res.rotation))
-                row["mesh_raw"].append(face_error_mm(res.expression))
-                row["mesh_cal"].append(face_error_mm(cal))
+                for key, value in score.items():
+                    rows[r][key].append(value)
     for t in trackers.values():
         t.close()
     truth = np.array(truth)
     active = truth > 0.05
-    out = {"samples": n, "identities": n_ids, "compared": len(truth), "faces_found": found,
-           "mae_all_zero": round(float(np.abs(truth).mean()), 4),
-           "mae_active_zero": round(float(np.abs(truth)[active].mean()), 4),
-           "face_vertex_error_mm_zero": round(float(np.mean(mesh_zero)), 3), "readers": {}}
-    for r, row in rows.items():
-        raw, cal = np.array(row["raw"]), np.array(row["calibrated"])
-        out["readers"][r] = {
-            "mae_all": {k: round(float(np.abs(x - truth).mean()), 4)
-                        for k, x in (("raw", raw), ("calibrated", cal))},
-            "mae_active": {k: round(float(np.abs(x - truth)[active].mean()), 4)
-                           for k, x in (("raw", raw), ("calibrated", cal))},
-            "rotation_error_deg": {"mean": round(float(np.mean(row["rot_err"])), 2),
-                                   "median": round(float(np.median(row["rot_err"])), 2)},
-            "face_vertex_error_mm": {"raw": round(float(np.mean(row["mesh_raw"])), 3),
-                                     "cal": round(float(np.mean(row["mesh_cal"])), 3)},
-            "per_blendshape": {
-                name: {"truth_mean": round(float(truth[:, j].mean()), 3),
-                       "mae_raw": round(float(np.abs(raw[:, j] - truth[:, j]).mean()), 3),
-                       "mae_calibrated": round(float(np.abs(cal[:, j] - truth[:, j]).mean()), 3),
-                       "mae_zero": round(float(np.abs(truth[:, j]).mean()), 3)}
-                for j, name in enumerate(model.expression_names)
-            },
-        }
-    return out
+    return {"samples": n, "identities": n_ids, "compared": len(truth), "faces_found": found,
+            "mae_all_zero": round(float(np.abs(truth).mean()), 4),
+            "mae_active_zero": round(float(np.abs(truth)[active].mean()), 4),
+            "face_vertex_error_mm_zero": round(float(np.mean(mesh_zero)), 3),
+            "readers": {r: reader_summary(model.expression_names, row, truth, active)
+                        for r, row in rows.items()}}
 
 
 def grid(model: ICTFaceModel, configs: dict[str, TrackerConfig]) -> list[dict]:

@@ -25,14 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from engines.inference.backend import OnnxRunner
-from trt_build.build import (
-    TensorRTUnavailable,
-    TrtRunner,
-    build_engine,
-    parity_tolerance,
-    profile_shapes,
-    require_tensorrt,
-)
+from trt_build.availability import TensorRTUnavailable, require_tensorrt
+from trt_build.build import TrtRunner, build_engine, parity_tolerance, profile_shapes
 from trt_build.engine_cache import EngineCache, engine_key
 
 PRECISIONS = ("fp16", "fp32")

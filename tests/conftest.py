@@ -21,6 +21,17 @@ def pytest_configure(config) -> None:
     os.environ[SAMPLE_ENV] = str(Path(tempfile.gettempdir()) / "vn3d-tests-no-sample-gallery")
 
 
+@pytest.fixture(scope="module")
+def emotion_models(ict, tmp_path_factory):
+    """The default ERM and detector, trained into a fresh cache (not this machine's)."""
+    from engines.emotion.models import default_emotion_models
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("VN3D_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield default_emotion_models(ict.expression_names)
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def ict() -> ICTFaceModel:
     try:

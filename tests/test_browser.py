@@ -458,6 +458,8 @@ def _connect_session(port: int, tries: int = 20):
     pytest.fail(f"server still busy after {tries} tries")
 
 
+# one scenario from the first bad message to the check that the video still plays: split
+# up, the steps would lose the live page state they share (a little over 80 lines)
 def test_malformed_messages_do_not_disturb_the_live_page(page, server: Server):
     from websockets.exceptions import ConnectionClosed
 

@@ -13,7 +13,7 @@ from engines.emotion.detector import train_detector
 from engines.emotion.erm import ERMConfig, load_erm, save_erm, split_by_subject, train_erm
 from engines.emotion.facs import EMOTIONS, LABELS, Records, emotion_basis, facs_records
 from engines.emotion.label import EmotionLabel
-from engines.emotion.models import default_emotion_models, intensities_from
+from engines.emotion.models import intensities_from
 from engines.emotion.photo_records import list_photos, records_from_photos
 from engines.files.assets import asset_root
 from vn3d.cli import main
@@ -32,11 +32,8 @@ def trained(records):
 
 
 @pytest.fixture(scope="module")
-def models(ict, tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("VN3D_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield default_emotion_models(ict.expression_names)
-    mp.undo()
+def models(emotion_models):
+    return emotion_models
 
 
 def test_facs_basis_follows_emfacs(ict) -> None:

@@ -78,6 +78,26 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
+def test_every_project_import_names_something_that_exists() -> None:
+    """Packages, scripts and tests import only names their project modules define (a moved
+    function breaks the benchmarks here, not on a user's machine)."""
+    import importlib
+
+    mods = project_modules()
+    missing = []
+    files = [*mods.values(), *(ROOT / "scripts").glob("*.py"), *(ROOT / "tests").glob("*.py")]
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.module in mods and node.level == 0):
+                continue
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                name = f"{node.module}.{alias.name}"
+                if not hasattr(module, alias.name) and name not in mods:
+                    missing.append(f"{path.relative_to(ROOT)}: {name}")
+    assert missing == []
+
+
 def test_engines_has_no_loose_modules() -> None:
     loose = [p.name for p in (ROOT / "engines").glob("*.py") if p.name != "__init__.py"]
     assert loose == [], f"engines/ holds only sub-packages: move {loose} into one"

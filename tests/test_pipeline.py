@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from engines.emotion.models import default_emotion_models
 from engines.files.assets import asset_root
 from engines.render.renderer import RenderConfig
 from engines.retarget.overlapped import OverlappedRetargeter
@@ -49,14 +48,6 @@ def test_stage_timings_and_target_switch(ict) -> None:
         assert not np.array_equal(first.image, second.image)
         summary = stage_summary(list(rt.history))
     assert set(summary) <= set(STAGES) and summary["render"]["median_ms"] > 0
-
-
-@pytest.fixture(scope="module")
-def emotion_models(ict, tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("VN3D_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield default_emotion_models(ict.expression_names)
-    mp.undo()
 
 
 def test_with_emotion_lays_the_erm_over_the_parameters() -> None:
