@@ -95,7 +95,7 @@ class Session:
             self.calibrate_frames = 0
         return rt
 
-    def close_engines(self) -> None:
+    def close_retargeter(self) -> None:
         if self.retargeter is not None:
             self.retargeter.close()
             self.retargeter = None
@@ -129,7 +129,7 @@ class Session:
             pc, self.pc = self.pc, None
             await pc.close()
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self.executor, self.close_engines)
+        await loop.run_in_executor(self.executor, self.close_retargeter)
         self.executor.shutdown(wait=False)
 
 

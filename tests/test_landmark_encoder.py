@@ -165,7 +165,7 @@ def test_server_sessions_share_one_encoder_batcher(tmp_path) -> None:
     assert [s.face for s in sessions] == ["tracked"] * 3
     assert app.encoder_batcher.stats.requests == 3
     for s in sessions:
-        s.close_engines()
+        s.close_retargeter()
     asyncio.run(app.close_all())
     with pytest.raises(RuntimeError):
         app.encoder_batcher(np.zeros(N_INPUTS, np.float32))  # closed with the app

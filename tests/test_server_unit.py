@@ -38,7 +38,7 @@ def test_odd_frame_sizes_give_a_render(app, size) -> None:
     image = session.process(frame, time.perf_counter())
     assert image.shape == (64, 64, 3) and image.std() > 5
     assert session.face == "lost"
-    session.close_engines()
+    session.close_retargeter()
 
 
 def test_modes_change_the_output(app) -> None:
@@ -52,7 +52,7 @@ def test_modes_change_the_output(app) -> None:
     assert np.abs(neutral.astype(int) - surprised.astype(int)).max() > 40
     stats = session.stats(1.0)
     assert stats["fps"] == 2.0 and "render" in stats["stages"]
-    session.close_engines()
+    session.close_retargeter()
 
 
 def test_parse_and_sdp_filter() -> None:
@@ -118,7 +118,7 @@ def test_stale_frames_are_dropped_and_counted(app) -> None:
         source.queue.put_nowait(None)  # the source ends: so does the avatar track
         with pytest.raises(MediaStreamError):
             await asyncio.wait_for(track.recv(), 5)
-        await asyncio.get_running_loop().run_in_executor(session.executor, session.close_engines)
+        await asyncio.get_running_loop().run_in_executor(session.executor, session.close_retargeter)
         return out, stats, track.readyState == "ended"
 
     out, stats, ended = asyncio.run(run())
