@@ -19,7 +19,9 @@ sizes, zip entry names and sizes) and raises :class:`AvatarFileError` saying wha
 from __future__ import annotations
 
 import io
+import itertools
 import json
+import struct
 import tempfile
 import zipfile
 from pathlib import Path
@@ -44,6 +46,8 @@ MANIFEST = "manifest.json"
 FILES = ("params.npz", "mesh.obj", "mesh.mtl", "texture.png", "hair.obj", "avatar.glb")
 REQUIRED = ("params.npz", "texture.png")
 MAX_FILE_BYTES = 64 * 1024 * 1024  # per file, after decompression
+MAX_TOTAL_BYTES = 128 * 1024 * 1024  # all of one avatar's files together
+MAX_MANIFEST_BYTES = 64 * 1024
 MAX_TEXTURE_SIDE = 4096
 MAX_COORD = 200.0  # cm: any hair or parameter-made point beyond this is not a head
 
@@ -194,41 +198,57 @@ def zip_bytes(files: dict[str, bytes]) -> bytes:
 
 
 def read_files(path: Path | bytes) -> dict[str, bytes]:
-    """An avatar's files from a folder, a .zip path or zip bytes; names and sizes checked."""
+    """An avatar's files from a folder, a .zip path or zip bytes. Only the files the
+    manifest lists are read, each after its size is checked against the manifest, the
+    per-file limit and the total (nothing is inflated or read past what was promised)."""
     if isinstance(path, bytes | bytearray):
         return _read_zip(io.BytesIO(path))
     path = Path(path)
     if path.is_dir():
-        files = {}
-        for name in (MANIFEST, *FILES):
-            p = path / name
-            if p.is_symlink():
-                raise AvatarFileError(f"{name} is a symbolic link; avatar files must be files")
-            if p.is_file():
-                if p.stat().st_size > MAX_FILE_BYTES:
-                    raise AvatarFileError(f"{name} is larger than {MAX_FILE_BYTES} bytes")
-                files[name] = p.read_bytes()
-        return files
+        return _read_folder(path)
     if path.is_file():
         with open(path, "rb") as f:
             return _read_zip(f)
     raise AvatarFileError(f"{path} is neither an avatar folder nor a zip file")
 
 
+def _read_folder(path: Path) -> dict[str, bytes]:
+    def regular_file(name: str) -> Path:
+        p = path / name
+        if p.is_symlink() or not p.is_file():
+            raise AvatarFileError(f"{name} is missing or not a regular file")
+        return p
+
+    manifest_file = regular_file(MANIFEST)
+    if manifest_file.stat().st_size > MAX_MANIFEST_BYTES:
+        raise AvatarFileError(f"{MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes")
+    files = {MANIFEST: manifest_file.read_bytes()}
+    sizes = listed_sizes(parse_manifest(files[MANIFEST]))
+    for name, size in sizes.items():
+        p = regular_file(name)
+        if p.stat().st_size != size:
+            raise AvatarFileError(f"{name} has {p.stat().st_size} bytes; the manifest says {size}")
+        files[name] = p.read_bytes()
+    return files
+
+
 def _read_zip(stream) -> dict[str, bytes]:
     try:
         with zipfile.ZipFile(stream) as zf:
-            files = {}
-            for info in zf.infolist():
-                if info.filename not in (MANIFEST, *FILES):
-                    raise AvatarFileError(f"unexpected entry {info.filename!r} in the avatar zip")
-                if info.file_size > MAX_FILE_BYTES:
-                    raise AvatarFileError(f"{info.filename} is larger than {MAX_FILE_BYTES} bytes")
-                with zf.open(info) as f:
-                    data = f.read(MAX_FILE_BYTES + 1)
-                if len(data) > MAX_FILE_BYTES:
-                    raise AvatarFileError(f"{info.filename} is larger than {MAX_FILE_BYTES} bytes")
-                files[info.filename] = data
+            entries = _checked_entries(zf.infolist())
+            manifest = entries.get(MANIFEST)
+            if manifest is None:
+                raise AvatarFileError("manifest.json is missing")
+            files = {MANIFEST: _inflate(zf, manifest, MAX_MANIFEST_BYTES)}
+            sizes = listed_sizes(parse_manifest(files[MANIFEST]))
+            for name, size in sizes.items():
+                info = entries.get(name)
+                if info is None:
+                    raise AvatarFileError(f"{name} is missing")
+                if info.file_size != size:
+                    raise AvatarFileError(f"{name} has {info.file_size} bytes; the manifest "
+                                          f"says {size}")
+                files[name] = _inflate(zf, info, size)
             return files
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         if isinstance(exc, AvatarFileError):
@@ -236,13 +256,41 @@ def _read_zip(stream) -> dict[str, bytes]:
         raise AvatarFileError(f"not a readable avatar zip: {exc}") from exc
 
 
-def check_files(files: dict[str, bytes]) -> dict:
-    """The manifest, after checking it and every checksum; AvatarFileError otherwise."""
-    if MANIFEST not in files:
-        raise AvatarFileError("manifest.json is missing")
+def _checked_entries(infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
+    """The zip's entries by name: only known names, each once, none sharing bytes."""
+    if len(infos) > len(FILES) + 1:
+        raise AvatarFileError(f"the avatar zip has {len(infos)} entries; at most "
+                              f"{len(FILES) + 1} are possible")
+    entries: dict[str, zipfile.ZipInfo] = {}
+    for info in infos:
+        if info.filename not in (MANIFEST, *FILES):
+            raise AvatarFileError(f"unexpected entry {info.filename!r} in the avatar zip")
+        if info.filename in entries:
+            raise AvatarFileError(f"{info.filename} appears twice in the avatar zip")
+        entries[info.filename] = info
+    spans = sorted((i.header_offset, i.header_offset + i.compress_size) for i in infos)
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        if start < end:
+            raise AvatarFileError("entries of the avatar zip overlap")
+    return entries
+
+
+def _inflate(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
+    """One entry's bytes, never more than ``limit`` (checked before and while reading)."""
+    if info.file_size > limit:
+        raise AvatarFileError(f"{info.filename} is larger than {limit} bytes")
+    with zf.open(info) as f:
+        data = f.read(limit + 1)
+    if len(data) != info.file_size:
+        raise AvatarFileError(f"{info.filename} does not inflate to its stated size")
+    return data
+
+
+def parse_manifest(data: bytes) -> dict:
+    """manifest.json, checked to be this format's, with a well-formed list of files."""
     try:
-        manifest = json.loads(files[MANIFEST])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        manifest = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise AvatarFileError(f"manifest.json is not valid JSON: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
         raise AvatarFileError(f"manifest.json: format_version must be {FORMAT_VERSION}")
@@ -255,9 +303,32 @@ def check_files(files: dict[str, bytes]) -> dict:
     for name, entry in listed.items():
         if name not in FILES:
             raise AvatarFileError(f"manifest.json lists an unknown file {name!r}")
+        size = entry.get("bytes") if isinstance(entry, dict) else None
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_FILE_BYTES:
+            raise AvatarFileError(f"manifest.json: {name} needs its size in bytes "
+                                  f"(at most {MAX_FILE_BYTES})")
+    return manifest
+
+
+def listed_sizes(manifest: dict) -> dict[str, int]:
+    """The size of every file the (parsed) manifest lists; their total is bounded."""
+    sizes = {name: entry["bytes"] for name, entry in manifest["files"].items()}
+    if sum(sizes.values()) > MAX_TOTAL_BYTES:
+        raise AvatarFileError(f"the avatar's files add up to more than {MAX_TOTAL_BYTES} bytes")
+    return sizes
+
+
+def check_files(files: dict[str, bytes]) -> dict:
+    """The manifest, after checking it and every file's size and checksum."""
+    if MANIFEST not in files:
+        raise AvatarFileError("manifest.json is missing")
+    manifest = parse_manifest(files[MANIFEST])
+    for name, size in listed_sizes(manifest).items():
         if name not in files:
             raise AvatarFileError(f"{name} is missing")
-        if not isinstance(entry, dict) or entry.get("sha256") != sha256_bytes(files[name]):
+        if len(files[name]) != size:
+            raise AvatarFileError(f"{name} has {len(files[name])} bytes; the manifest says {size}")
+        if manifest["files"][name].get("sha256") != sha256_bytes(files[name]):
             raise AvatarFileError(f"{name} does not match its checksum (corrupt or truncated)")
     return manifest
 
@@ -273,11 +344,7 @@ def avatar_from_files(files: dict[str, bytes], model: FaceModel) -> Avatar:
     if manifest.get("model") != model.name:
         raise AvatarFileError(f"the avatar is for model {manifest.get('model')!r}, "
                               f"not {model.name!r}")
-    try:
-        with np.load(io.BytesIO(files["params.npz"]), allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise AvatarFileError(f"params.npz is not readable: {exc}") from exc
+    arrays = load_params(files["params.npz"], param_shapes(model))
     shape = _array(arrays, "shape", (model.n_shape,))
     expression = _array(arrays, "photo_expression", (model.n_expression,))
     rotation = _array(arrays, "photo_rotation", (3,))
@@ -295,20 +362,68 @@ def avatar_from_files(files: dict[str, bytes], model: FaceModel) -> Avatar:
             raise AvatarFileError("params.npz: hair points lie far outside a head")
         hair = Hairstyle(str(manifest.get("hairstyle") or "hair"), pos.astype(np.float32),
                          extra.astype(np.float32))
-    texture = cv2.imdecode(np.frombuffer(files["texture.png"], np.uint8), cv2.IMREAD_COLOR)
-    if texture is None:
-        raise AvatarFileError("texture.png is not a readable PNG")
-    h, w = texture.shape[:2]
-    if h > MAX_TEXTURE_SIDE or w % h or w // h > 4:
-        raise AvatarFileError(f"texture.png must be (S, k*S) with S <= {MAX_TEXTURE_SIDE}, "
-                              f"k <= 4; got {w}x{h}")
+    texture = read_texture(files["texture.png"])
     photo = PhotoFit(shape.astype(np.float32), expression.astype(np.float32), rotation,
                      translation, focal, int(size[0]), int(size[1]),
                      float(arrays.get("photo_residual", np.nan)), np.zeros((0, 2)))
     name = str(manifest.get("name") or "avatar")[:80]
-    return Avatar(name, model.name, shape.astype(np.float32), texture[:, :, ::-1].copy(), hair,
+    return Avatar(name, model.name, shape.astype(np.float32), texture, hair,
                   tuple(float(c) for c in hair_rgb), str(manifest.get("source_image_sha256")),
                   photo)
+
+
+def param_shapes(model: FaceModel) -> dict[str, tuple[int, ...]]:
+    """Every array params.npz may hold, with its shape; anything else in it is not read."""
+    return {
+        "shape": (model.n_shape,), "photo_expression": (model.n_expression,),
+        "photo_rotation": (3,), "photo_translation": (3,), "photo_focal": (), "photo_size": (2,),
+        "photo_residual": (), "hair_rgb": (3,), "hair_positions": (GRID, GRID, POINTS, 3),
+        "hair_extra": (GRID, GRID, POINTS, 1),
+    }
+
+
+def load_params(data: bytes, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """The arrays of params.npz named in ``shapes``, each read only after its header says
+    that shape and a plain number type (an array of another size is never allocated)."""
+    arrays = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            members = {i.filename: i for i in zf.infolist()}
+            for key, shape in shapes.items():
+                info = members.get(f"{key}.npy")
+                if info is None:
+                    continue
+                if info.file_size > 8 * int(np.prod(shape)) + 4096:  # 8-byte numbers + header
+                    raise AvatarFileError(f"params.npz: {key} is larger than {shape} numbers")
+                with zf.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    header_shape, _, dtype = read_header(f)
+                    if header_shape != shape or dtype.kind not in "fi" or dtype.itemsize > 8:
+                        raise AvatarFileError(f"params.npz: {key} must be numbers of shape "
+                                              f"{shape}; got {dtype} {header_shape}")
+                with zf.open(info) as f:
+                    arrays[key] = np.lib.format.read_array(f, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, AvatarFileError):
+            raise
+        raise AvatarFileError(f"params.npz is not readable: {exc}") from exc
+    return arrays
+
+
+def read_texture(png: bytes) -> np.ndarray:
+    """texture.png as RGB (S, k*S, 3), its size checked from the PNG header first."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR" or len(png) < 24:
+        raise AvatarFileError("texture.png is not a PNG")
+    w, h = struct.unpack(">II", png[16:24])
+    if not 0 < h <= MAX_TEXTURE_SIDE or w % h or not 1 <= w // h <= 4:
+        raise AvatarFileError(f"texture.png must be (S, k*S) with S <= {MAX_TEXTURE_SIDE}, "
+                              f"k <= 4; got {w}x{h}")
+    texture = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    if texture is None or texture.shape[:2] != (h, w):
+        raise AvatarFileError("texture.png is not a readable PNG")
+    return texture[:, :, ::-1].copy()
 
 
 def _array(arrays: dict[str, np.ndarray], key: str, shape: tuple[int, ...]) -> np.ndarray:

@@ -1,10 +1,15 @@
-"""The avatar store: a folder of checked avatars, one sub-folder per content-hash id.
+"""The avatar store: a folder of checked avatars, one sub-folder per entry.
 
     <root>/<id>/            the avatar's files (avatars/files.py layout)
     <root>/<id>/store.json  owner and visibility (store-side, not part of the avatar)
 
-Ids are the first 16 hex digits of the sha256 of the avatar's manifest (which holds the
-sha256 of every file), so the same avatar imported twice is one entry. An id from outside
+Ownership and visibility belong to the entry, never to the content. The store's own
+avatars (owner None: built or imported on this machine's command line) get the first 16
+hex digits of the sha256 of their manifest as id, so the same avatar imported twice is
+one entry. Every avatar with an owner (an upload) gets a random id: the same photo
+uploaded by two people is two entries, each private to its owner unless made public, and
+an id says nothing about the photo. ``store.json`` must be a regular file (never a link);
+an entry without a readable one is not listed and not visible to anyone. An id from outside
 must match ``[0-9a-f]{16}`` before it is joined to the root, and the resolved folder must
 lie inside the root and not be a link: ``../``, absolute paths and symlinks never reach
 the file system. Imports are checked completely (manifest, checksums, arrays) before
@@ -17,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -100,11 +106,37 @@ class AvatarStore:
     def entry(self, avatar_id: str) -> Entry:
         folder = self.folder(avatar_id)
         manifest = json.loads((folder / MANIFEST).read_text())
-        meta = json.loads((folder / META).read_text()) if (folder / META).is_file() else {}
+        meta = self._meta(folder)
         return Entry(
             avatar_id, str(manifest.get("name", "avatar")), manifest.get("hairstyle"),
             meta.get("owner"), bool(meta.get("public", False)),
         )
+
+    def _meta(self, folder: Path) -> dict:
+        """An entry's store.json: a regular file holding an object, or StoreError."""
+        path = folder / META
+        if path.is_symlink() or not path.is_file():
+            raise StoreError(f"{folder.name} has no store record")
+        meta = json.loads(path.read_text())
+        if not isinstance(meta, dict):
+            raise StoreError(f"{folder.name} has a damaged store record")
+        return meta
+
+    def usage(self, owner: str | None = None) -> tuple[int, int]:
+        """(avatars, bytes) held by ``owner``; with None, by the whole store."""
+        count = size = 0
+        for path in self.root.iterdir():
+            if not ID_PATTERN.match(path.name) or path.is_symlink() or not path.is_dir():
+                continue
+            if owner is not None:
+                try:
+                    if self._meta(path).get("owner") != owner:
+                        continue
+                except (StoreError, OSError, ValueError):
+                    continue
+            count += 1
+            size += sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+        return count, size
 
     def load(self, avatar_id: str, model: FaceModel) -> Avatar:
         return read_avatar(self.folder(avatar_id), model)
@@ -139,7 +171,9 @@ class AvatarStore:
 
     def _put(self, files: dict[str, bytes], owner: str | None, public: bool) -> str:
         check_files(files)
-        avatar_id = sha256_bytes(files[MANIFEST])[:16]
+        # the store's own: one entry per content; an upload: its own entry, with an id that
+        # says nothing about the photo
+        avatar_id = sha256_bytes(files[MANIFEST])[:16] if owner is None else secrets.token_hex(8)
         final = self.root / avatar_id
         if final.exists():
             return avatar_id
@@ -158,7 +192,7 @@ class AvatarStore:
 
     def set_public(self, avatar_id: str, public: bool) -> None:
         folder = self.folder(avatar_id)
-        meta = json.loads((folder / META).read_text()) if (folder / META).is_file() else {}
+        meta = self._meta(folder)
         meta["public"] = public
         tmp = folder / f".{META}.tmp"
         tmp.write_text(json.dumps(meta))

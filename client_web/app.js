@@ -149,19 +149,31 @@
   }
 
   // A random key this browser keeps: the server lists the avatars it uploaded to it only.
+  // Without local storage the key lives as long as the page (never a shared fallback).
+  let memoryKey = null;
   function userKey() {
     let key = null;
     try {
       key = localStorage.getItem("vn3d-user");
-      if (!key) {
-        key = Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) =>
-          b.toString(16).padStart(2, "0")).join("");
-        localStorage.setItem("vn3d-user", key);
-      }
     } catch (e) {
-      key = key || "anonymous";
+      key = null;
+    }
+    if (!key) key = memoryKey;
+    if (!key) {
+      key = Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) =>
+        b.toString(16).padStart(2, "0")).join("");
+      rememberKey(key);
     }
     return key;
+  }
+
+  function rememberKey(key) {
+    memoryKey = key;
+    try {
+      localStorage.setItem("vn3d-user", key);
+    } catch (e) {
+      // no local storage: the key lasts as long as this page
+    }
   }
 
   // ---- make my avatar: the photo goes over the socket in pieces, then the server builds --
@@ -177,16 +189,18 @@
     el.avatarStatus.textContent = "Uploading…";
     el.avatarLinks.textContent = "";
     const name = file.name.replace(/\.[^.]*$/, "").slice(0, 48) || "my avatar";
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+    const sha256 = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
     send({ type: "avatar_begin", name, bytes: bytes.length, public: el.avatarPublic.checked });
-    for (let i = 0; i < bytes.length; i += UPLOAD_CHUNK) {
+    for (let i = 0, seq = 0; i < bytes.length; i += UPLOAD_CHUNK, seq++) {
       let bin = "";
       for (const b of bytes.subarray(i, i + UPLOAD_CHUNK)) bin += String.fromCharCode(b);
-      if (!send({ type: "avatar_chunk", data: btoa(bin) })) {
+      if (!send({ type: "avatar_chunk", seq, data: btoa(bin) })) {
         el.avatarStatus.textContent = "Connection lost during the upload.";
         return;
       }
     }
-    send({ type: "avatar_end" });
+    send({ type: "avatar_end", sha256 });
     el.avatarStatus.textContent = "Building your avatar (a few seconds)…";
   }
 
@@ -337,6 +351,7 @@
 
   function onWelcome(msg) {
     pub.welcome = msg;
+    if (typeof msg.user === "string" && msg.user !== userKey()) rememberKey(msg.user);
     wsReady = true;
     reconnectAttempt = 0;
     setMessage("connection", null);

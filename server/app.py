@@ -34,6 +34,7 @@ from engines.inference.batcher import InferenceBatcher
 from engines.render.renderer import RenderConfig
 from engines.retarget.retargeter import MODES
 from engines.tracking.tracker import TrackerConfig
+from server.access import token_ok, user_key
 from server.config import ServerConfig
 from server.ice import restrict_ice_to_loopback
 from server.peer import answer_offer
@@ -41,7 +42,7 @@ from server.protocol import ProtocolError, calibrate_frames, error, parse, send,
 from server.routes import HttpRoutes
 from server.session import Session, SessionContext
 from server.targets import TargetPicker
-from server.uploads import AvatarBuilds, Upload, add_chunk, begin_upload
+from server.uploads import MB, AvatarBuilds, Quotas, Uploads
 
 log = logging.getLogger("vn3d.server")
 
@@ -63,11 +64,13 @@ class App:
                              f"{', '.join(self.catalogue.shared)}")
         self.picker = TargetPicker(self.catalogue, config.token)
         self.routes = HttpRoutes(config.web_root, self.picker, self.store, config.token)
-        self.builds = AvatarBuilds(self.model, self.store, config.max_upload_bytes)
+        quotas = Quotas(config.max_avatars_per_user, config.max_user_store_mb * MB,
+                        config.builds_per_hour, config.max_store_mb * MB)
+        self.builds = AvatarBuilds(self.model, self.store, config.max_upload_bytes, quotas)
+        self.uploads = Uploads(self.builds, config.max_upload_bytes)
         self.emotion_models: EmotionModels | None = None
         self.emotion_reason = ""
         self.sessions: dict[str, tuple[Session, ServerConnection | None]] = {}
-        self.uploads: dict[str, Upload] = {}  # by session id, while one is on its way
         if config.ice_loopback:
             restrict_ice_to_loopback()
         # one encoder for every session: requests from all sessions go out in one batch
@@ -101,7 +104,7 @@ class App:
     # -- signalling -----------------------------------------------------------------------
     async def handle(self, ws: ServerConnection) -> None:
         query = parse_qs(urlsplit(ws.request.path).query)
-        if self.config.token and query.get("token", [""])[0] != self.config.token:
+        if not token_ok(self.config.token, query.get("token", [""])[0]):
             await send(ws, error("unauthorized", "a valid token is required (?token=...)"))
             await ws.close(1008, "unauthorized")
             return
@@ -110,7 +113,7 @@ class App:
             await send(ws, error("busy", f"the server is busy: all {n} sessions are in use"))
             await ws.close(1013, "busy")
             return
-        session = self.new_session(query.get("user", [""])[0][:64] or None)
+        session = self.new_session(user_key(query.get("user", [""])[0]))
         self.sessions[session.id] = (session, ws)
         log.info("session %s opened (%d active)", session.id, len(self.sessions))
         stats = asyncio.ensure_future(self.send_stats(session, ws))
@@ -123,7 +126,7 @@ class App:
         finally:
             stats.cancel()
             del self.sessions[session.id]
-            self.uploads.pop(session.id, None)
+            self.uploads.drop(session.id)
             await session.close()
             log.info("session %s closed (%d active)", session.id, len(self.sessions))
 
@@ -143,6 +146,7 @@ class App:
         return {
             "type": "welcome",
             "session": session.id,
+            "user": session.user,  # the key this page's uploads belong to (issued if it had none)
             "targets": self.picker.entries(session.user),
             "modes": [
                 {"id": "track", "available": True},
@@ -203,28 +207,17 @@ class App:
         )
 
     async def on_avatar_begin(self, session: Session, msg: dict) -> dict:
-        self.uploads[session.id] = begin_upload(msg, self.config.max_upload_bytes)
+        await self.uploads.begin(session.id, session.user, msg)
         return {"type": "avatar_begin", "ok": True}
 
     async def on_avatar_chunk(self, session: Session, msg: dict) -> dict:
-        upload = self.uploads.get(session.id)
-        if upload is None:
-            raise ProtocolError("bad_message", "send avatar_begin first")
-        try:
-            received = add_chunk(upload, msg)
-        except ProtocolError:
-            del self.uploads[session.id]
-            raise
+        received = self.uploads.chunk(session.id, msg)
         return {"type": "avatar_chunk", "ok": True, "received": received}
 
     async def on_avatar_end(self, session: Session, msg: dict) -> dict:
-        upload = self.uploads.pop(session.id, None)
-        if upload is None:
-            raise ProtocolError("bad_message", "send avatar_begin first")
-        avatar_id = await self.builds.build(upload, session.user)
+        avatar_id, name = await self.uploads.end(session.id, session.user, msg)
         return {
-            "type": "avatar", "ok": True,
-            **self.picker.avatar_entry(avatar_id, upload.name, session.user),
+            "type": "avatar", "ok": True, **self.picker.avatar_entry(avatar_id, name, session.user),
             "targets": self.picker.entries(session.user),
         }
 

@@ -60,6 +60,12 @@ class ServerConfig:
     render_slots: int = flag(1, help="sessions that track and render at the same time "
                              "(1 keeps latency low on CPU renderers)")
     avatar_store: str | None = flag(None, help=STORE_HELP)
+    max_avatars_per_user: int = flag(20, help="avatars one page (user key) may keep in the "
+                                     "store; more are refused with 'quota'")
+    max_user_store_mb: int = flag(200, help="megabytes of avatars one user may keep")
+    builds_per_hour: int = flag(12, help="avatar builds one user may start per hour")
+    max_store_mb: int = flag(2048, help="megabytes the whole avatar store may hold before "
+                             "uploads are refused")
     stamp_frames: bool = flag(False, action="store_true",
                               help="benchmarks: stamp each source frame's index into the video")
     # not on the command line

@@ -23,8 +23,9 @@ CLIENT_MESSAGES = {
     "calibrate": ("frames: 1..300 resting frames (default 15)", "calibrate"),
     "ping": ("", "pong"),
     "avatar_begin": ("name, bytes (the photo's size), public", "avatar_begin"),
-    "avatar_chunk": ("data: a base64 piece (32 KB) of the photo", "avatar_chunk"),
-    "avatar_end": ("", "avatar"),
+    "avatar_chunk": ("seq (0, 1, 2, ...), data: a base64 piece (32 KB) of the photo",
+                     "avatar_chunk"),
+    "avatar_end": ("sha256: the whole photo's, hex", "avatar"),
 }
 
 # error code -> when it is sent
@@ -39,6 +40,7 @@ ERRORS = {
     "unavailable": "the mode needs the emotion models, which could not be loaded",
     "too_large": "an upload is larger than announced or than the server's limit",
     "bad_photo": "the uploaded portrait cannot be made into an avatar (no face, ...)",
+    "quota": "this user's avatars, builds per hour, or the whole store are at their limit",
     "internal": "a bug on the server; the session goes on",
 }
 
@@ -60,6 +62,8 @@ def parse(raw: str | bytes) -> dict:
         msg = json.loads(raw)
     except ValueError as exc:
         raise ProtocolError("bad_json", f"not valid JSON: {exc}"[:200]) from None
+    except RecursionError:
+        raise ProtocolError("bad_json", "JSON nested too deeply") from None
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise ProtocolError("bad_message", "a message is a JSON object with a string 'type'")
     return msg

@@ -6,7 +6,8 @@
                                          anyone's when public (and ?token= when set)
     GET /<file>                          the page: files under client_web/ only
 
-Anything else, or a file outside the page's folder, is 404; nothing else is exposed.
+Anything else, or a file outside the page's folder, is 404; a path with a NUL byte or
+longer than ``MAX_PATH`` is 400. Nothing else is exposed.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from avatars.store import AvatarStore, StoreError
+from server.access import token_ok, valid_user
 from server.targets import TargetPicker
 
 Query = dict[str, list[str]]
+MAX_PATH = 2048  # longer request paths are refused (400)
 Handler = Callable[[re.Match, Query], Response]
 
 
@@ -63,6 +66,8 @@ class HttpRoutes:
         ]
 
     def __call__(self, connection: ServerConnection, request: Request) -> Response | None:
+        if "\x00" in request.path or len(request.path) > MAX_PATH:
+            return http_response(HTTPStatus.BAD_REQUEST, b"bad request\n", "text/plain")
         url = urlsplit(request.path)
         if url.path == "/ws":
             return None  # the WebSocket handshake goes on
@@ -79,11 +84,11 @@ class HttpRoutes:
         return http_response(HTTPStatus.OK, png, "image/png")
 
     def avatar_file(self, match: re.Match, query: Query) -> Response:
-        if self.token and first(query, "token") != self.token:
+        if not token_ok(self.token, first(query, "token")):
             return http_response(HTTPStatus.UNAUTHORIZED, b"a valid token is required\n",
                                  "text/plain")
         avatar_id, ext = match["id"], match["ext"]
-        user = first(query, "user")[:64] or None
+        user = valid_user(first(query, "user"))
         if not self.picker.catalogue.visible_avatar(avatar_id, user):
             return not_found()
         try:
@@ -97,8 +102,11 @@ class HttpRoutes:
             return not_found()
 
     def page_file(self, match: re.Match, query: Query) -> Response:
-        file = (self.web_root / (match["file"] or "index.html")).resolve()
-        if not file.is_relative_to(self.web_root) or not file.is_file():
+        try:
+            file = (self.web_root / (match["file"] or "index.html")).resolve()
+            if not file.is_relative_to(self.web_root) or not file.is_file():
+                return not_found()
+        except (OSError, ValueError):  # a name too long for the file system, and the like
             return not_found()
         mime = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
         return http_response(HTTPStatus.OK, file.read_bytes(), mime)

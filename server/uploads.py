@@ -1,12 +1,17 @@
 """Avatars from portraits sent over the signalling socket (the websockets HTTP hook serves
-GET only): ``avatar_begin`` {name, bytes, public}, then ``avatar_chunk`` {data: base64}
-pieces (each under the message limit), then ``avatar_end``; the build runs on one builder
-thread for the whole server and the avatar goes into the store, owned by its uploader."""
+GET only): ``avatar_begin`` {name, bytes, public}, then ``avatar_chunk`` {seq, data:
+base64} pieces in order (each under the message limit), then ``avatar_end`` {sha256}; the
+build runs on one builder thread for the whole server and the avatar goes into the store,
+owned by its uploader. Quotas per user (avatars, bytes, builds per hour) and for the whole
+store are checked before an upload starts and again before its build."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import re
+import time
+from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -15,6 +20,9 @@ from avatars.store import AvatarStore
 from engines.face.model import FaceModel
 from engines.files.assets import sha256_bytes
 from server.protocol import ProtocolError
+
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MB = 1024 * 1024
 
 
 @dataclass
@@ -25,6 +33,15 @@ class Upload:
     name: str
     public: bool
     data: bytearray = field(default_factory=bytearray)
+    pieces: int = 0  # pieces received; the next must carry this seq
+
+
+@dataclass(frozen=True)
+class Quotas:
+    avatars_per_user: int = 20
+    bytes_per_user: int = 200 * MB
+    builds_per_hour: int = 12
+    store_bytes: int = 2048 * MB
 
 
 def begin_upload(msg: dict, max_bytes: int) -> Upload:
@@ -33,47 +50,86 @@ def begin_upload(msg: dict, max_bytes: int) -> Upload:
     if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
         raise ProtocolError("bad_message", "avatar_begin needs 'bytes' (an integer)")
     if size > max_bytes:
-        raise ProtocolError("too_large", f"the photo is larger than {max_bytes // 2**20} MB")
+        raise ProtocolError("too_large", f"the photo is larger than {max_bytes // MB} MB")
     name = msg.get("name")
     name = name.strip()[:48] if isinstance(name, str) and name.strip() else "my avatar"
     return Upload(size, name, msg.get("public") is True)
 
 
 def add_chunk(upload: Upload, msg: dict) -> int:
-    """Append an ``avatar_chunk``'s piece; the bytes received so far."""
+    """Append an ``avatar_chunk``'s piece (in order); the bytes received so far."""
+    seq = msg.get("seq")
+    if seq != upload.pieces or isinstance(seq, bool):
+        raise ProtocolError("bad_message", f"piece {str(seq)[:16]} out of order: "
+                            f"expected seq {upload.pieces}")
     try:
         piece = base64.b64decode(msg.get("data", ""), validate=True)
     except (ValueError, TypeError) as exc:
         raise ProtocolError("bad_message", "avatar_chunk data must be base64") from exc
     upload.data += piece
+    upload.pieces += 1
     if len(upload.data) > upload.size:
         raise ProtocolError("too_large", "more bytes than avatar_begin announced")
     return len(upload.data)
 
 
+def finished_photo(upload: Upload, msg: dict) -> bytes:
+    """The photo an ``avatar_end`` closes: every byte announced, matching its sha256."""
+    if len(upload.data) != upload.size:
+        raise ProtocolError("bad_message", f"got {len(upload.data)} of {upload.size} bytes")
+    digest = msg.get("sha256")
+    if not (isinstance(digest, str) and SHA256.match(digest)):
+        raise ProtocolError("bad_message", "avatar_end needs the photo's sha256 (hex)")
+    data = bytes(upload.data)
+    if sha256_bytes(data) != digest:
+        raise ProtocolError("bad_message", "the photo that arrived does not match its sha256")
+    return data
+
+
 class AvatarBuilds:
     """Builds avatars one at a time on its own thread (the builder's MediaPipe graph lives
-    there) and adds them to the store."""
+    there), within the quotas, and adds them to the store."""
 
-    def __init__(self, model: FaceModel, store: AvatarStore, max_bytes: int) -> None:
+    def __init__(self, model: FaceModel, store: AvatarStore, max_bytes: int,
+                 quotas: Quotas | None = None) -> None:
         self.model, self.store, self.max_bytes = model, store, max_bytes
+        self.quotas = quotas or Quotas()
         self.builder: AvatarBuilder | None = None  # made on the builder thread
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avatar")
+        self._started: dict[str, deque[float]] = defaultdict(deque)  # build times per user
 
-    async def build(self, upload: Upload, user: str | None) -> str:
-        """The finished upload as an avatar in the store; its id. ``bad_photo`` when the
-        portrait cannot be used."""
-        if len(upload.data) != upload.size:
-            raise ProtocolError("bad_message", f"got {len(upload.data)} of {upload.size} bytes")
+    def check_quota(self, user: str, incoming: int = 0) -> None:
+        """``quota`` when ``user`` may not store another avatar of about ``incoming`` bytes."""
+        q = self.quotas
+        recent = self._started[user]
+        while recent and recent[0] < time.monotonic() - 3600:
+            recent.popleft()
+        if len(recent) >= q.builds_per_hour:
+            raise ProtocolError("quota", f"at most {q.builds_per_hour} avatar builds an hour")
+        count, size = self.store.usage(user)
+        if count >= q.avatars_per_user:
+            raise ProtocolError("quota", f"at most {q.avatars_per_user} avatars per user: "
+                                "delete one first")
+        if size + incoming > q.bytes_per_user:
+            raise ProtocolError("quota", f"at most {q.bytes_per_user // MB} MB of avatars "
+                                "per user")
+        if self.store.usage()[1] + incoming > q.store_bytes:
+            raise ProtocolError("quota", "the avatar store is full")
+
+    async def build(self, upload: Upload, photo: bytes, user: str) -> str:
+        """The photo as an avatar in the store; its id. ``bad_photo`` when the portrait
+        cannot be used, ``quota`` when the user or the store is at a limit."""
         loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.check_quota, user, upload.size)
+        self._started[user].append(time.monotonic())
         try:
             return await loop.run_in_executor(
-                self.executor, self._build, bytes(upload.data), upload.name, user, upload.public
+                self.executor, self._build, photo, upload.name, user, upload.public
             )
         except AvatarError as exc:
             raise ProtocolError("bad_photo", str(exc)) from exc
 
-    def _build(self, data: bytes, name: str, user: str | None, public: bool) -> str:
+    def _build(self, data: bytes, name: str, user: str, public: bool) -> str:
         image = decode_photo(data, PhotoLimits(max_bytes=self.max_bytes))
         if self.builder is None:
             self.builder = AvatarBuilder(self.model)
@@ -85,3 +141,38 @@ class AvatarBuilds:
             builder, self.builder = self.builder, None
             await asyncio.get_running_loop().run_in_executor(self.executor, builder.close)
         self.executor.shutdown(wait=False)
+
+
+class Uploads:
+    """Each session's upload on its way in, by session id, and the builds they become."""
+
+    def __init__(self, builds: AvatarBuilds, max_bytes: int) -> None:
+        self.builds, self.max_bytes = builds, max_bytes
+        self.pending: dict[str, Upload] = {}
+
+    async def begin(self, session_id: str, user: str, msg: dict) -> None:
+        upload = begin_upload(msg, self.max_bytes)
+        loop = asyncio.get_running_loop()  # refused before any byte is sent when at a quota
+        await loop.run_in_executor(None, self.builds.check_quota, user, upload.size)
+        self.pending[session_id] = upload
+
+    def chunk(self, session_id: str, msg: dict) -> int:
+        upload = self.pending.get(session_id)
+        if upload is None:
+            raise ProtocolError("bad_message", "send avatar_begin first")
+        try:
+            return add_chunk(upload, msg)
+        except ProtocolError:  # a bad piece ends the upload
+            del self.pending[session_id]
+            raise
+
+    async def end(self, session_id: str, user: str, msg: dict) -> tuple[str, str]:
+        """(the new avatar's id, its name)."""
+        upload = self.pending.pop(session_id, None)
+        if upload is None:
+            raise ProtocolError("bad_message", "send avatar_begin first")
+        avatar_id = await self.builds.build(upload, finished_photo(upload, msg), user)
+        return avatar_id, upload.name
+
+    def drop(self, session_id: str) -> None:
+        self.pending.pop(session_id, None)

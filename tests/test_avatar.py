@@ -160,6 +160,32 @@ def test_store_visibility(ict, avatar, tmp_path) -> None:
     assert [e.id for e in store.entries("bob")] == [avatar_id]
 
 
+def test_the_same_photo_from_two_users_is_two_private_entries(ict, avatar, tmp_path) -> None:
+    """No squatting: a second upload of the same content neither joins nor reveals the
+    first; each entry keeps its own owner and visibility."""
+    store = AvatarStore(tmp_path)
+    alice = store.add(avatar, ict, owner="alice-key-0123456789", public=True)
+    bob = store.add(avatar, ict, owner="bob-key-0123456789ab")
+    assert alice != bob
+    assert [e.id for e in store.entries("bob-key-0123456789ab")] == [bob, alice]
+    assert [e.id for e in store.entries("carol-key-0123456789")] == [alice]  # bob's is private
+    assert not store.entry(bob).visible_to("carol-key-0123456789")
+    assert store.add(avatar, ict) == store.add(avatar, ict)  # the store's own: one per content
+
+
+def test_a_symlinked_store_record_makes_the_entry_invisible(ict, avatar, tmp_path) -> None:
+    store = AvatarStore(tmp_path / "store")
+    avatar_id = store.add(avatar, ict, owner="alice-key-0123456789")
+    public = tmp_path / "public.json"
+    public.write_text('{"owner": null, "public": true}')
+    record = store.root / avatar_id / "store.json"
+    record.unlink()
+    record.symlink_to(public)
+    assert store.entries(everyone=True) == [] and store.entries("bob") == []
+    with pytest.raises(StoreError):
+        store.entry(avatar_id)
+
+
 @pytest.mark.parametrize(
     "bad",
     ["../etc", "/etc/passwd", "..", "", "0123456789ABCDEF", "0123456789abcdef0", "a/b", None],

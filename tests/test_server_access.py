@@ -93,18 +93,22 @@ async def test_https_and_wss_with_a_certificate(tmp_path, monkeypatch, free_port
         await stop(task)
 
 
+ALICE, BOB = "alice-0123456789abcdef", "bob-0123456789abcdef0"  # page-style user keys
+
+
 async def upload(ws, data: bytes, name: str = "me", public: bool = False) -> dict:
     """Send a portrait in pieces as the page does; return the build's reply."""
     import base64
+    import hashlib
 
     await ws.send(json.dumps({"type": "avatar_begin", "bytes": len(data), "name": name,
                               "public": public}))
     assert json.loads(await ws.recv())["ok"] is True
-    for i in range(0, len(data), 32 * 1024):
+    for seq, i in enumerate(range(0, len(data), 32 * 1024)):
         chunk = base64.b64encode(data[i : i + 32 * 1024]).decode()
-        await ws.send(json.dumps({"type": "avatar_chunk", "data": chunk}))
+        await ws.send(json.dumps({"type": "avatar_chunk", "seq": seq, "data": chunk}))
         assert json.loads(await ws.recv())["type"] == "avatar_chunk"
-    await ws.send(json.dumps({"type": "avatar_end"}))
+    await ws.send(json.dumps({"type": "avatar_end", "sha256": hashlib.sha256(data).hexdigest()}))
     while True:  # stats may arrive in between
         reply = json.loads(await asyncio.wait_for(ws.recv(), 180))
         if reply["type"] in ("avatar", "error"):
@@ -135,7 +139,7 @@ async def test_make_my_avatar_upload_is_private_to_its_user(tmp_path, free_port)
     task, _ = await start(cfg)
     base = f"ws://127.0.0.1:{free_port}/ws?token=s3cret"
     try:
-        async with websockets.connect(base + "&user=alice", max_size=2**24) as alice:
+        async with websockets.connect(base + f"&user={ALICE}", max_size=2**24) as alice:
             welcome = json.loads(await alice.recv())
             assert [t["id"] for t in welcome["targets"]] == ["default"]
             await alice.send(json.dumps({"type": "avatar_begin", "bytes": 10**9}))
@@ -155,16 +159,17 @@ async def test_make_my_avatar_upload_is_private_to_its_user(tmp_path, free_port)
         status, body = await http_get(free_port, made["glb"])
         assert status == 200 and body[:4] == b"glTF"
         # another user neither sees it, nor may choose or download it
-        async with websockets.connect(base + "&user=bob") as bob:
+        async with websockets.connect(base + f"&user={BOB}") as bob:
             welcome = json.loads(await bob.recv())
             assert avatar_id not in [t["id"] for t in welcome["targets"]]
             await bob.send(json.dumps({"type": "target", "id": avatar_id}))
             assert json.loads(await bob.recv())["code"] == "unknown_target"
-        status, _ = await http_get(free_port, f"/avatars/{avatar_id}.zip?user=bob&token=s3cret")
+        status, _ = await http_get(free_port, f"/avatars/{avatar_id}.zip?user={BOB}&token=s3cret")
         assert status == 404
-        status, _ = await http_get(free_port, f"/avatars/{avatar_id}.zip?user=alice")
+        status, _ = await http_get(free_port, f"/avatars/{avatar_id}.zip?user={ALICE}")
         assert status == 401  # no token
-        status, _ = await http_get(free_port, "/avatars/..%2f..%2fetc.zip?user=alice&token=s3cret")
+        escape = f"/avatars/..%2f..%2fetc.zip?user={ALICE}&token=s3cret"
+        status, _ = await http_get(free_port, escape)
         assert status == 404
     finally:
         await stop(task)

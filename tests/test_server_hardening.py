@@ -1,0 +1,131 @@
+"""Hostile input to the server's pieces, without a network: uploads in order and checked,
+quotas, user keys, tokens, odd HTTP paths and JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+
+import pytest
+from websockets.datastructures import Headers
+from websockets.http11 import Request
+
+from avatars.store import AvatarStore
+from server.access import token_ok, user_key, valid_user
+from server.protocol import ProtocolError, parse
+from server.uploads import AvatarBuilds, Quotas, Upload, add_chunk, finished_photo
+
+PHOTO = bytes(range(256)) * 300  # 76.8 KB: three pieces
+
+
+def pieces(data: bytes) -> list[dict]:
+    step = 32 * 1024
+    return [{"type": "avatar_chunk", "seq": seq, "data": base64.b64encode(data[i : i + step])
+             .decode()} for seq, i in enumerate(range(0, len(data), step))]
+
+
+def test_pieces_in_order_with_the_right_sum_make_the_photo() -> None:
+    upload = Upload(len(PHOTO), "me", False)
+    for msg in pieces(PHOTO):
+        add_chunk(upload, msg)
+    end = {"type": "avatar_end", "sha256": hashlib.sha256(PHOTO).hexdigest()}
+    assert finished_photo(upload, end) == PHOTO
+
+
+def test_out_of_order_or_repeated_pieces_are_refused() -> None:
+    first, second, third = pieces(PHOTO)
+    for order in ([first, third], [first, first], [second], [{**first, "seq": None}]):
+        upload = Upload(len(PHOTO), "me", False)
+        with pytest.raises(ProtocolError, match="out of order"):
+            for msg in order:
+                add_chunk(upload, msg)
+
+
+def test_a_photo_that_does_not_match_its_sum_is_refused() -> None:
+    upload = Upload(len(PHOTO), "me", False)
+    for msg in pieces(PHOTO):
+        add_chunk(upload, msg)
+    for digest in (hashlib.sha256(b"other").hexdigest(), "not hex", None):
+        with pytest.raises(ProtocolError, match="sha256"):
+            finished_photo(upload, {"type": "avatar_end", "sha256": digest})
+
+
+def test_quotas(ict, tmp_path) -> None:
+    store = AvatarStore(tmp_path / "store")
+    user = "user-0123456789abcdef"
+    AvatarBuilds(ict, store, 1 << 20, Quotas()).check_quota(user, 1000)  # room: no error
+    cases = {
+        "avatar builds an hour": Quotas(builds_per_hour=0),
+        "avatars per user": Quotas(avatars_per_user=0),
+        "MB of avatars per user": Quotas(bytes_per_user=999),
+        "store is full": Quotas(store_bytes=999),
+    }
+    for why, quotas in cases.items():
+        with pytest.raises(ProtocolError, match=why) as info:
+            AvatarBuilds(ict, store, 1 << 20, quotas).check_quota(user, 1000)
+        assert info.value.code == "quota"
+
+
+def test_build_rate_is_counted_per_user(ict, tmp_path) -> None:
+    builds = AvatarBuilds(ict, AvatarStore(tmp_path / "store"), 1 << 20,
+                          Quotas(builds_per_hour=2))
+    upload = Upload(10, "x", False)
+    for _ in range(2):  # each build fails on a non-photo, but it was started: it counts
+        with pytest.raises(ProtocolError) as info:
+            asyncio.run(builds.build(upload, b"not a photo", "user-a-0123456789abc"))
+        assert info.value.code == "bad_photo"
+    with pytest.raises(ProtocolError, match="builds an hour"):
+        builds.check_quota("user-a-0123456789abc")
+    builds.check_quota("user-b-0123456789abc")  # another user is not slowed
+
+
+def test_user_keys_and_tokens() -> None:
+    page_key = "0f1e2d3c4b5a69788796a5b4"
+    assert user_key(page_key) == page_key and valid_user(page_key) == page_key
+    for weak in ("", "anonymous", "alice", "x" * 65, "../../etc/passwd0000", "a b c d e f g h i"):
+        assert valid_user(weak) is None
+        issued = user_key(weak)
+        assert valid_user(issued) == issued and issued != user_key(weak)  # fresh each time
+    assert token_ok(None, "") and token_ok("s3cret", "s3cret")
+    assert not token_ok("s3cret", "") and not token_ok("s3cret", "s3cre")
+
+
+def test_deeply_nested_json_is_bad_json_not_internal() -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse("[" * 100_000 + "]" * 100_000)
+    assert info.value.code == "bad_json"
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    from server.app import App
+    from server.config import ServerConfig
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("VN3D_CACHE", str(tmp_path_factory.mktemp("cache")))
+    app = App(ServerConfig(size=64, sample_gallery=False,
+                           avatar_store=str(tmp_path_factory.mktemp("store"))))
+    app.prepare()
+    yield app
+    mp.undo()
+
+
+@pytest.mark.parametrize(("path", "status"), [
+    ("/index.html", 200),
+    ("/a\x00b", 400),
+    ("/" + "a" * 300, 404),  # a name too long for the file system
+    ("/" + "a/" * 2000, 400),  # longer than any path the service has
+    ("/%00", 404),
+    ("/targets/nobody.png", 404),
+    ("/avatars/0123456789abcdef.zip?user=" + "x" * 20, 404),
+])
+def test_odd_paths_get_a_status_not_a_traceback(app, path, status) -> None:
+    response = app.routes(None, Request(path, Headers()))
+    assert response.status_code == status
+
+
+def test_welcome_gives_the_page_its_user_key(app) -> None:
+    session = app.new_session(user_key(""))
+    welcome = app.welcome(session)
+    assert valid_user(welcome["user"]) == session.user
