@@ -2,6 +2,7 @@
 
     <root>/<id>/            the avatar's files (avatars/files.py layout)
     <root>/<id>/store.json  owner and visibility (store-side, not part of the avatar)
+    <root>/<id>/download.zip  the files as one zip, made on the first download
 
 Ownership and visibility belong to the entry, never to the content. The store's own
 avatars (owner None: built or imported on this machine's command line) get the first 16
@@ -45,6 +46,7 @@ from engines.files.assets import sha256_bytes
 ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 ENV_VAR = "VN3D_AVATARS"
 META = "store.json"
+DOWNLOAD = "download.zip"  # the entry's zip, made on the first download
 
 
 class StoreError(ValueError):
@@ -142,10 +144,18 @@ class AvatarStore:
         return read_avatar(self.folder(avatar_id), model)
 
     def zip(self, avatar_id: str) -> bytes:
-        """The avatar's files as a zip (checked again on the way out)."""
-        files = read_files(self.folder(avatar_id))
+        """The avatar's files as a zip: made (and checked) once, then read from disk."""
+        folder = self.folder(avatar_id)
+        cached = folder / DOWNLOAD
+        if cached.is_file() and not cached.is_symlink():
+            return cached.read_bytes()
+        files = read_files(folder)
         check_files(files)
-        return zip_bytes(files)
+        data = zip_bytes(files)
+        tmp = folder / f".{DOWNLOAD}.{secrets.token_hex(4)}"
+        tmp.write_bytes(data)
+        os.replace(tmp, cached)  # atomic: a reader sees the old state or the whole zip
+        return data
 
     def glb(self, avatar_id: str) -> bytes:
         path = self.folder(avatar_id) / "avatar.glb"

@@ -241,6 +241,7 @@ class App:
             if ws is not None:
                 await ws.close(1001, "server shutting down")
         await self.builds.close()
+        self.routes.pool.shutdown(wait=False)
         if self.encoder_batcher is not None:
             self.encoder_batcher.close()
 

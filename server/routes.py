@@ -12,9 +12,11 @@ longer than ``MAX_PATH`` is 400. Nothing else is exposed.
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -29,6 +31,7 @@ from server.targets import TargetPicker
 
 Query = dict[str, list[str]]
 MAX_PATH = 2048  # longer request paths are refused (400)
+HTTP_THREADS = 2
 Handler = Callable[[re.Match, Query], Response]
 
 
@@ -53,24 +56,33 @@ def first(query: Query, key: str) -> str:
 
 
 class HttpRoutes:
-    """``process_request`` for websockets' server: a response, or None for the socket."""
+    """``process_request`` for websockets' server: a response, or None for the socket.
+    Every handler runs on a small thread pool, never on the event loop: zips, thumbnails
+    and file reads take milliseconds to seconds, and the loop carries every live call."""
 
     def __init__(self, web_root: Path, picker: TargetPicker, store: AvatarStore,
                  token: str | None = None) -> None:
         self.web_root = web_root.resolve()
         self.picker, self.store, self.token = picker, store, token
+        self.pool = ThreadPoolExecutor(max_workers=HTTP_THREADS, thread_name_prefix="http")
         self.routes: list[tuple[re.Pattern, Handler]] = [
             (re.compile(r"/targets/(?P<id>[^/]+)\.png"), self.target_thumbnail),
             (re.compile(r"/avatars/(?P<id>[0-9a-f]{16})\.(?P<ext>png|zip|glb)"), self.avatar_file),
             (re.compile(r"/(?P<file>.*)"), self.page_file),
         ]
 
-    def __call__(self, connection: ServerConnection, request: Request) -> Response | None:
-        if "\x00" in request.path or len(request.path) > MAX_PATH:
-            return http_response(HTTPStatus.BAD_REQUEST, b"bad request\n", "text/plain")
-        url = urlsplit(request.path)
-        if url.path == "/ws":
+    async def __call__(self, connection: ServerConnection, request: Request
+                       ) -> Response | None:
+        if urlsplit(request.path).path == "/ws":
             return None  # the WebSocket handshake goes on
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, self.respond, request.path)
+
+    def respond(self, path: str) -> Response:
+        """The response to ``GET path`` (on the HTTP pool)."""
+        if "\x00" in path or len(path) > MAX_PATH:
+            return http_response(HTTPStatus.BAD_REQUEST, b"bad request\n", "text/plain")
+        url = urlsplit(path)
         query = parse_qs(url.query)
         for pattern, handler in self.routes:
             if match := pattern.fullmatch(url.path):

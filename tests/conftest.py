@@ -33,6 +33,21 @@ def emotion_models(ict, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def probe_avatar(ict):
+    """A small valid avatar (no hair, a 64 x 128 texture), made without the builder."""
+    import numpy as np
+
+    from avatars.builder import Avatar
+    from avatars.identity_fit import PhotoFit
+
+    photo = PhotoFit(np.zeros(ict.n_shape, np.float32), np.zeros(ict.n_expression, np.float32),
+                     np.zeros(3), np.array([0.0, 0.0, 60.0]), 800.0, 400, 400, 1.0,
+                     np.zeros((0, 2)))
+    return Avatar("probe", ict.name, np.zeros(ict.n_shape, np.float32),
+                  np.full((64, 128, 3), 180, np.uint8), None, (0.2, 0.1, 0.1), "0" * 64, photo)
+
+
+@pytest.fixture(scope="session")
 def ict() -> ICTFaceModel:
     try:
         return ICTFaceModel()

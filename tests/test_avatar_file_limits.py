@@ -12,7 +12,6 @@ import zipfile
 import numpy as np
 import pytest
 
-from avatars.builder import Avatar
 from avatars.files import (
     MAX_FILE_BYTES,
     AvatarFileError,
@@ -20,22 +19,14 @@ from avatars.files import (
     read_avatar,
     zip_bytes,
 )
-from avatars.identity_fit import PhotoFit
 from engines.files.assets import sha256_bytes
 
 PEAK_LIMIT = 48 * 1024 * 1024  # bytes the reader may hold at once on any of these inputs
 
 
 @pytest.fixture(scope="module")
-def files(ict) -> dict[str, bytes]:
-    """A small valid avatar (no hair, a 64 x 128 texture), without running the builder."""
-    texture = np.full((64, 128, 3), 180, np.uint8)
-    photo = PhotoFit(np.zeros(ict.n_shape, np.float32), np.zeros(ict.n_expression, np.float32),
-                     np.zeros(3), np.array([0.0, 0.0, 60.0]), 800.0, 400, 400, 1.0,
-                     np.zeros((0, 2)))
-    avatar = Avatar("probe", ict.name, np.zeros(ict.n_shape, np.float32), texture, None,
-                    (0.2, 0.1, 0.1), "0" * 64, photo)
-    return avatar_files(avatar, ict)
+def files(ict, probe_avatar) -> dict[str, bytes]:
+    return avatar_files(probe_avatar, ict)
 
 
 def relisted(files: dict[str, bytes], **new: bytes) -> dict[str, bytes]:

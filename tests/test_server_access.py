@@ -173,3 +173,40 @@ async def test_make_my_avatar_upload_is_private_to_its_user(tmp_path, free_port)
         assert status == 404
     finally:
         await stop(task)
+
+
+async def test_parallel_downloads_do_not_stall_signalling(tmp_path, free_port, ict,
+                                                          probe_avatar) -> None:
+    """40 zip downloads at once (each zip made on first use, then read from disk) run off
+    the event loop: a signalling round trip during them stays short (it took seconds
+    when zips were built on the loop)."""
+    import dataclasses
+
+    import numpy as np
+
+    from avatars.store import AvatarStore
+
+    noise = np.random.default_rng(0).integers(0, 256, (1024, 2048, 3), np.uint8)
+    big = dataclasses.replace(probe_avatar, texture=noise)  # a real avatar's size: ~6 MB PNG
+    avatar_id = AvatarStore(tmp_path / "store").add(big, ict)  # everyone's
+    task, _ = await start(ServerConfig(port=free_port, avatar_store=str(tmp_path / "store"),
+                                       sample_gallery=False))
+    try:
+        async with websockets.connect(f"ws://127.0.0.1:{free_port}/ws") as ws:
+            await ws.recv()  # welcome
+            downloads = [asyncio.create_task(http_get(free_port, f"/avatars/{avatar_id}.zip"))
+                         for _ in range(40)]
+            pings = []
+            while not all(d.done() for d in downloads) or len(pings) < 5:
+                t0 = asyncio.get_running_loop().time()
+                await ws.send(json.dumps({"type": "ping"}))
+                while json.loads(await ws.recv())["type"] != "pong":
+                    pass
+                pings.append(asyncio.get_running_loop().time() - t0)
+                await asyncio.sleep(0.02)
+            results = await asyncio.gather(*downloads)
+        assert max(pings) < 0.5, pings
+        assert all(status == 200 and body[:2] == b"PK" for status, body in results)
+        assert len({body for _, body in results}) == 1  # made once, the same bytes every time
+    finally:
+        await stop(task)

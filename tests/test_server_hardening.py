@@ -121,7 +121,7 @@ def app(tmp_path_factory):
     ("/avatars/0123456789abcdef.zip?user=" + "x" * 20, 404),
 ])
 def test_odd_paths_get_a_status_not_a_traceback(app, path, status) -> None:
-    response = app.routes(None, Request(path, Headers()))
+    response = asyncio.run(app.routes(None, Request(path, Headers())))
     assert response.status_code == status
 
 
