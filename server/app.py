@@ -45,6 +45,7 @@ from server.targets import TargetPicker
 from server.uploads import MB, AvatarBuilds, Quotas, Uploads
 
 log = logging.getLogger("vn3d.server")
+IDLE_CLOSE = 4000  # close code for a socket closed for doing nothing
 
 
 class App:
@@ -116,10 +117,11 @@ class App:
         session = self.new_session(user_key(query.get("user", [""])[0]))
         self.sessions[session.id] = (session, ws)
         log.info("session %s opened (%d active)", session.id, len(self.sessions))
-        stats = asyncio.ensure_future(self.send_stats(session, ws))
+        stats = asyncio.ensure_future(self.watch(session, ws))
         try:
             await send(ws, self.welcome(session))
             async for raw in ws:
+                session.last_message_at = time.monotonic()
                 await send(ws, await self.reply(session, raw))
         except ConnectionClosed:
             pass
@@ -225,16 +227,28 @@ class App:
         sdp = await answer_offer(session, msg, self.config.ice_servers, self.config.ice_loopback)
         return {"type": "answer", "sdp": sdp, "sdpType": "answer"}
 
-    async def send_stats(self, session: Session, ws: ServerConnection) -> None:
-        interval = self.config.stats_interval_s
+    async def watch(self, session: Session, ws: ServerConnection) -> None:
+        """About once a second: ``stats`` during a call; end a call that never connected or
+        whose camera went quiet; close a socket that holds a slot and does nothing."""
+        cfg = self.config
+        interval = min(cfg.stats_interval_s, cfg.idle_timeout_s / 2, cfg.call_timeout_s / 2)
         last = time.perf_counter()
         while True:
             await asyncio.sleep(interval)
             now = time.perf_counter()
-            if session.pc is not None:
-                with contextlib.suppress(ConnectionClosed):
-                    await send(ws, session.stats(now - last))
-            last = now
+            with contextlib.suppress(ConnectionClosed):
+                if now - last >= cfg.stats_interval_s:
+                    if session.pc is not None:
+                        await send(ws, session.stats(now - last))
+                    last = now
+                problem = session.call_problem(time.monotonic(), cfg.call_timeout_s)
+                if problem is not None:
+                    log.info("session %s: call ended: %s", session.id, problem)
+                    pc, session.pc = session.pc, None
+                    await pc.close()
+                if session.idle(time.monotonic(), cfg.idle_timeout_s):
+                    log.info("session %s: idle, closing", session.id)
+                    await ws.close(IDLE_CLOSE, "idle")
 
     async def close_all(self) -> None:
         for _, ws in list(self.sessions.values()):

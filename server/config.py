@@ -59,6 +59,10 @@ class ServerConfig:
     # more only adds GIL contention: Mesa's llvmpipe already rasterises on every core
     render_slots: int = flag(1, help="sessions that track and render at the same time "
                              "(1 keeps latency low on CPU renderers)")
+    idle_timeout_s: float = flag(60.0, help="a socket without a call that sends nothing this "
+                                 "long is closed, freeing its session (the page pings every 10 s)")
+    call_timeout_s: float = flag(20.0, help="a call not connected this long after its offer, "
+                                 "or whose camera sends nothing this long, is ended")
     avatar_store: str | None = flag(None, help=STORE_HELP)
     max_avatars_per_user: int = flag(20, help="avatars one page (user key) may keep in the "
                                      "store; more are refused with 'quota'")
@@ -79,6 +83,8 @@ class ServerConfig:
             raise ValueError("--cert and --key go together")
         if self.max_sessions < 1 or self.render_slots < 1 or self.size < 16:
             raise ValueError("max sessions and render slots must be >= 1, the size >= 16")
+        if self.idle_timeout_s <= 0 or self.call_timeout_s <= 0:
+            raise ValueError("the idle and call timeouts must be > 0 seconds")
 
 
 def command_line_fields() -> list[Field]:
@@ -91,7 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         kw = {k: v for k, v in f.metadata.items() if k != "flag"}
         name = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
         if kw.get("action") not in ("store_true", "store_false"):
-            kw.setdefault("type", int if f.type == "int" else None)
+            kw.setdefault("type", {"int": int, "float": float}.get(str(f.type)))
             kw = {k: v for k, v in kw.items() if v is not None}
         default = [] if f.default_factory is not MISSING else f.default
         parser.add_argument(name, dest=f.name, default=default, **kw)

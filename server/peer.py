@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -15,6 +17,11 @@ from server.ice import loopback_candidates_only
 from server.protocol import ProtocolError
 from server.session import RetargetTrack, Session
 
+# an offer is parsed on the event loop by aiortc: bound its work (a browser's has 1-3
+# media sections and a few candidates; one with 540 sections took the loop ~1 s)
+MAX_MEDIA_SECTIONS = 4
+MAX_CANDIDATES = 32
+
 
 async def answer_offer(session: Session, msg: dict, ice_servers: list[str],
                        loopback: bool) -> str:
@@ -24,6 +31,11 @@ async def answer_offer(session: Session, msg: dict, ice_servers: list[str],
         raise ProtocolError("bad_sdp", "offer needs 'sdp' (a string) and sdpType 'offer'")
     if "m=video" not in sdp:
         raise ProtocolError("bad_sdp", "the offer has no video")
+    lines = sdp.splitlines()
+    if sum(ln.startswith("m=") for ln in lines) > MAX_MEDIA_SECTIONS:
+        raise ProtocolError("bad_sdp", f"at most {MAX_MEDIA_SECTIONS} media sections (m=)")
+    if sum(ln.startswith("a=candidate:") for ln in lines) > MAX_CANDIDATES:
+        raise ProtocolError("bad_sdp", f"at most {MAX_CANDIDATES} ICE candidates")
     if loopback:
         sdp = loopback_candidates_only(sdp)
     if session.pc is not None:  # a new offer replaces the call (reconnects)
@@ -31,6 +43,7 @@ async def answer_offer(session: Session, msg: dict, ice_servers: list[str],
         await old.close()
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(urls=u) for u in ice_servers]))
     session.pc = pc
+    session.call_started_at = time.monotonic()
 
     @pc.on("track")
     def on_track(track: MediaStreamTrack) -> None:

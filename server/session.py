@@ -47,6 +47,9 @@ class Session:
         self.id = uuid.uuid4().hex[:12]
         self.user = user  # who the page says it is (a random key it keeps): owns its uploads
         self.pc: RTCPeerConnection | None = None
+        self.call_started_at = 0.0  # monotonic time of the call's offer
+        self.last_frame_at: float | None = None  # of the camera's newest frame
+        self.last_message_at = time.monotonic()  # of the page's newest message
         # the page's choices, set on the event loop, applied before the next frame
         self.target_id = target_id
         self.mode = "track"
@@ -101,6 +104,24 @@ class Session:
             self.retargeter = None
 
     # -- runs on the event loop ----------------------------------------------------------
+    def call_problem(self, now: float, timeout_s: float) -> str | None:
+        """Why the call should end, if it should: not connected ``timeout_s`` after its
+        offer, or no camera frame for ``timeout_s`` once connected."""
+        if self.pc is None:
+            return None
+        if self.pc.connectionState != "connected":
+            if now - self.call_started_at > timeout_s:
+                return "the call did not connect"
+            return None
+        last = self.last_frame_at if self.last_frame_at is not None else self.call_started_at
+        if now - last > timeout_s:
+            return "no video from the camera"
+        return None
+
+    def idle(self, now: float, timeout_s: float) -> bool:
+        """No call and no message for ``timeout_s``: the socket only holds a slot."""
+        return self.pc is None and now - self.last_message_at > timeout_s
+
     def stats(self, elapsed: float) -> dict:
         """The ``stats`` message for the last ``elapsed`` seconds; starts a new period."""
         stages: dict[str, float] = {}
@@ -168,6 +189,7 @@ class RetargetTrack(MediaStreamTrack):
             if self._pending is not None:
                 self.session.dropped += 1
             self._pending = (frame, time.perf_counter())
+        self.session.last_frame_at = time.monotonic()
         self._new.set()
 
     def _take(self) -> tuple[av.VideoFrame, float]:

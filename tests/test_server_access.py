@@ -210,3 +210,28 @@ async def test_parallel_downloads_do_not_stall_signalling(tmp_path, free_port, i
         assert len({body for _, body in results}) == 1  # made once, the same bytes every time
     finally:
         await stop(task)
+
+
+async def test_silent_sockets_free_their_session(tmp_path, free_port) -> None:
+    """Lock-out: a socket that connects and sends nothing no longer holds a session for
+    ever; one that keeps talking (the page pings) stays."""
+    cfg = ServerConfig(port=free_port, max_sessions=1, idle_timeout_s=0.6, sample_gallery=False,
+                       avatar_store=str(tmp_path / "store"))
+    task, _ = await start(cfg)
+    url = f"ws://127.0.0.1:{free_port}/ws"
+    try:
+        async with websockets.connect(url) as squatter:
+            assert json.loads(await squatter.recv())["type"] == "welcome"
+            async with websockets.connect(url) as other:
+                assert json.loads(await other.recv())["code"] == "busy"
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(squatter.recv(), 10)
+            assert closed.value.rcvd.code == 4000 and closed.value.rcvd.reason == "idle"
+        async with websockets.connect(url) as page:
+            assert json.loads(await page.recv())["type"] == "welcome"  # the slot is free again
+            for _ in range(8):  # 1.6 s of pings, more than the idle timeout
+                await page.send(json.dumps({"type": "ping"}))
+                assert json.loads(await page.recv()) == {"type": "pong"}
+                await asyncio.sleep(0.2)
+    finally:
+        await stop(task)

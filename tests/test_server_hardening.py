@@ -129,3 +129,39 @@ def test_welcome_gives_the_page_its_user_key(app) -> None:
     session = app.new_session(user_key(""))
     welcome = app.welcome(session)
     assert valid_user(welcome["user"]) == session.user
+
+
+def test_offers_with_too_many_sections_or_candidates_are_refused(app) -> None:
+    from server.peer import MAX_CANDIDATES, MAX_MEDIA_SECTIONS, answer_offer
+
+    head = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+    sections = head + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n" * (MAX_MEDIA_SECTIONS + 536)
+    candidates = head + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n" + "".join(
+        f"a=candidate:{i} 1 udp 1 127.0.0.1 {5000 + i} typ host\r\n"
+        for i in range(MAX_CANDIDATES + 68))
+    session = app.new_session()
+    for sdp, why in ((sections, "media sections"), (candidates, "ICE candidates")):
+        with pytest.raises(ProtocolError, match=why) as info:
+            asyncio.run(answer_offer(session, {"type": "offer", "sdp": sdp}, [], False))
+        assert info.value.code == "bad_sdp" and session.pc is None
+
+
+class FakePeer:
+    def __init__(self, state: str) -> None:
+        self.connectionState = state
+
+
+def test_calls_that_never_connect_or_go_quiet_are_ended(app) -> None:
+    session = app.new_session()
+    assert session.call_problem(1000.0, 20) is None  # no call
+    session.pc, session.call_started_at = FakePeer("connecting"), 1000.0
+    assert session.call_problem(1010.0, 20) is None
+    assert session.call_problem(1021.0, 20) == "the call did not connect"
+    session.pc = FakePeer("connected")
+    session.last_frame_at = 1015.0
+    assert session.call_problem(1030.0, 20) is None
+    assert session.call_problem(1036.0, 20) == "no video from the camera"
+    assert not session.idle(5000.0, 60)  # a call, however quiet, is not an idle socket
+    session.pc = None
+    session.last_message_at = 1000.0
+    assert session.idle(1061.0, 60) and not session.idle(1059.0, 60)
