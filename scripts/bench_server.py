@@ -152,34 +152,9 @@ def free_port() -> int:
 
 def run_level(n: int, args, frames) -> dict:
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "vn3d.cli",
-        "serve",
-        "--port",
-        str(port),
-        "--ice-loopback",
-        "--stamp-frames",
-        "--max-sessions",
-        str(n),
-        "--size",
-        str(args.size),
-        "--reader",
-        args.reader,
-        "--no-sample-gallery",
-    ]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = start_server(port, ["--max-sessions", str(n), "--size", str(args.size),
+                                 "--reader", args.reader])
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).close()
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise RuntimeError("the server did not start") from None
-                time.sleep(0.5)
         url = f"ws://127.0.0.1:{port}/ws"
         cpu0, me0, t0 = cpu_seconds(server.pid), time.process_time(), time.perf_counter()
 
@@ -211,6 +186,35 @@ def run_level(n: int, args, frames) -> dict:
     }
 
 
+def enter_private_netns() -> None:
+    """Go on only where loopback is the sole interface: as root, re-run this command under
+    ``unshare --net`` (and exit with its status); otherwise refuse."""
+    if {name for _, name in socket.if_nameindex()} == {"lo"}:
+        return
+    if os.geteuid() != 0:
+        sys.exit("run inside a private network namespace (unshare --net), or as root")
+    inner = " ".join([sys.executable, *sys.argv])
+    sys.exit(subprocess.call(
+        ["unshare", "--net", "--", "sh", "-c", f"ip link set lo up && exec {inner}"]))
+
+
+def start_server(port: int, extra: list[str], log=subprocess.DEVNULL) -> subprocess.Popen:
+    """``vn3d serve`` on loopback (ICE on 127.0.0.1, frame stamps); returns once it answers."""
+    cmd = [sys.executable, "-m", "vn3d.cli", "serve", "--port", str(port), "--ice-loopback",
+           "--stamp-frames", "--no-sample-gallery", *extra]
+    server = subprocess.Popen(cmd, stdout=log, stderr=log)
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).close()
+            return server
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                server.kill()
+                raise RuntimeError("the server did not start") from None
+            time.sleep(0.5)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", default="1,2,4,8")
@@ -226,15 +230,7 @@ def main() -> None:
         help="clients keep aiortc's jitter buffer (adds one output-frame interval)",
     )
     args = ap.parse_args()
-    if {name for _, name in socket.if_nameindex()} != {"lo"}:
-        if os.geteuid() != 0:
-            sys.exit("run inside a private network namespace (unshare --net), or as root")
-        inner = " ".join([sys.executable, *sys.argv])
-        sys.exit(
-            subprocess.call(
-                ["unshare", "--net", "--", "sh", "-c", f"ip link set lo up && exec {inner}"]
-            )
-        )
+    enter_private_netns()
     restrict_ice_to_loopback()  # the clients gather on 127.0.0.1 like the server
     if not args.aiortc_jitter:  # in this process only: the clients, not the server
         aiortc.rtcrtpreceiver.JitterBuffer = MarkerJitterBuffer
