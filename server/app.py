@@ -96,11 +96,12 @@ class App:
         """A session with the narrow context it needs (not registered: see ``handle``)."""
         size = self.config.size
         ctx = SessionContext(
-            self.model, self.catalogue, self.emotion_models, RenderConfig(size, size),
+            self.model, self.emotion_models, RenderConfig(size, size),
             TrackerConfig(reader=self.config.reader, encoder_fn=self.encoder_batcher),
             self.render_gate, self.config.stamp_frames,
         )
-        return Session(ctx, user, self.config.default_target)
+        default = self.config.default_target
+        return Session(ctx, user, default, self.catalogue.get(default))
 
     # -- signalling -----------------------------------------------------------------------
     async def handle(self, ws: ServerConnection) -> None:
@@ -179,11 +180,11 @@ class App:
     async def on_target(self, session: Session, msg: dict) -> dict:
         target = msg.get("id")
         loop = asyncio.get_running_loop()
-        try:  # an avatar is loaded (and checked) off the event loop
-            await loop.run_in_executor(None, self.catalogue.get, target, session.user)
+        try:  # an avatar is loaded (and checked) off the event loop, once per choice
+            chosen = await loop.run_in_executor(None, self.catalogue.get, target, session.user)
         except UnknownTargetError as exc:
             raise ProtocolError("unknown_target", str(exc)) from exc
-        session.target_id = target
+        session.target_id, session.target = target, chosen
         return {"type": "target", "id": target, "ok": True}
 
     async def on_mode(self, session: Session, msg: dict) -> dict:

@@ -15,11 +15,11 @@ import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 
-from avatars.catalogue import TargetCatalogue
 from engines.emotion.models import EmotionModels
 from engines.face.model import FaceModel
 from engines.render.renderer import RenderConfig
 from engines.retarget.retargeter import Retargeter
+from engines.retarget.target import Target
 from engines.tracking.tracker import TrackerConfig
 from server.stamps import frame_index, write_stamp
 
@@ -31,7 +31,6 @@ class SessionContext:
     """What a session needs from the server, and no more."""
 
     model: FaceModel
-    catalogue: TargetCatalogue
     emotion_models: EmotionModels | None
     render_config: RenderConfig
     tracker_config: TrackerConfig  # the reader, and the shared encoder batcher if any
@@ -42,7 +41,8 @@ class SessionContext:
 class Session:
     """One browser: its peer connection, its choices and a Retargeter on its own thread."""
 
-    def __init__(self, ctx: SessionContext, user: str | None, target_id: str) -> None:
+    def __init__(self, ctx: SessionContext, user: str | None, target_id: str,
+                 target: Target) -> None:
         self.ctx = ctx
         self.id = uuid.uuid4().hex[:12]
         self.user = user  # who the page says it is (a random key it keeps): owns its uploads
@@ -51,7 +51,7 @@ class Session:
         self.last_frame_at: float | None = None  # of the camera's newest frame
         self.last_message_at = time.monotonic()  # of the page's newest message
         # the page's choices, set on the event loop, applied before the next frame
-        self.target_id = target_id
+        self.target_id, self.target = target_id, target  # checked for this user when chosen
         self.mode = "track"
         self.sliders = np.zeros(6, np.float32)
         self.calibrate_frames = 0
@@ -82,8 +82,7 @@ class Session:
 
     def _retargeter(self) -> Retargeter:
         """The session's Retargeter (made on first use), brought up to the page's choices."""
-        ctx = self.ctx
-        target = ctx.catalogue.get(self.target_id, self.user)
+        ctx, target = self.ctx, self.target
         if self.retargeter is None:
             self.retargeter = Retargeter(ctx.model, target, ctx.render_config,
                                          ctx.tracker_config, emotion_models=ctx.emotion_models)
