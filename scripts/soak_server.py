@@ -89,6 +89,7 @@ def summarise(samples: list[dict], baseline: dict, after: dict, callers: list[di
               errors: list[str], args) -> dict:
     warm = [s for s in samples if s["t_s"] >= 60 * args.warmup_minutes] or samples
     rss_start, rss_end = warm[0]["rss_mb"], samples[-1]["rss_mb"]
+    second_half = [s for s in samples if s["t_s"] >= samples[-1]["t_s"] / 2]
     fps = [f for c in callers for f in c["fps"]]
     return {
         "sessions": args.sessions, "minutes": args.minutes, "call_seconds": args.call_seconds,
@@ -99,6 +100,9 @@ def summarise(samples: list[dict], baseline: dict, after: dict, callers: list[di
         "server_log_errors": errors[:20],
         "rss_after_warmup_mb": rss_start, "rss_end_mb": rss_end,
         "rss_growth_percent": round(100 * (rss_end - rss_start) / rss_start, 1),
+        "rss_growth_second_half_percent": round(
+            100 * (rss_end - second_half[0]["rss_mb"]) / second_half[0]["rss_mb"], 1),
+        "threads_during": [min(s["threads"] for s in warm), max(s["threads"] for s in warm)],
         "baseline": baseline, "after_clients_left": after,
         "leaked_threads": after["threads"] - baseline["threads"],
         "leaked_fds": after["fds"] - baseline["fds"],
@@ -142,10 +146,13 @@ def main() -> None:
     print(f"\n{args.sessions} sessions x {args.minutes:g} min, calls of {args.call_seconds:g} s, "
           f"{args.size}x{args.size} renders")
     print("| calls (failed) | FPS per call | server log errors | RSS after warm-up -> end MB "
-          "(growth) | threads / FDs at start -> after the clients left |\n|---|---|---|---|---|")
+          "(growth; in the second half) | threads during | threads / FDs at start -> after "
+          "the clients left |\n|---|---|---|---|---|---|")
+    lo, hi = result["threads_during"]
     print(f"| {result['calls']} ({result['failed_calls']}) | {result['fps_per_call_mean']} | "
           f"{len(errors := result['server_log_errors'])} | {result['rss_after_warmup_mb']} -> "
-          f"{result['rss_end_mb']} ({result['rss_growth_percent']:+} %) | "
+          f"{result['rss_end_mb']} ({result['rss_growth_percent']:+} %; "
+          f"{result['rss_growth_second_half_percent']:+} %) | {lo}-{hi} | "
           f"{baseline['threads']} / {baseline['fds']} -> {after['threads']} / {after['fds']} |")
     for line in errors + result["failures"]:
         print(f"  {line}")

@@ -71,7 +71,7 @@ class App:
         self.uploads = Uploads(self.builds, config.max_upload_bytes)
         self.emotion_models: EmotionModels | None = None
         self.emotion_reason = ""
-        self.sessions: dict[str, tuple[Session, ServerConnection | None]] = {}
+        self.sessions: dict[str, tuple[Session, ServerConnection]] = {}
         if config.ice_loopback:
             restrict_ice_to_loopback()
         # one encoder for every session: requests from all sessions go out in one batch
@@ -118,7 +118,7 @@ class App:
         session = self.new_session(user_key(query.get("user", [""])[0]))
         self.sessions[session.id] = (session, ws)
         log.info("session %s opened (%d active)", session.id, len(self.sessions))
-        stats = asyncio.ensure_future(self.watch(session, ws))
+        watch = asyncio.ensure_future(self.watch(session, ws))
         try:
             await send(ws, self.welcome(session))
             async for raw in ws:
@@ -127,7 +127,7 @@ class App:
         except ConnectionClosed:
             pass
         finally:
-            stats.cancel()
+            watch.cancel()
             del self.sessions[session.id]
             self.uploads.drop(session.id)
             await session.close()
@@ -253,8 +253,7 @@ class App:
 
     async def close_all(self) -> None:
         for _, ws in list(self.sessions.values()):
-            if ws is not None:
-                await ws.close(1001, "server shutting down")
+            await ws.close(1001, "server shutting down")
         await self.builds.close()
         self.routes.pool.shutdown(wait=False)
         if self.encoder_batcher is not None:
