@@ -2,10 +2,18 @@
 
 1. Renders of the ICT head (several identities, the default skin texture, yaw up to
    ±30°, pitch up to ±15°) with known ARKit weights go through the tracker with each
-   reader (MediaPipe's blendshapes, the landmark encoder); reported:
-   per-blendshape mean absolute error, head rotation error (degrees) and the vertex error
-   of the retargeted mesh on the face (mm), raw and after a per-identity neutral
-   calibration, against a predict-zeros baseline.
+   reader (MediaPipe's blendshapes, the landmark encoder). The weights come in equal
+   shares from three sources: a basic expression plus random shapes, the FACS emotion
+   records, and ψ sequences tracked on the GRID clips (real speech). Reported, raw and
+   after a per-identity neutral calibration, beside the trivial baselines (predict
+   neutral, a constant: the truth's own mean ψ):
+   - expression displacement error: the retargeted face vs the true one (same identity,
+     no pose), mean vertex distance over the face in mm, and its ratio to predicting
+     neutral (1.0 = no better than doing nothing);
+   - per-shape Pearson r between true and read weights for the shapes that matter
+     (``KEY_SHAPES``) and the mean over every shape that varies (constants score 0);
+   - head rotation error (degrees; predicting no rotation as the baseline);
+   - per-blendshape MAE (in the JSON; an MAE alone cannot tell a reader from zeros).
 2. GRID clips: share of frames with a face and frame-to-frame jitter of ψ and θ before
    and after the One-Euro filter.
 
@@ -26,6 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from engines.emotion.facs import facs_records
 from engines.encoder.network import load_encoder
 from engines.encoder.reader import torch_batch_fn
 from engines.face.expressions import BASIC_EXPRESSIONS, expression_weights
@@ -36,6 +45,48 @@ from engines.render.renderer import MeshRenderer, RenderConfig
 from engines.render.skin_texture import plain_skin_texture
 from engines.tracking.filters import OneEuroFilter
 from engines.tracking.tracker import FaceTracker, TrackerConfig
+
+KEY_SHAPES = ("jawOpen", "mouthSmile_L", "mouthSmile_R", "mouthFunnel", "mouthPucker",
+              "browInnerUp_L", "browInnerUp_R", "browDown_L", "browDown_R", "eyeBlink_L",
+              "eyeBlink_R", "eyeWide_L", "eyeWide_R", "cheekPuff_L", "cheekPuff_R",
+              "mouthPress_L", "mouthPress_R", "noseSneer_L", "noseSneer_R")
+SOURCES = ("random", "facs", "grid")
+
+
+def grid_expressions(model: ICTFaceModel) -> np.ndarray:
+    """ψ read by MediaPipe (VIDEO mode, unfiltered) on every frame of the GRID clips with a
+    face: real speech, as a pool of realistic expressions [N, n_expression]."""
+    cfg = TrackerConfig(smoothing=None, reader="mediapipe")
+    out = []
+    for clip in sorted((asset_root() / "video" / "grid_corpus").glob("*.mpg")):
+        with FaceTracker(model.expression_names, cfg) as tracker, av.open(str(clip)) as c:
+            for i, frame in enumerate(c.decode(video=0)):
+                res = tracker.process(frame, i / 25)
+                if res.found:
+                    out.append(res.expression)
+    return np.array(out, np.float32)
+
+
+def expression_source(model: ICTFaceModel, seed: int):
+    """A function (rng, k) -> ψ [1, n_expression]: sample k from the three sources in turn."""
+    facs = facs_records(model.expression_names, n_subjects=20, per_subject=30, seed=seed)
+    pools = {"facs": facs.expression.astype(np.float32), "grid": grid_expressions(model)}
+
+    def draw(rng: np.random.Generator, k: int) -> tuple[torch.Tensor, str]:
+        source = SOURCES[k % len(SOURCES)]
+        if source == "random":
+            return random_expression(model, rng), source
+        pool = pools[source]
+        return torch.from_numpy(pool[rng.integers(len(pool))].copy())[None], source
+
+    return draw
+
+
+def pearson(truth: np.ndarray, read: np.ndarray) -> float:
+    """r between two columns; 0 when either is constant (no information)."""
+    if np.ptp(truth) == 0 or np.ptp(read) == 0:
+        return 0.0
+    return float(np.corrcoef(truth, read)[0, 1])
 
 
 def random_expression(model: ICTFaceModel, rng: np.random.Generator) -> torch.Tensor:
@@ -108,7 +159,8 @@ def face_error_mm(model: ICTFaceModel, face: np.ndarray, s: torch.Tensor, v_exp:
 def sample_scores(model: ICTFaceModel, face: np.ndarray, s: torch.Tensor, psi: torch.Tensor,
                   pose: torch.Tensor, results: dict, neutral: dict[str, np.ndarray]
                   ) -> tuple[float, dict[str, dict]]:
-    """Mesh error of predicting zeros, and per reader: ψ raw/calibrated, rotation, mesh errors."""
+    """Mesh error of predicting neutral, and per reader: ψ raw/calibrated, rotation, mesh
+    errors."""
     v_exp = model(s, psi, torch.zeros(1, 6))[0]
     zero = face_error_mm(model, face, s, v_exp, np.zeros(model.n_expression))
     scores = {}
@@ -124,19 +176,35 @@ def sample_scores(model: ICTFaceModel, face: np.ndarray, s: torch.Tensor, psi: t
     return zero, scores
 
 
-def reader_summary(names: list[str], row: dict[str, list], truth: np.ndarray,
-                   active: np.ndarray) -> dict:
-    """One reader's ψ MAE (all, active, per blendshape), rotation and mesh errors."""
-    raw, cal = np.array(row["raw"]), np.array(row["calibrated"])
+def shape_correlations(names: list[str], truth: np.ndarray, read: np.ndarray) -> dict:
+    """Pearson r per key shape, and the means over the key shapes and over every shape that
+    varies in the truth."""
+    per = {n: pearson(truth[:, j], read[:, j]) for j, n in enumerate(names)}
+    varying = [n for j, n in enumerate(names) if np.ptp(truth[:, j]) > 0]
     return {
+        "r_key_mean": round(float(np.mean([per[n] for n in KEY_SHAPES])), 3),
+        "r_all_mean": round(float(np.mean([per[n] for n in varying])), 3),
+        "r_key": {n: round(per[n], 3) for n in KEY_SHAPES},
+    }
+
+
+def reader_summary(names: list[str], row: dict[str, list], truth: np.ndarray,
+                   active: np.ndarray, zero_mm: float) -> dict:
+    """One reader: displacement error and its ratio to predicting neutral, per-shape r,
+    rotation error, and ψ MAE (all, active, per blendshape), raw and calibrated."""
+    raw, cal = np.array(row["raw"]), np.array(row["calibrated"])
+    mm = {"raw": float(np.mean(row["mesh_raw"])), "cal": float(np.mean(row["mesh_cal"]))}
+    return {
+        "face_vertex_error_mm": {k: round(v, 3) for k, v in mm.items()},
+        "ratio_to_neutral": {k: round(v / zero_mm, 3) for k, v in mm.items()},
+        "correlation": {"raw": shape_correlations(names, truth, raw),
+                        "calibrated": shape_correlations(names, truth, cal)},
         "mae_all": {k: round(float(np.abs(x - truth).mean()), 4)
                     for k, x in (("raw", raw), ("calibrated", cal))},
         "mae_active": {k: round(float(np.abs(x - truth)[active].mean()), 4)
                        for k, x in (("raw", raw), ("calibrated", cal))},
         "rotation_error_deg": {"mean": round(float(np.mean(row["rot_err"])), 2),
                                "median": round(float(np.median(row["rot_err"])), 2)},
-        "face_vertex_error_mm": {"raw": round(float(np.mean(row["mesh_raw"])), 3),
-                                 "cal": round(float(np.mean(row["mesh_cal"])), 3)},
         "per_blendshape": {
             name: {"truth_mean": round(float(truth[:, j].mean()), 3),
                    "mae_raw": round(float(np.abs(raw[:, j] - truth[:, j]).mean()), 3),
@@ -147,18 +215,40 @@ def reader_summary(names: list[str], row: dict[str, list], truth: np.ndarray,
     }
 
 
+def baselines(model: ICTFaceModel, face: np.ndarray, ids: torch.Tensor, which: list[int],
+              truth: np.ndarray, rotations: np.ndarray) -> dict:
+    """The trivial readers: neutral (ψ = 0, no rotation) and a constant (the truth's own
+    mean ψ, the best a constant can do), on the same samples."""
+    out = {}
+    for name, guess in (("neutral", np.zeros_like(truth[0])), ("constant", truth.mean(0))):
+        errs = []
+        for i, psi in zip(which, truth, strict=True):
+            s = ids[i : i + 1]
+            v_true = model(s, torch.from_numpy(psi)[None], torch.zeros(1, 6))[0]
+            errs.append(face_error_mm(model, face, s, v_true, guess))
+        corr = shape_correlations(model.expression_names, truth, np.tile(guess, (len(truth), 1)))
+        out[name] = {"face_vertex_error_mm": round(float(np.mean(errs)), 3),
+                     "r_key_mean": corr["r_key_mean"], "r_all_mean": corr["r_all_mean"]}
+    angles = np.degrees(np.linalg.norm(rotations, axis=1))
+    out["neutral"]["rotation_error_deg"] = {"mean": round(float(angles.mean()), 2),
+                                            "median": round(float(np.median(angles)), 2)}
+    return out
+
+
 def synthetic(model: ICTFaceModel, n: int, n_ids: int, seed: int, fov: float,
               configs: dict[str, TrackerConfig]) -> dict:
-    """Each reader on the same renders; per reader: ψ MAE raw/calibrated, rotation, mesh."""
+    """Each reader on the same renders, with the trivial baselines beside them."""
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     ids = 0.8 * torch.randn(n_ids, model.n_shape, generator=gen)
     ids[0] = 0
     cam = head_camera(fov)
     face = face_vertex_mask(model)
+    draw = expression_source(model, seed)
     rows = {r: {k: [] for k in ("raw", "calibrated", "rot_err", "mesh_raw", "mesh_cal")}
             for r in configs}
-    truth, mesh_zero, found = [], [], dict.fromkeys(configs, 0)
+    truth, which, rotations, sources = [], [], [], []
+    found = dict.fromkeys(configs, 0)
     trackers = {r: FaceTracker(model.expression_names, c) for r, c in configs.items()}
     with (
         MeshRenderer(
@@ -170,7 +260,7 @@ def synthetic(model: ICTFaceModel, n: int, n_ids: int, seed: int, fov: float,
         for k in tqdm(range(n), desc="synthetic", unit="render"):
             i = k % n_ids
             s = ids[i : i + 1]
-            psi = random_expression(model, rng)
+            psi, source = draw(rng, k)
             pose = random_pose(rng)
             image = renderer.render(model(s, psi, pose)[0], cam)
             results = {r: t.process(image, 0.0) for r, t in trackers.items()}
@@ -179,22 +269,27 @@ def synthetic(model: ICTFaceModel, n: int, n_ids: int, seed: int, fov: float,
                     found[r] += int(res.found)
                 continue  # compared on the renders every reader found
             truth.append(psi[0].numpy())
-            zero, scores = sample_scores(model, face, s, psi, pose, results,
-                                         {r: v[i] for r, v in neutral.items()})
-            mesh_zero.append(zero)
+            which.append(i)
+            rotations.append(pose[0, :3].numpy())
+            sources.append(source)
+            _, scores = sample_scores(model, face, s, psi, pose, results,
+                                      {r: v[i] for r, v in neutral.items()})
             for r, score in scores.items():
                 found[r] += 1
                 for key, value in score.items():
                     rows[r][key].append(value)
+        truth = np.array(truth)
+        base = baselines(model, face, ids, which, truth, np.array(rotations))
     for t in trackers.values():
         t.close()
-    truth = np.array(truth)
     active = truth > 0.05
+    zero_mm = base["neutral"]["face_vertex_error_mm"]
     return {"samples": n, "identities": n_ids, "compared": len(truth), "faces_found": found,
+            "sources": {s: sources.count(s) for s in SOURCES},
+            "baselines": base,
             "mae_all_zero": round(float(np.abs(truth).mean()), 4),
             "mae_active_zero": round(float(np.abs(truth)[active].mean()), 4),
-            "face_vertex_error_mm_zero": round(float(np.mean(mesh_zero)), 3),
-            "readers": {r: reader_summary(model.expression_names, row, truth, active)
+            "readers": {r: reader_summary(model.expression_names, row, truth, active, zero_mm)
                         for r, row in rows.items()}}
 
 
@@ -228,6 +323,45 @@ def grid(model: ICTFaceModel, configs: dict[str, TrackerConfig]) -> list[dict]:
     return out
 
 
+def print_synthetic(syn: dict, fov: float) -> None:
+    """The headline table (displacement error, its ratio to neutral, shape correlations,
+    rotation; readers beside the trivial baselines) and the key shapes' r."""
+    print(f"\nSynthetic: {syn['compared']}/{syn['samples']} renders found by every reader "
+          f"{syn['faces_found']}, expressions {syn['sources']}, {syn['identities']} "
+          f"identities, yaw ±30°, pitch ±15°, camera FOV {fov}°")
+    readers, base = syn["readers"], syn["baselines"]
+    cols = [(r, k) for r in readers for k in ("raw", "calibrated")]
+    print("| measure | " + " | ".join(f"{r} {k}" for r, k in cols)
+          + " | predict neutral | constant (mean ψ) |")
+    print("|---|" + "---|" * (len(cols) + 2))
+
+    def row(label: str, cell, neutral, constant) -> None:
+        print(f"| {label} | " + " | ".join(str(cell(r, k)) for r, k in cols)
+              + f" | {neutral} | {constant} |")
+
+    short = {"raw": "raw", "calibrated": "cal"}
+    row("expression displacement error, mm",
+        lambda r, k: readers[r]["face_vertex_error_mm"][short[k]],
+        base["neutral"]["face_vertex_error_mm"], base["constant"]["face_vertex_error_mm"])
+    row("ratio to predict-neutral (1.0 = useless)",
+        lambda r, k: readers[r]["ratio_to_neutral"][short[k]], 1.0,
+        round(base["constant"]["face_vertex_error_mm"]
+              / base["neutral"]["face_vertex_error_mm"], 3))
+    for key, label in (("r_key_mean", "mean r, key shapes"), ("r_all_mean", "mean r, all shapes")):
+        row(label, lambda r, k, key=key: readers[r]["correlation"][k][key],
+            base["neutral"][key], base["constant"][key])
+    rot = base["neutral"]["rotation_error_deg"]
+    row("head rotation error, deg (mean / median)",
+        lambda r, k: (f"{readers[r]['rotation_error_deg']['mean']} / "
+                      f"{readers[r]['rotation_error_deg']['median']}" if k == "raw" else ""),
+        f"{rot['mean']} / {rot['median']}", "")
+    print("\n| shape (Pearson r) | " + " | ".join(f"{r} {k}" for r, k in cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for shape in KEY_SHAPES:
+        print(f"| {shape} | " + " | ".join(
+            str(readers[r]["correlation"][k]["r_key"][shape]) for r, k in cols) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=120)
@@ -243,33 +377,7 @@ def main() -> None:
     syn = synthetic(model, args.samples, args.identities, args.seed, args.fov, configs)
     clips = grid(model, configs)
 
-    print(
-        f"\nSynthetic: {syn['compared']}/{syn['samples']} renders found by every reader "
-        f"{syn['faces_found']}, {syn['identities']} identities, yaw ±30°, pitch ±15°, "
-        f"camera FOV {args.fov}°"
-    )
-    names = list(syn["readers"])
-    print("| measure | " + " | ".join(f"{r} raw | {r} calibrated" for r in names)
-          + " | predict zeros |")
-    print("|---|" + "---|---|" * len(names) + "---|")
-    for key, label in (("mae_all", "ψ MAE, all 53"), ("mae_active", "ψ MAE, active (>0.05)")):
-        cells = [f"{syn['readers'][r][key]['raw']} | {syn['readers'][r][key]['calibrated']}"
-                 for r in names]
-        print(f"| {label} | " + " | ".join(cells) + f" | {syn[key + '_zero']} |")
-    cells = [f"{syn['readers'][r]['face_vertex_error_mm']['raw']} | "
-             f"{syn['readers'][r]['face_vertex_error_mm']['cal']}" for r in names]
-    print("| face vertex error, mm | " + " | ".join(cells)
-          + f" | {syn['face_vertex_error_mm_zero']} |")
-    cells = [f"{syn['readers'][r]['rotation_error_deg']['mean']} / "
-             f"{syn['readers'][r]['rotation_error_deg']['median']} | " for r in names]
-    print("| head rotation error, deg (mean / median) | " + " | ".join(cells) + " |")
-    print("\n| blendshape | truth mean | " + " | ".join(f"MAE {r} raw" for r in names)
-          + " | MAE zeros |")
-    print("|---|---|" + "---|" * len(names) + "---|")
-    first = syn["readers"][names[0]]["per_blendshape"]
-    for name, d in first.items():
-        cells = [str(syn["readers"][r]["per_blendshape"][name]["mae_raw"]) for r in names]
-        print(f"| {name} | {d['truth_mean']} | " + " | ".join(cells) + f" | {d['mae_zero']} |")
+    print_synthetic(syn, args.fov)
     print(
         "\n| GRID clip | reader | frames | face share | ψ jitter raw | ψ jitter filtered | "
         "θ jitter raw (deg) | θ jitter filtered (deg) |\n|---|---|---|---|---|---|---|---|"
