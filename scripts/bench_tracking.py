@@ -2,9 +2,10 @@
 
 1. Renders of the ICT head (several identities, the default skin texture, yaw up to
    ±30°, pitch up to ±15°) with known ARKit weights go through the tracker with each
-   reader (MediaPipe's blendshapes, the landmark encoder). The weights come in equal
-   shares from three sources: a basic expression plus random shapes, the FACS emotion
-   records, and ψ sequences tracked on the GRID clips (real speech). Reported, raw and
+   reader (MediaPipe's blendshapes, the landmark encoder, the per-frame landmark fit; the
+   fit learns each person's identity, so it gets a tracker per identity). The weights come
+   in equal shares from three sources: a basic expression plus random shapes, the FACS
+   emotion records, and ψ sequences tracked on the GRID clips (real speech). Reported, raw and
    after a per-identity neutral calibration, beside the trivial baselines (predict
    neutral, a constant: the truth's own mean ψ):
    - expression displacement error: the retargeted face vs the true one (same identity,
@@ -44,6 +45,7 @@ from engines.render.camera import PerspectiveCamera
 from engines.render.renderer import MeshRenderer, RenderConfig
 from engines.render.skin_texture import plain_skin_texture
 from engines.tracking.filters import OneEuroFilter
+from engines.tracking.landmark_fit import FitConfig
 from engines.tracking.tracker import FaceTracker, TrackerConfig
 
 KEY_SHAPES = ("jawOpen", "mouthSmile_L", "mouthSmile_R", "mouthFunnel", "mouthPucker",
@@ -110,6 +112,7 @@ def reader_configs(encoder_path: str | None) -> dict[str, TrackerConfig]:
     return {
         "mediapipe": TrackerConfig(smoothing=None, video=False, reader="mediapipe"),
         "encoder": TrackerConfig(smoothing=None, video=False, reader="encoder", encoder_fn=fn),
+        "fit": TrackerConfig(smoothing=None, video=False, reader="fit"),
     }
 
 
@@ -138,13 +141,18 @@ def random_pose(rng: np.random.Generator) -> torch.Tensor:
 
 
 def neutral_readings(model: ICTFaceModel, renderer: MeshRenderer, cam: PerspectiveCamera,
-                     ids: torch.Tensor, trackers: dict[str, FaceTracker]) -> dict[str, list]:
-    """Per reader, each identity's resting reading [n_expression], to calibrate against."""
+                     ids: torch.Tensor, trackers: dict[str, list[FaceTracker]]
+                     ) -> dict[str, list]:
+    """Per reader, each identity's resting reading [n_expression], to calibrate against.
+    Each stream starts with a second of the person at rest (what the fit reader learns
+    the person's identity from, as it would live)."""
     neutral = {r: [] for r in trackers}
     for i in range(len(ids)):
         image = renderer.render(model(ids[i : i + 1], *model.zero_params(1)[1:])[0], cam)
-        for r, tracker in trackers.items():
-            res = tracker.process(image, 0.0)
+        for r, per_identity in trackers.items():
+            for _ in range(FitConfig.identity_frames - 1):
+                per_identity[i].process(image, 0.0)
+            res = per_identity[i].process(image, 0.0)
             neutral[r].append(res.expression if res.found else np.zeros(model.n_expression))
     return neutral
 
@@ -235,6 +243,15 @@ def baselines(model: ICTFaceModel, face: np.ndarray, ids: torch.Tensor, which: l
     return out
 
 
+def identity_trackers(model: ICTFaceModel, cfg: TrackerConfig, n_ids: int
+                      ) -> list[FaceTracker]:
+    """The tracker each identity's renders go to: its own for a reader that learns the
+    person (the fit reader's identity), as in a live stream; else one shared."""
+    if cfg.reader == "fit":
+        return [FaceTracker(model.expression_names, cfg) for _ in range(n_ids)]
+    return [FaceTracker(model.expression_names, cfg)] * n_ids
+
+
 def synthetic(model: ICTFaceModel, n: int, n_ids: int, seed: int, fov: float,
               configs: dict[str, TrackerConfig]) -> dict:
     """Each reader on the same renders, with the trivial baselines beside them."""
@@ -249,7 +266,7 @@ def synthetic(model: ICTFaceModel, n: int, n_ids: int, seed: int, fov: float,
             for r in configs}
     truth, which, rotations, sources = [], [], [], []
     found = dict.fromkeys(configs, 0)
-    trackers = {r: FaceTracker(model.expression_names, c) for r, c in configs.items()}
+    trackers = {r: identity_trackers(model, c, n_ids) for r, c in configs.items()}
     with (
         MeshRenderer(
             model.topology, RenderConfig(512, 512, samples=4), texture=plain_skin_texture(model)
@@ -263,7 +280,7 @@ def synthetic(model: ICTFaceModel, n: int, n_ids: int, seed: int, fov: float,
             psi, source = draw(rng, k)
             pose = random_pose(rng)
             image = renderer.render(model(s, psi, pose)[0], cam)
-            results = {r: t.process(image, 0.0) for r, t in trackers.items()}
+            results = {r: t[i].process(image, 0.0) for r, t in trackers.items()}
             if not all(res.found for res in results.values()):
                 for r, res in results.items():
                     found[r] += int(res.found)
@@ -280,7 +297,7 @@ def synthetic(model: ICTFaceModel, n: int, n_ids: int, seed: int, fov: float,
                     rows[r][key].append(value)
         truth = np.array(truth)
         base = baselines(model, face, ids, which, truth, np.array(rotations))
-    for t in trackers.values():
+    for t in {id(x): x for per in trackers.values() for x in per}.values():
         t.close()
     active = truth > 0.05
     zero_mm = base["neutral"]["face_vertex_error_mm"]

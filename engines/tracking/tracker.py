@@ -1,12 +1,13 @@
 """Expression ψ and head pose θ from video frames with MediaPipe Face Landmarker.
 
 Per frame: 478 landmarks, 52 blendshape scores and the facial transformation matrix
-(Tasks API, VIDEO running mode). Two readers (``TrackerConfig.reader``): "mediapipe" maps
-the scores to the face model's ψ through ``engines.tracking.arkit_mapping`` and takes the matrix's
-rotation as the head rotation; "encoder" reads both from the landmarks with the project's
-landmark encoder (``engines/encoder/landmark_encoder.py``). Rotations are axis-angle in the ICT
-head's axes (x to the subject's left, y up, z out of the face). Then an optional neutral
-calibration and the One-Euro filter.
+(Tasks API, VIDEO running mode). Three readers (``TrackerConfig.reader``): "mediapipe"
+maps the scores to the face model's ψ through ``engines.tracking.arkit_mapping`` and takes
+the matrix's rotation as the head rotation; "encoder" reads both from the landmarks with
+the project's landmark encoder (``engines/encoder/``); "fit" solves both per frame so the
+ICT head's landmarks match them (``engines/tracking/landmark_fit.py``). Rotations are
+axis-angle in the ICT head's axes (x to the subject's left, y up, z out of the face). Then
+an optional neutral calibration and the One-Euro filter.
 
 No face: the last parameters are held for ``hold_s``, then eased to neutral over
 ``ease_s``. Several faces: the first frame picks the largest, most central one; later
@@ -30,8 +31,9 @@ from engines.files.assets import asset_path
 from engines.tracking.arkit_mapping import mapping_matrix
 from engines.tracking.filters import OneEuroConfig, OneEuroFilter
 from engines.tracking.frames import fit_for_tracker, to_rgb
+from engines.tracking.landmark_fit import LandmarkFitReader
 
-READERS = ("mediapipe", "encoder")
+READERS = ("mediapipe", "encoder", "fit")
 DEFAULT_READER = "mediapipe"
 
 
@@ -94,8 +96,12 @@ class FaceTracker:
         # closed at the latest when Python exits, while it can still run the close: a
         # landmarker left to __del__ during interpreter shutdown can hang the exit
         self._finalizer = weakref.finalize(self, self._landmarker.close)
-        self._encoder = (EncoderReader(expression_names, cfg.encoder_fn)
-                         if cfg.reader == "encoder" else None)
+        # readers that work on the landmarks alone: (landmarks, width, height) -> (ψ, θ)
+        self._landmark_reader: Callable | None = None
+        if cfg.reader == "encoder":
+            self._landmark_reader = EncoderReader(expression_names, cfg.encoder_fn)
+        elif cfg.reader == "fit":
+            self._landmark_reader = LandmarkFitReader(expression_names)
         self._map: np.ndarray | None = None  # (n_expr, 52), built from the first result
         self._filter = OneEuroFilter(cfg.smoothing) if cfg.smoothing else None
         self._last_ms = -1
@@ -141,8 +147,8 @@ class FaceTracker:
         faces = [np.array([[p.x, p.y, p.z] for p in f], np.float32) for f in result.face_landmarks]
         k = self._choose_face(faces)
         scores = None  # MediaPipe's 52 scores, read only by the "mediapipe" reader
-        if self._encoder is not None:
-            psi, rotation = self._encoder(faces[k], rgb.shape[1], rgb.shape[0])
+        if self._landmark_reader is not None:
+            psi, rotation = self._landmark_reader(faces[k], rgb.shape[1], rgb.shape[0])
             psi = np.clip(psi, 0, 1)
         else:
             scores = np.array([c.score for c in result.face_blendshapes[k]], np.float64)
