@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import json
 import ssl
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import websockets
@@ -175,6 +176,13 @@ async def test_make_my_avatar_upload_is_private_to_its_user(tmp_path, free_port)
         await stop(task)
 
 
+def fetch(url: str) -> tuple[int, bytes]:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=60) as r:
+        return r.status, r.read()
+
+
 async def test_parallel_downloads_do_not_stall_signalling(tmp_path, free_port, ict,
                                                           probe_avatar) -> None:
     """40 zip downloads at once (each zip made on first use, then read from disk) run off
@@ -194,8 +202,12 @@ async def test_parallel_downloads_do_not_stall_signalling(tmp_path, free_port, i
     try:
         async with websockets.connect(f"ws://127.0.0.1:{free_port}/ws") as ws:
             await ws.recv()  # welcome
-            downloads = [asyncio.create_task(http_get(free_port, f"/avatars/{avatar_id}.zip"))
-                         for _ in range(40)]
+            # the downloads read on threads: this event loop is the server's too, and
+            # only the server's work on it is measured
+            pool = ThreadPoolExecutor(8)
+            url = f"http://127.0.0.1:{free_port}/avatars/{avatar_id}.zip"
+            loop = asyncio.get_running_loop()
+            downloads = [loop.run_in_executor(pool, fetch, url) for _ in range(40)]
             pings = []
             while not all(d.done() for d in downloads) or len(pings) < 5:
                 t0 = asyncio.get_running_loop().time()
@@ -205,9 +217,11 @@ async def test_parallel_downloads_do_not_stall_signalling(tmp_path, free_port, i
                 pings.append(asyncio.get_running_loop().time() - t0)
                 await asyncio.sleep(0.02)
             results = await asyncio.gather(*downloads)
+        print(f"longest round trip {max(pings):.3f} s over {len(pings)}")
         assert max(pings) < 0.5, pings
         assert all(status == 200 and body[:2] == b"PK" for status, body in results)
         assert len({body for _, body in results}) == 1  # made once, the same bytes every time
+        pool.shutdown()
     finally:
         await stop(task)
 
