@@ -64,7 +64,8 @@ class App:
             raise ValueError(f"unknown target {config.default_target!r}; known: "
                              f"{', '.join(self.catalogue.shared)}")
         self.picker = TargetPicker(self.catalogue, config.token)
-        self.routes = HttpRoutes(config.web_root, self.picker, self.store, config.token)
+        self.routes = HttpRoutes(config.web_root, self.picker, self.store, config.token,
+                                 config.downloads_per_minute)
         quotas = Quotas(config.max_avatars_per_user, config.max_user_store_mb * MB,
                         config.builds_per_hour, config.max_store_mb * MB)
         self.builds = AvatarBuilds(self.model, self.store, config.max_upload_bytes, quotas)

@@ -71,6 +71,8 @@ class ServerConfig:
     builds_per_hour: int = flag(12, help="avatar builds one user may start per hour")
     max_store_mb: int = flag(2048, help="megabytes the whole avatar store may hold before "
                              "uploads are refused")
+    downloads_per_minute: int = flag(30, help="avatar zip/GLB downloads one user key may make "
+                                     "a minute (those without a key share one allowance)")
     stamp_frames: bool = flag(False, action="store_true",
                               help="benchmarks: stamp each source frame's index into the video")
     # not on the command line

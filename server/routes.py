@@ -3,7 +3,8 @@
     GET /ws                              the signalling WebSocket (handshake goes on)
     GET /targets/<id>.png                a shared target's thumbnail
     GET /avatars/<id>.png|zip|glb?user=  an avatar's thumbnail or files: its owner's, or
-                                         anyone's when public (and ?token= when set)
+                                         anyone's when public (and ?token= when set); zip
+                                         and GLB downloads are rate-limited per user (429)
     GET /<file>                          the page: files under client_web/ only
 
 Anything else, or a file outside the page's folder, is 404; a path with a NUL byte or
@@ -15,6 +16,9 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import re
+import threading
+import time
+from collections import defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
@@ -51,6 +55,29 @@ def not_found() -> Response:
     return http_response(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
 
 
+ANONYMOUS = ""  # downloads without a user key (public avatars) share one allowance
+
+
+class RateLimit:
+    """At most ``count`` events per ``window_s`` seconds per key (a sliding window)."""
+
+    def __init__(self, count: int, window_s: float) -> None:
+        self.count, self.window_s = count, window_s
+        self._times: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()  # handlers run on several threads
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            times = self._times[key]
+            while times and times[0] <= now - self.window_s:
+                times.popleft()
+            if len(times) >= self.count:
+                return False
+            times.append(now)
+            return True
+
+
 def first(query: Query, key: str) -> str:
     return query.get(key, [""])[0]
 
@@ -61,8 +88,9 @@ class HttpRoutes:
     and file reads take milliseconds to seconds, and the loop carries every live call."""
 
     def __init__(self, web_root: Path, picker: TargetPicker, store: AvatarStore,
-                 token: str | None = None) -> None:
+                 token: str | None = None, downloads_per_minute: int = 30) -> None:
         self.web_root = web_root.resolve()
+        self.downloads = RateLimit(downloads_per_minute, 60.0)
         self.picker, self.store, self.token = picker, store, token
         self.pool = ThreadPoolExecutor(max_workers=HTTP_THREADS, thread_name_prefix="http")
         self.routes: list[tuple[re.Pattern, Handler]] = [
@@ -107,6 +135,9 @@ class HttpRoutes:
             if ext == "png":
                 png = self.picker.thumbnail(avatar_id, user)
                 return http_response(HTTPStatus.OK, png, "image/png") if png else not_found()
+            if not self.downloads.allow(user or ANONYMOUS):
+                return http_response(HTTPStatus.TOO_MANY_REQUESTS,
+                                     b"too many downloads: try again in a minute\n", "text/plain")
             if ext == "zip":
                 return http_response(HTTPStatus.OK, self.store.zip(avatar_id), "application/zip")
             return http_response(HTTPStatus.OK, self.store.glb(avatar_id), "model/gltf-binary")

@@ -198,7 +198,7 @@ async def test_parallel_downloads_do_not_stall_signalling(tmp_path, free_port, i
     big = dataclasses.replace(probe_avatar, texture=noise)  # a real avatar's size: ~6 MB PNG
     avatar_id = AvatarStore(tmp_path / "store").add(big, ict)  # everyone's
     task, _ = await start(ServerConfig(port=free_port, avatar_store=str(tmp_path / "store"),
-                                       sample_gallery=False))
+                                       sample_gallery=False, downloads_per_minute=100))
     try:
         async with websockets.connect(f"ws://127.0.0.1:{free_port}/ws") as ws:
             await ws.recv()  # welcome

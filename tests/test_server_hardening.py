@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import time
 
 import pytest
 from websockets.datastructures import Headers
@@ -165,3 +166,25 @@ def test_calls_that_never_connect_or_go_quiet_are_ended(app) -> None:
     session.pc = None
     session.last_message_at = 1000.0
     assert session.idle(1061.0, 60) and not session.idle(1059.0, 60)
+
+
+def test_downloads_are_rate_limited_per_user(ict, probe_avatar, tmp_path) -> None:
+    from avatars.catalogue import TargetCatalogue
+    from avatars.store import AvatarStore
+    from server.routes import HttpRoutes, RateLimit
+    from server.targets import TargetPicker
+
+    store = AvatarStore(tmp_path / "store")
+    avatar_id = store.add(probe_avatar, ict)  # the store's own: anyone may download it
+    routes = HttpRoutes(tmp_path, TargetPicker(TargetCatalogue(ict, store)), store,
+                        downloads_per_minute=2)
+    alice, bob = "alice-0123456789abcdef", "bob-0123456789abcdef0"
+    statuses = [routes.respond(f"/avatars/{avatar_id}.zip?user={alice}").status_code
+                for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert routes.respond(f"/avatars/{avatar_id}.glb?user={bob}").status_code == 200
+    assert routes.respond(f"/avatars/{avatar_id}.png?user={alice}").status_code == 200  # thumbs
+    limit = RateLimit(1, 0.05)
+    assert limit.allow("k") and not limit.allow("k")
+    time.sleep(0.06)
+    assert limit.allow("k")  # the window slides
