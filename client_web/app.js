@@ -396,7 +396,7 @@
     const code = msg.code || "internal";
     pub.lastError = { code, message: msg.message || "" };
     console.warn("server error", code, msg.message);
-    if (code === "bad_photo" || code === "too_large") {
+    if (code === "bad_photo" || code === "too_large" || code === "quota") {
       el.avatarStatus.textContent = `No avatar: ${msg.message || code}`;
       return;
     }
