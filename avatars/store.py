@@ -124,21 +124,21 @@ class AvatarStore:
             raise StoreError(f"{folder.name} has a damaged store record")
         return meta
 
-    def usage(self, owner: str | None = None) -> tuple[int, int]:
-        """(avatars, bytes) held by ``owner``; with None, by the whole store."""
-        count = size = 0
+    def usage(self, owner: str | None) -> tuple[int, int, int]:
+        """(avatars, bytes) held by ``owner``, and the bytes of the whole store: one walk."""
+        count = owned = total = 0
         for path in self.root.iterdir():
             if not ID_PATTERN.match(path.name) or path.is_symlink() or not path.is_dir():
                 continue
-            if owner is not None:
-                try:
-                    if self._meta(path).get("owner") != owner:
-                        continue
-                except (StoreError, OSError, ValueError):
-                    continue
-            count += 1
-            size += sum(f.stat().st_size for f in path.iterdir() if f.is_file())
-        return count, size
+            size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+            total += size
+            try:
+                mine = self._meta(path).get("owner") == owner
+            except (StoreError, OSError, ValueError):
+                mine = False
+            if mine:
+                count, owned = count + 1, owned + size
+        return count, owned, total
 
     def load(self, avatar_id: str, model: FaceModel) -> Avatar:
         return read_avatar(self.folder(avatar_id), model)

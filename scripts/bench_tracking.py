@@ -150,8 +150,9 @@ def neutral_readings(model: ICTFaceModel, renderer: MeshRenderer, cam: Perspecti
     for i in range(len(ids)):
         image = renderer.render(model(ids[i : i + 1], *model.zero_params(1)[1:])[0], cam)
         for r, per_identity in trackers.items():
-            for _ in range(FitConfig.identity_frames - 1):
-                per_identity[i].process(image, 0.0)
+            if per_identity[i].config.reader == "fit":  # the others keep no per-person state
+                for _ in range(FitConfig.identity_frames - 1):
+                    per_identity[i].process(image, 0.0)
             res = per_identity[i].process(image, 0.0)
             neutral[r].append(res.expression if res.found else np.zeros(model.n_expression))
     return neutral

@@ -91,7 +91,8 @@ class Session:
             rt.set_target(target)
         if rt.mode != self.mode:
             rt.set_mode(self.mode)
-        rt.set_sliders(self.sliders)
+        if not np.array_equal(rt.sliders, self.sliders):
+            rt.set_sliders(self.sliders)
         if self.calibrate_frames:
             rt.calibrate(self.calibrate_frames)
             self.calibrate_frames = 0

@@ -106,14 +106,14 @@ class AvatarBuilds:
             recent.popleft()
         if len(recent) >= q.builds_per_hour:
             raise ProtocolError("quota", f"at most {q.builds_per_hour} avatar builds an hour")
-        count, size = self.store.usage(user)
+        count, size, store_size = self.store.usage(user)
         if count >= q.avatars_per_user:
             raise ProtocolError("quota", f"at most {q.avatars_per_user} avatars per user: "
                                 "delete one first")
         if size + incoming > q.bytes_per_user:
             raise ProtocolError("quota", f"at most {q.bytes_per_user // MB} MB of avatars "
                                 "per user")
-        if self.store.usage()[1] + incoming > q.store_bytes:
+        if store_size + incoming > q.store_bytes:
             raise ProtocolError("quota", "the avatar store is full")
 
     async def build(self, upload: Upload, photo: bytes, user: str) -> str:

@@ -188,3 +188,21 @@ def test_downloads_are_rate_limited_per_user(ict, probe_avatar, tmp_path) -> Non
     assert limit.allow("k") and not limit.allow("k")
     time.sleep(0.06)
     assert limit.allow("k")  # the window slides
+
+
+def test_every_client_message_in_the_protocol_table_has_a_handler(app) -> None:
+    """The documented message table and the server's dispatch name the same messages (and
+    a trickle-ICE candidate, which is refused with a reason)."""
+    from server.protocol import CLIENT_MESSAGES
+
+    session = app.new_session()
+    handled = set()
+    for kind in [*CLIENT_MESSAGES, "candidate", "no_such_type"]:
+        try:
+            asyncio.run(app.dispatch(session, {"type": kind}))
+            handled.add(kind)
+        except ProtocolError as exc:
+            if exc.code != "unknown_type":
+                handled.add(kind)
+    assert handled == {*CLIENT_MESSAGES, "candidate"}
+

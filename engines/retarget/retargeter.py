@@ -48,10 +48,6 @@ class RetargetedFrame:
     timings_ms: dict[str, float]  # per stage: track, filter, model, render (+ callers' own)
     track: TrackResult | None = None  # the tracker's reading, when the mode tracks
 
-    @property
-    def rotation(self) -> np.ndarray:  # (3,) head rotation, axis-angle radians
-        return self.pose[:3]
-
 
 def with_emotion(
     expression: np.ndarray, rotation: np.ndarray, erm_psi: np.ndarray, erm_theta: np.ndarray
