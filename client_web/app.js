@@ -18,8 +18,7 @@
   const BACKOFF_MIN_MS = 1000;
   const BACKOFF_MAX_MS = 15000;
   const CALIBRATE_FRAMES = 15;
-  const NO_RECONNECT_CODES = new Set(["busy", "unauthorized"]);
-
+  
   const $ = (id) => document.getElementById(id);
   const el = {
     local: $("local"),
@@ -61,7 +60,7 @@
   let wsReady = false; // welcome received on the current socket
   let reconnectTimer = null;
   let reconnectAttempt = 0;
-  let noReconnect = false; // set after "busy" / "unauthorized"
+  let noReconnect = false; // set after "unauthorized"
   let pingTimer = null;
 
   let pc = null;
@@ -342,6 +341,7 @@
         break;
       case "avatar_begin":
       case "avatar_chunk":
+      case "hangup":
       case "pong":
         break;
       default:
@@ -401,12 +401,16 @@
       return;
     }
     if (code === "busy") {
-      noReconnect = true;
+      // the offer found no free call slot; the socket stays, Start offers again
+      wantCall = false;
+      callSerial += 1;
+      clearTimeout(pcRetryTimer);
+      closePeer();
+      stopCamera();
       const n = busyCount(msg.message);
-      const text = n
-        ? `The server is busy (all ${n} sessions in use) — try again in a minute`
-        : "The server is busy (all sessions in use) — try again in a minute";
-      setMessage("connection", null);
+      const inUse = n === 1 ? "its one live session is in use"
+        : n ? `all ${n} sessions in use` : "all sessions in use";
+      const text = `The server is busy (${inUse}) — press Start to try again in a minute`;
       setMessage("fatal", text, { level: "error" });
       setState("error");
     } else if (code === "unauthorized") {
@@ -805,6 +809,7 @@
   }
 
   function onStop() {
+    if (pc) send({ type: "hangup" }); // frees the server's call slot at once
     wantCall = false;
     callSerial += 1;
     clearTimeout(pcRetryTimer);

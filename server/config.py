@@ -35,7 +35,11 @@ def flag(default: Any = MISSING, *, help: str, factory: Any = MISSING, **argpars
 class ServerConfig:
     host: str = flag("127.0.0.1", help="bind address (default: this machine only)")
     port: int = flag(8080, help="the port for the page and signalling")
-    max_sessions: int = flag(4, help="sessions at once; the next caller is told 'busy'")
+    max_sessions: int = flag(4, help="calls (live avatars) at once; the next offer is told "
+                             "'busy' and may try again later")
+    max_sockets: int = flag(64, help="signalling sockets open at once, pages without a call "
+                            "included; the next one is refused (too_many_connections)")
+    max_sockets_per_ip: int = flag(16, help="sockets one address may hold open at once")
     default_target: str = flag("default", flag="--target", metavar="TARGET",
                                help="the target new sessions start with (a target id)")
     size: int = flag(512, help="rendered video size (square)")
@@ -86,6 +90,8 @@ class ServerConfig:
             raise ValueError("--cert and --key go together")
         if self.max_sessions < 1 or self.render_slots < 1 or self.size < 16:
             raise ValueError("max sessions and render slots must be >= 1, the size >= 16")
+        if self.max_sockets < 1 or self.max_sockets_per_ip < 1:
+            raise ValueError("the socket limits must be >= 1")
         if self.idle_timeout_s <= 0 or self.call_timeout_s <= 0:
             raise ValueError("the idle and call timeouts must be > 0 seconds")
 

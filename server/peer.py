@@ -23,9 +23,9 @@ MAX_MEDIA_SECTIONS = 4
 MAX_CANDIDATES = 32
 
 
-async def answer_offer(session: Session, msg: dict, ice_servers: list[str],
-                       loopback: bool) -> str:
-    """The answer SDP to an ``offer`` message; a new offer replaces the session's call."""
+def offer_sdp(msg: dict, loopback: bool) -> str:
+    """An ``offer`` message's SDP, checked and bounded before aiortc parses it (on the
+    event loop); with ``loopback``, only its 127.0.0.1 candidates."""
     sdp = msg.get("sdp")
     if not isinstance(sdp, str) or msg.get("sdpType", "offer") != "offer":
         raise ProtocolError("bad_sdp", "offer needs 'sdp' (a string) and sdpType 'offer'")
@@ -36,11 +36,12 @@ async def answer_offer(session: Session, msg: dict, ice_servers: list[str],
         raise ProtocolError("bad_sdp", f"at most {MAX_MEDIA_SECTIONS} media sections (m=)")
     if sum(ln.startswith("a=candidate:") for ln in lines) > MAX_CANDIDATES:
         raise ProtocolError("bad_sdp", f"at most {MAX_CANDIDATES} ICE candidates")
-    if loopback:
-        sdp = loopback_candidates_only(sdp)
-    if session.pc is not None:  # a new offer replaces the call (reconnects)
-        old, session.pc = session.pc, None
-        await old.close()
+    return loopback_candidates_only(sdp) if loopback else sdp
+
+
+async def answer_offer(session: Session, sdp: str, ice_servers: list[str]) -> str:
+    """The answer SDP to a checked offer (``offer_sdp``); a new offer replaces the call."""
+    await session.end_call()  # a new offer replaces the call (reconnects)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(urls=u) for u in ice_servers]))
     session.pc = pc
     session.call_started_at = time.monotonic()

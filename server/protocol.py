@@ -21,6 +21,7 @@ CLIENT_MESSAGES = {
     "mode": ("mode: track, emotion or sliders", "mode"),
     "sliders": ("values: {emotion: 0..1} for the six emotions", "sliders"),
     "calibrate": ("frames: 1..300 resting frames (default 15)", "calibrate"),
+    "hangup": ("(ends the call and frees its slot; the socket stays)", "hangup"),
     "ping": ("", "pong"),
     "avatar_begin": ("name, bytes (the photo's size), public", "avatar_begin"),
     "avatar_chunk": ("seq (0, 1, 2, ...), data: a base64 piece (32 KB) of the photo",
@@ -30,7 +31,9 @@ CLIENT_MESSAGES = {
 
 # error code -> when it is sent
 ERRORS = {
-    "busy": "all sessions are in use (the socket then closes, 1013)",
+    "busy": "all call slots are in use: the offer is refused, the socket stays (offer later)",
+    "too_many_connections": "the server, or this address, has too many sockets open "
+                            "(closes, 1013)",
     "unauthorized": "the server has a token and the request lacks it (closes, 1008)",
     "bad_json": "the message is not valid JSON",
     "bad_message": "a field is missing, of the wrong type or out of range",

@@ -47,6 +47,7 @@ class Session:
         self.id = uuid.uuid4().hex[:12]
         self.user = user  # who the page says it is (a random key it keeps): owns its uploads
         self.pc: RTCPeerConnection | None = None
+        self.offering = False  # an offer is being answered: it holds a call slot already
         self.call_started_at = 0.0  # monotonic time of the call's offer
         self.last_frame_at: float | None = None  # of the camera's newest frame
         self.last_message_at = time.monotonic()  # of the page's newest message
@@ -104,6 +105,11 @@ class Session:
             self.retargeter = None
 
     # -- runs on the event loop ----------------------------------------------------------
+    @property
+    def in_call(self) -> bool:
+        """Holds one of the server's call slots (``max_sessions``)."""
+        return self.pc is not None or self.offering
+
     def call_problem(self, now: float, timeout_s: float) -> str | None:
         """Why the call should end, if it should: not connected ``timeout_s`` after its
         offer, or no camera frame for ``timeout_s`` once connected."""
@@ -119,7 +125,7 @@ class Session:
         return None
 
     def idle(self, now: float, timeout_s: float) -> bool:
-        """No call and no message for ``timeout_s``: the socket only holds a slot."""
+        """No call and no message for ``timeout_s``: the socket only holds a socket."""
         return self.pc is None and now - self.last_message_at > timeout_s
 
     def stats(self, elapsed: float) -> dict:
@@ -145,10 +151,14 @@ class Session:
         self.frames_out, self.dropped, self.stage_ms, self.latency_ms = 0, 0, [], []
         return msg
 
-    async def close(self) -> None:
+    async def end_call(self) -> None:
+        """Closes the call, if any (its slot frees); the session and socket stay."""
         if self.pc is not None:
             pc, self.pc = self.pc, None
             await pc.close()
+
+    async def close(self) -> None:
+        await self.end_call()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self.executor, self.close_retargeter)
         self.executor.shutdown(wait=False)

@@ -131,13 +131,6 @@ async def test_bad_messages_get_errors_and_limits_hold(server) -> None:
         assert json.loads(await ws.recv()) == {"type": "pong"}
         await ws.send(json.dumps({"type": "mode", "mode": "sliders"}))
         assert json.loads(await ws.recv())["ok"] is True
-        async with websockets.connect(url) as ws2:
-            assert json.loads(await ws2.recv())["type"] == "welcome"
-            async with websockets.connect(url) as ws3:  # max_sessions = 2
-                busy = json.loads(await ws3.recv())
-                assert busy["code"] == "busy"
-                with pytest.raises(websockets.ConnectionClosed):
-                    await ws3.recv()
         huge = json.dumps({"type": "offer", "sdp": "x" * 200_000})
         await ws.send(huge)
         with pytest.raises(websockets.ConnectionClosed):  # over the message size limit
@@ -182,27 +175,70 @@ async def test_garbage_from_another_client_leaves_the_call_playing(server) -> No
     assert len(frames) > 15
 
 
-async def test_a_vanished_client_is_cleaned_up(server) -> None:
-    url, _ = server
+async def reply_to(ws, msg: dict) -> dict:
+    """Sends ``msg``; its reply (``stats`` sent meanwhile are skipped)."""
+    await ws.send(json.dumps(msg))
+    while (reply := json.loads(await asyncio.wait_for(ws.recv(), 30)))["type"] == "stats":
+        pass
+    return reply
+
+
+async def offer(ws) -> tuple[RTCPeerConnection, dict]:
+    """A camera peer connection and the server's reply to its offer."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTrack(ClipTrack())
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = loopback_candidates_only(pc.localDescription.sdp)
+    reply = await reply_to(ws, {"type": "offer", "sdp": sdp, "sdpType": "offer"})
+    if reply["type"] == "answer":
+        await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
+    return pc, reply
+
+
+async def test_calls_take_a_slot_at_the_offer_and_hangup_frees_it(server) -> None:
+    url, _ = server
+    async with contextlib.AsyncExitStack() as stack:
+        calls = [await stack.enter_async_context(websockets.connect(url)) for _ in range(2)]
+        third = await stack.enter_async_context(websockets.connect(url))
+        peers = []
+        for ws in calls:  # max_sessions = 2: both slots taken by calls
+            assert json.loads(await ws.recv())["type"] == "welcome"
+            pc, reply = await offer(ws)
+            assert reply["type"] == "answer", reply
+            peers.append(pc)
+        assert json.loads(await third.recv())["type"] == "welcome"  # a socket needs no slot
+        pc, reply = await offer(third)
+        peers.append(pc)
+        assert reply["type"] == "error" and reply["code"] == "busy", reply
+        assert await reply_to(third, {"type": "ping"}) == {"type": "pong"}  # socket kept
+        assert await reply_to(calls[0], {"type": "hangup"}) == {"type": "hangup", "ok": True}
+        pc, reply = await offer(third)  # the freed slot
+        peers.append(pc)
+        assert reply["type"] == "answer", reply
+        for pc in peers:
+            await pc.close()
+
+
+async def test_a_vanished_client_is_cleaned_up(server) -> None:
+    url, _ = server
     for _ in range(2):  # max_sessions = 2: both slots taken, then dropped without a goodbye
         ws = await websockets.connect(url)
         await ws.recv()
-        await pc.setLocalDescription(await pc.createOffer())
-        await ws.send(json.dumps({"type": "offer", "sdp": pc.localDescription.sdp}))
-        await ws.recv()
+        pc, reply = await offer(ws)
+        assert reply["type"] == "answer", reply
         ws.transport.abort()  # the tab crashed: no close frame
-    await pc.close()
+        await pc.close()
     deadline = asyncio.get_running_loop().time() + 10
-    while True:
-        async with websockets.connect(url) as ws:
-            reply = json.loads(await ws.recv())
-        if reply["type"] == "welcome":
-            break
-        assert reply["code"] == "busy"
-        assert asyncio.get_running_loop().time() < deadline, "sessions were not cleaned up"
-        await asyncio.sleep(0.5)
+    async with websockets.connect(url) as ws:
+        assert json.loads(await ws.recv())["type"] == "welcome"
+        while True:
+            pc, reply = await offer(ws)
+            await pc.close()
+            if reply["type"] == "answer":
+                break
+            assert reply["code"] == "busy"
+            assert asyncio.get_running_loop().time() < deadline, "calls were not cleaned up"
+            await asyncio.sleep(0.5)
 
 
 def fuzz_messages(n: int, seed: int = 0) -> list[str | bytes]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import json
 import ssl
 from concurrent.futures import ThreadPoolExecutor
@@ -226,26 +227,39 @@ async def test_parallel_downloads_do_not_stall_signalling(tmp_path, free_port, i
         await stop(task)
 
 
-async def test_silent_sockets_free_their_session(tmp_path, free_port) -> None:
-    """Lock-out: a socket that connects and sends nothing no longer holds a session for
-    ever; one that keeps talking (the page pings) stays."""
-    cfg = ServerConfig(port=free_port, max_sessions=1, idle_timeout_s=0.6, sample_gallery=False,
+async def test_silent_sockets_are_closed_and_sockets_are_bounded(tmp_path, free_port) -> None:
+    """Lock-out: sockets hold no call slot (that is taken at the offer), one address may
+    hold only so many, and a socket that sends nothing is closed; one that keeps talking
+    (the page pings) stays."""
+    cfg = ServerConfig(port=free_port, max_sessions=1, max_sockets_per_ip=2,
+                       idle_timeout_s=0.6, sample_gallery=False,
                        avatar_store=str(tmp_path / "store"))
     task, _ = await start(cfg)
     url = f"ws://127.0.0.1:{free_port}/ws"
+    assert gc.get_freeze_count() > 10_000  # its start-up heap is out of the collector's sight
+
+    async def pings(ws, n: int) -> None:
+        for _ in range(n):
+            await ws.send(json.dumps({"type": "ping"}))
+            assert json.loads(await ws.recv()) == {"type": "pong"}
+            await asyncio.sleep(0.2)
+
     try:
-        async with websockets.connect(url) as squatter:
+        async with websockets.connect(url) as squatter, websockets.connect(url) as page:
             assert json.loads(await squatter.recv())["type"] == "welcome"
-            async with websockets.connect(url) as other:
-                assert json.loads(await other.recv())["code"] == "busy"
+            assert json.loads(await page.recv())["type"] == "welcome"  # max_sessions=1: no slot
+            async with websockets.connect(url) as third:  # a third from this address
+                refusal = json.loads(await third.recv())
+                assert refusal["code"] == "too_many_connections", refusal
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await asyncio.wait_for(third.recv(), 10)
+                assert closed.value.rcvd.code == 1013
+            await pings(page, 8)  # 1.6 s, more than the idle timeout
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await asyncio.wait_for(squatter.recv(), 10)
             assert closed.value.rcvd.code == 4000 and closed.value.rcvd.reason == "idle"
-        async with websockets.connect(url) as page:
-            assert json.loads(await page.recv())["type"] == "welcome"  # the slot is free again
-            for _ in range(8):  # 1.6 s of pings, more than the idle timeout
-                await page.send(json.dumps({"type": "ping"}))
-                assert json.loads(await page.recv()) == {"type": "pong"}
-                await asyncio.sleep(0.2)
+            async with websockets.connect(url) as again:  # the squatter's socket is free
+                assert json.loads(await again.recv())["type"] == "welcome"
+                await pings(page, 1)
     finally:
         await stop(task)

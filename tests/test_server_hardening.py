@@ -133,18 +133,19 @@ def test_welcome_gives_the_page_its_user_key(app) -> None:
 
 
 def test_offers_with_too_many_sections_or_candidates_are_refused(app) -> None:
-    from server.peer import MAX_CANDIDATES, MAX_MEDIA_SECTIONS, answer_offer
+    from server.peer import MAX_CANDIDATES, MAX_MEDIA_SECTIONS, offer_sdp
 
     head = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
     sections = head + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n" * (MAX_MEDIA_SECTIONS + 536)
     candidates = head + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n" + "".join(
         f"a=candidate:{i} 1 udp 1 127.0.0.1 {5000 + i} typ host\r\n"
         for i in range(MAX_CANDIDATES + 68))
-    session = app.new_session()
     for sdp, why in ((sections, "media sections"), (candidates, "ICE candidates")):
         with pytest.raises(ProtocolError, match=why) as info:
-            asyncio.run(answer_offer(session, {"type": "offer", "sdp": sdp}, [], False))
-        assert info.value.code == "bad_sdp" and session.pc is None
+            offer_sdp({"type": "offer", "sdp": sdp}, False)
+        assert info.value.code == "bad_sdp"
+    fits = head + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n" * MAX_MEDIA_SECTIONS
+    assert offer_sdp({"type": "offer", "sdp": fits}, False) == fits
 
 
 class FakePeer:
@@ -206,3 +207,39 @@ def test_every_client_message_in_the_protocol_table_has_a_handler(app) -> None:
                 handled.add(kind)
     assert handled == {*CLIENT_MESSAGES, "candidate"}
 
+
+
+def test_sockets_are_bounded_in_all_and_per_address() -> None:
+    from server.admission import Admission
+    from server.config import ServerConfig
+
+    admission = Admission(ServerConfig(max_sockets=3, max_sockets_per_ip=2))
+    for _ in range(2):
+        assert admission.socket_refusal("10.0.0.1") == ""
+        admission.opened("10.0.0.1")
+    assert "from your address" in admission.socket_refusal("10.0.0.1")
+    assert admission.socket_refusal("10.0.0.2") == ""  # another address still gets in
+    admission.opened("10.0.0.2")
+    assert "3 sockets open" in admission.socket_refusal("10.0.0.3")  # the server is full
+    admission.closed("10.0.0.1")
+    assert admission.socket_refusal("10.0.0.1") == ""
+    admission.closed("10.0.0.1")
+    assert "10.0.0.1" not in admission.sockets_by_address  # nothing kept per gone address
+
+
+def test_a_call_takes_its_slot_at_the_offer(app) -> None:
+    from server.admission import Admission
+    from server.config import ServerConfig
+
+    admission = Admission(ServerConfig(max_sessions=2))
+    calling, offering, waiting = (app.new_session() for _ in range(3))
+    sessions = [calling, offering, waiting]
+    admission.check_call(waiting, sessions)  # sockets alone hold no slot
+    calling.pc = FakePeer("connected")
+    offering.offering = True  # an answer being made holds its slot already
+    with pytest.raises(ProtocolError, match="all 2 sessions") as info:
+        admission.check_call(waiting, sessions)
+    assert info.value.code == "busy"
+    admission.check_call(calling, sessions)  # a new offer in a call keeps its slot
+    offering.offering = False  # that offer failed: the slot is free again
+    admission.check_call(waiting, sessions)
