@@ -1,16 +1,20 @@
 # Two commands on a fresh Debian/Ubuntu machine (see README.md):
 #   make run    set up everything, then start the live service (prints the URL)
 #   make test   set up everything (with a browser for the page test), then run the tests
+#   make viewer three.js for client_web/viewer/ (the GLB viewer page; the tests render with it)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_PACKAGES := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libglib2.0-0
 # the WebRTC/browser tests: a browser and its driver, `ip` and `unshare` for a private netns
 TEST_APT_PACKAGES := chromium chromium-driver iproute2 util-linux
+# the three.js GLB viewer page (client_web/viewer/): its node_modules, from the lock file
+VIEWER := client_web/viewer
+VIEWER_STAMP := $(VIEWER)/node_modules/.package-lock.json
 # WebRTC tests run where only loopback exists (root: plain unshare; else a user namespace)
 NETNS := unshare --net $(if $(filter 0,$(shell id -u)),,--map-root-user)
 
-.PHONY: setup system test-system apt run demo test lint bench clean
+.PHONY: setup system test-system viewer apt run demo test lint bench clean
 
 setup: system $(STAMP)
 
@@ -20,6 +24,16 @@ system:
 
 test-system:
 	@$(MAKE) --no-print-directory apt PACKAGES="$(TEST_APT_PACKAGES)"
+	@$(MAKE) --no-print-directory viewer
+
+# three.js (pinned in package-lock.json) for the viewer page; npm from Debian when missing.
+# Nothing happens while node_modules is newer than the lock file.
+viewer: $(VIEWER_STAMP)
+
+$(VIEWER_STAMP): $(VIEWER)/package.json $(VIEWER)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || $(MAKE) --no-print-directory apt PACKAGES="nodejs npm"
+	cd $(VIEWER) && npm ci --no-audit --no-fund
+	touch $@
 
 apt:
 	@missing=$$(for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

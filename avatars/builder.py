@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from avatars.eye_colour import EYE_OPENINGS, iris_colour
 from avatars.hair.align import align_to_head, anchor_aligned
 from avatars.hair.photo import choose_style, hair_colour
 from avatars.hair.scalp import skin_faces
@@ -39,10 +40,6 @@ SILHOUETTE_SIDE = 160  # px: hair silhouettes are compared at this size
 # MediaPipe face-mesh rings: the mouth's inner lip line and the two eye openings
 MOUTH_OPENING = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14,
                  87, 178, 88, 95]  # fmt: skip
-EYE_OPENINGS = (
-    [33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7],
-    [263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249],
-)
 
 
 class AvatarError(ValueError):
@@ -68,6 +65,7 @@ class Avatar:
     hair_rgb: tuple[float, float, float]  # sRGB in [0, 1]
     source_sha256: str  # of the photo's bytes
     photo: PhotoFit  # the photo's expression and camera
+    iris_rgb: tuple[float, float, float] | None = None  # sRGB in [0, 1]; None: not seen
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def target(self) -> Target:
@@ -75,7 +73,7 @@ class Avatar:
         hair = None if self.hair is None else self.hair.positions
         return Target(
             self.name, torch.from_numpy(self.shape[None].copy()), self.texture, hair,
-            self.hair_rgb,
+            self.hair_rgb, self.iris_rgb,
         )
 
 
@@ -168,9 +166,10 @@ class AvatarBuilder:
         stage("shape")
 
         texture, hair, rgb = self.appearance(image, lms, fit, identity[0].numpy(), posed, stage)
+        iris = iris_colour(image, lms)
         return Avatar(
             name, model.name, fit.shape, texture, hair, rgb or DEFAULT_COLOUR,
-            source_sha256, fit, timings,
+            source_sha256, fit, iris, timings,
         )
 
     def appearance(

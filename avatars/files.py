@@ -5,7 +5,8 @@ Layout (``FORMAT_VERSION`` 1):
     manifest.json   format version, model, name, parameter sizes, source image sha256,
                     hairstyle, and the sha256 and size of every other file
     params.npz      shape (n_shape,), photo_expression (E,), photo_rotation (3,),
-                    photo_translation (3,), photo_focal (), photo_size (2,), hair_rgb (3,);
+                    photo_translation (3,), photo_focal (), photo_size (2,), hair_rgb (3,),
+                    iris_rgb (3,) when the photo showed the irises;
                     with hair: hair_positions (32, 32, 100, 3) and hair_extra (32, 32, 100, 1)
     mesh.obj/.mtl   the neutral head (cm) with UVs; textured materials use texture.png
     texture.png     the UV texture, its UDIM tiles side by side (u scaled into [0, 1])
@@ -29,17 +30,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import trimesh
-from PIL import Image
 
 from avatars.builder import Avatar
-from avatars.hair.export import strands_to_obj_lines, strands_to_ribbons
+from avatars.glb import avatar_glb
+from avatars.hair.export import strands_to_obj_lines
 from avatars.hair.strands import GRID, POINTS, Hairstyle
 from avatars.identity_fit import PhotoFit
 from engines.face.model import FaceModel
 from engines.files.assets import sha256_bytes
 from engines.render.materials import material_for
-from engines.render.renderer import expand_render_vertices
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -106,6 +105,8 @@ def _params_bytes(avatar: Avatar) -> bytes:
         "photo_residual": np.float64(p.residual_px),
         "hair_rgb": np.asarray(avatar.hair_rgb, np.float32),
     }
+    if avatar.iris_rgb is not None:
+        arrays["iris_rgb"] = np.asarray(avatar.iris_rgb, np.float32)
     if avatar.hair is not None:
         arrays["hair_positions"] = avatar.hair.positions.astype(np.float32)
         arrays["hair_extra"] = avatar.hair.extra.astype(np.float32)
@@ -141,48 +142,6 @@ def head_obj(vertices: np.ndarray, model: FaceModel, tiles: int) -> tuple[str, s
         if look.textured:
             mtl.append("map_Kd texture.png")
     return "\n".join(lines) + "\n", "\n".join(mtl) + "\n"
-
-
-def avatar_glb(avatar: Avatar, head: np.ndarray, model: FaceModel) -> bytes:
-    """One GLB (metres, y up): the textured skin, the other materials in their colours
-    and the hair as thin ribbons."""
-    t = model.topology
-    tiles = avatar.texture.shape[1] // avatar.texture.shape[0]
-    scene = trimesh.Scene()
-    vids, uv_ids, tris = expand_render_vertices(t)
-    uv = t.uvs[uv_ids] / [tiles, 1.0]
-    metres = head[vids] * 0.01
-    for m, name in enumerate(t.material_names):
-        look = material_for(name)
-        sel = tris[t.face_material == m]
-        if look.alpha <= 0.0 or not len(sel):
-            continue
-        used, local = np.unique(sel, return_inverse=True)
-        if look.textured:
-            material = trimesh.visual.material.PBRMaterial(
-                baseColorTexture=Image.fromarray(avatar.texture), roughnessFactor=0.7,
-                metallicFactor=0.0,
-            )
-            visual = trimesh.visual.TextureVisuals(uv=uv[used], material=material)
-        else:
-            rgba = [*(int(255 * c) for c in look.colour), int(255 * look.alpha)]
-            material = trimesh.visual.material.PBRMaterial(
-                baseColorFactor=rgba, roughnessFactor=0.5, metallicFactor=0.0,
-                alphaMode="BLEND" if look.alpha < 1 else "OPAQUE",
-            )
-            visual = trimesh.visual.TextureVisuals(material=material)
-        mesh = trimesh.Trimesh(metres[used], local.reshape(-1, 3), visual=visual, process=False)
-        scene.add_geometry(mesh, node_name=name, geom_name=name)
-    if avatar.hair is not None:
-        v, f = strands_to_ribbons(avatar.hair, subsample=2)
-        rgba = [*(int(255 * c) for c in avatar.hair_rgb), 255]
-        material = trimesh.visual.material.PBRMaterial(
-            baseColorFactor=rgba, roughnessFactor=0.6, metallicFactor=0.0, doubleSided=True
-        )
-        hair = trimesh.Trimesh(v * 0.01, f, process=False,
-                               visual=trimesh.visual.TextureVisuals(material=material))
-        scene.add_geometry(hair, node_name="hair", geom_name="hair")
-    return scene.export(file_type="glb")
 
 
 def zip_bytes(files: dict[str, bytes]) -> bytes:
@@ -352,8 +311,10 @@ def avatar_from_files(files: dict[str, bytes], model: FaceModel) -> Avatar:
     focal = float(_array(arrays, "photo_focal", ()))
     size = _array(arrays, "photo_size", (2,)).astype(np.int64)
     hair_rgb = _array(arrays, "hair_rgb", (3,))
-    if np.abs(shape).max(initial=0) > 20 or not (hair_rgb.min() >= 0 and hair_rgb.max() <= 1):
-        raise AvatarFileError("params.npz: shape or hair colour out of range")
+    iris_rgb = _array(arrays, "iris_rgb", (3,)) if "iris_rgb" in arrays else None
+    colours = hair_rgb if iris_rgb is None else np.r_[hair_rgb, iris_rgb]
+    if np.abs(shape).max(initial=0) > 20 or not (colours.min() >= 0 and colours.max() <= 1):
+        raise AvatarFileError("params.npz: shape, hair or iris colour out of range")
     hair = None
     if "hair_positions" in arrays:
         pos = _array(arrays, "hair_positions", (GRID, GRID, POINTS, 3))
@@ -369,7 +330,7 @@ def avatar_from_files(files: dict[str, bytes], model: FaceModel) -> Avatar:
     name = str(manifest.get("name") or "avatar")[:80]
     return Avatar(name, model.name, shape.astype(np.float32), texture, hair,
                   tuple(float(c) for c in hair_rgb), str(manifest.get("source_image_sha256")),
-                  photo)
+                  photo, None if iris_rgb is None else tuple(float(c) for c in iris_rgb))
 
 
 def param_shapes(model: FaceModel) -> dict[str, tuple[int, ...]]:
@@ -377,7 +338,8 @@ def param_shapes(model: FaceModel) -> dict[str, tuple[int, ...]]:
     return {
         "shape": (model.n_shape,), "photo_expression": (model.n_expression,),
         "photo_rotation": (3,), "photo_translation": (3,), "photo_focal": (), "photo_size": (2,),
-        "photo_residual": (), "hair_rgb": (3,), "hair_positions": (GRID, GRID, POINTS, 3),
+        "photo_residual": (), "hair_rgb": (3,), "iris_rgb": (3,),
+        "hair_positions": (GRID, GRID, POINTS, 3),
         "hair_extra": (GRID, GRID, POINTS, 1),
     }
 

@@ -58,6 +58,11 @@ def not_found() -> Response:
 ANONYMOUS = ""  # downloads without a user key (public avatars) share one allowance
 
 
+# folders of client_web/ that are not the page: the stand-alone GLB viewer (an example
+# for users, and the tests' three.js harness) with its npm packages
+NOT_SERVED = {"viewer"}
+
+
 class RateLimit:
     """At most ``count`` events per ``window_s`` seconds per key (a sliding window)."""
 
@@ -145,6 +150,8 @@ class HttpRoutes:
             return not_found()
 
     def page_file(self, match: re.Match, query: Query) -> Response:
+        if match["file"].split("/")[0] in NOT_SERVED:
+            return not_found()
         try:
             file = (self.web_root / (match["file"] or "index.html")).resolve()
             if not file.is_relative_to(self.web_root) or not file.is_file():

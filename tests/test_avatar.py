@@ -31,6 +31,7 @@ from avatars.files import (
 from avatars.hair.scalp import points_inside_head, skin_faces
 from avatars.store import AvatarStore, StoreError
 from engines.files.assets import asset_root, sha256_bytes
+from engines.render.materials import material_for
 from engines.render.renderer import RenderConfig
 from engines.retarget.retargeter import Retargeter
 
@@ -103,12 +104,13 @@ def test_files_round_trip_folder_and_zip(ict, avatar, files, tmp_path) -> None:
         assert np.array_equal(back.texture, avatar.texture)
         assert np.array_equal(back.hair.positions, avatar.hair.positions)
         assert back.hair_rgb == pytest.approx(avatar.hair_rgb)
+        assert back.iris_rgb == pytest.approx(avatar.iris_rgb)
 
 
 def test_glb_and_obj_open_in_trimesh(files) -> None:
     scene = trimesh.load(io.BytesIO(files["avatar.glb"]), file_type="glb")
-    assert "hair" in scene.geometry and "M_Face" in scene.geometry
-    face = scene.geometry["M_Face"]
+    assert "hair" in scene.geometry and "skin_face" in scene.geometry
+    face = scene.geometry["skin_face"]
     assert face.visual.material.baseColorTexture is not None
     assert face.visual.uv.shape == (len(face.vertices), 2)
     extent = scene.bounds[1] - scene.bounds[0]
@@ -120,6 +122,59 @@ def test_glb_and_obj_open_in_trimesh(files) -> None:
     n_v = sum(ln.startswith("v ") for ln in hair_lines)
     n_l = sum(ln.startswith("l ") for ln in hair_lines)
     assert n_v == 100 * n_l and n_l > 100
+
+
+def glb_json(glb: bytes) -> dict:
+    length = int.from_bytes(glb[12:16], "little")  # the first chunk: JSON
+    return json.loads(glb[20:20 + length])
+
+
+def test_glb_parts_are_named_lit_and_not_metal(files) -> None:
+    gltf = glb_json(files["avatar.glb"])
+    names = {node["name"] for node in gltf["nodes"]}
+    assert names == {"skin_face", "skin_head", "eyelashes", "teeth", "gums_tongue",
+                     "iris_left", "iris_right", "eyeball_left", "eyeball_right", "hair"}
+    for mesh in gltf["meshes"]:  # smooth shading in every viewer (none falls back to flat)
+        assert "NORMAL" in mesh["primitives"][0]["attributes"], mesh["name"]
+    materials = {m["name"]: m for m in gltf["materials"]}
+    for m in materials.values():
+        assert m["pbrMetallicRoughness"].get("metallicFactor", 1.0) == 0.0, m["name"]
+    teeth = materials["teeth"]["pbrMetallicRoughness"]["baseColorFactor"]
+    assert teeth[0] == pytest.approx(material_for("M_Teeth").colour[0] ** 2.2, abs=1e-3)
+    assert materials["eyeball_left"]["alphaMode"] == "MASK"
+    assert materials["hair"]["alphaMode"] == "MASK" and materials["hair"]["doubleSided"]
+    stored = {image["bufferView"] for image in gltf["images"]}  # the same image once
+    assert len(stored) == 4  # the skin texture, an iris, an eyeball, hair fibres
+
+
+def test_glb_eyes_show_the_iris_in_the_photos_colour(files, avatar) -> None:
+    scene = trimesh.load(io.BytesIO(files["avatar.glb"]), file_type="glb")
+    eyeball = np.asarray(scene.geometry["eyeball_left"].visual.material.baseColorTexture)
+    n = eyeball.shape[0]
+    assert eyeball[n // 2, n // 2, 3] == 0 and eyeball[n // 2, 2, 3] == 255  # clear cornea
+    iris = np.asarray(scene.geometry["iris_left"].visual.material.baseColorTexture)[..., :3]
+    yy, xx = np.mgrid[0:n, 0:n]
+    r = np.hypot(xx + 0.5 - n / 2, yy + 0.5 - n / 2) / (n / 2)  # sin of the angle off-axis
+    assert iris[r < 0.1].max() < 40  # the pupil (linear 0.01, as the shader)
+    ring = np.median(iris[(r > 0.35) & (r < 0.5)], axis=0) / 255.0  # mid iris
+    assert avatar.iris_rgb is not None
+    assert np.abs(ring - np.asarray(avatar.iris_rgb)).max() < 0.12, (ring, avatar.iris_rgb)
+    uv = scene.geometry["iris_left"].visual.uv
+    assert uv.min() >= 0.0 and uv.max() <= 1.0
+
+
+def test_glb_hair_cards_over_a_hair_base(files, avatar, ict) -> None:
+    scene = trimesh.load(io.BytesIO(files["avatar.glb"]), file_type="glb")
+    hair = scene.geometry["hair"]
+    alpha = np.asarray(hair.visual.material.baseColorTexture)[..., 3]
+    assert (alpha == 0).mean() > 0.2 and (alpha > 200).mean() > 0.2  # fibres and gaps
+    assert len(hair.faces) > 20_000
+    skin = np.asarray(scene.geometry["skin_face"].visual.material.baseColorTexture)[..., :3]
+    changed = np.abs(skin.astype(int) - avatar.texture.astype(int)).sum(2) > 30
+    assert 0.02 < changed.mean() < 0.4  # the scalp under the hair, not the whole head
+    h = avatar.texture.shape[0]
+    face_tile = changed[h // 3:2 * h // 3, h // 3:2 * h // 3]  # the middle of the face
+    assert face_tile.mean() < 0.01
 
 
 def rezip(files: dict[str, bytes], **changes: bytes | None) -> bytes:

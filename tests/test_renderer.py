@@ -191,3 +191,31 @@ def test_udim_tiles_side_by_side_texture_face_and_back_of_head(ict) -> None:
     with MeshRenderer(ict.topology, RenderConfig(width=96, height=96), texture=tex[:, :64]) as r:
         back_square = r.render(ict(s, e, p)[0]).astype(int)[centre].reshape(-1, 3).mean(0)
     assert abs(back_square[1] - back_square[2]) < 30  # a 1-tile texture leaves tile 1 plain
+
+
+def test_the_iris_takes_the_targets_colour_and_the_pupil_stays_black(ict) -> None:
+    """A target's measured iris colour reaches the irises (and only them); through the
+    pupil the iris shell's back shows black, not the inside of the head."""
+    t = ict.topology
+    ids = np.unique(t.faces[t.face_material == t.material_names.index("M_IrisLeft")])
+    cap = ids[t.eye_directions[ids, 2] > np.cos(np.radians(RenderConfig().iris_angle_deg))]
+    points = ict.neutral[cap].numpy()  # (K, 3) the iris
+    centre = points.mean(0)
+    camera = PerspectiveCamera(fov_y_deg=3.0, eye=(centre[0], centre[1], 80.0),
+                               target=tuple(centre))
+    px = camera.project(points, 128, 128)  # (K, 2)
+    middle = px.mean(0)
+    radius = np.linalg.norm(px - middle, axis=1).max()
+    yy, xx = np.mgrid[0:128, 0:128]
+    r = np.hypot(xx + 0.5 - middle[0], yy + 0.5 - middle[1]) / radius
+    images = {}
+    with MeshRenderer(t, RenderConfig(128, 128)) as r3d:
+        for name, rgb in (("blue", (0.2, 0.45, 0.8)), ("default", None)):
+            r3d.set_iris_colour(rgb)
+            images[name] = r3d.render(ict.neutral, camera).astype(float)
+    iris = (r > 0.5) & (r < 0.8)
+    blue, default = images["blue"][iris].mean(0), images["default"][iris].mean(0)
+    assert blue[2] > blue[0] + 30 and default[0] > default[2] + 15  # blue, then brown again
+    assert images["blue"][r < 0.15].max() < 60  # the pupil
+    outside = r > 1.6  # skin and lids around the eye: unchanged
+    assert np.abs(images["blue"][outside] - images["default"][outside]).max() < 2

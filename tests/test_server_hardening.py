@@ -114,6 +114,8 @@ def app(tmp_path_factory):
 
 @pytest.mark.parametrize(("path", "status"), [
     ("/index.html", 200),
+    ("/viewer/index.html", 404),  # the stand-alone viewer and its npm packages: not served
+    ("/viewer/node_modules/three/package.json", 404),
     ("/a\x00b", 400),
     ("/" + "a" * 300, 404),  # a name too long for the file system
     ("/" + "a/" * 2000, 400),  # longer than any path the service has

@@ -166,6 +166,18 @@ def expand_render_vertices(topology: MeshTopology) -> tuple[np.ndarray, np.ndarr
     return unique[:, 0], unique[:, 1], inverse.reshape(-1, 3).astype(np.int32)
 
 
+def hidden_eye_backs(topology: MeshTopology, looks: list[Material]) -> np.ndarray:
+    """(F,) bool: the backs of the eyeballs, which sit inside the head whatever the gaze
+    and are never drawn. The iris shells are kept whole: their backs are what the pupil
+    shows (black), where a hidden back let the inside of the head show through."""
+    if topology.eye_directions is None:
+        return np.zeros(len(topology.faces), bool)
+    eye_z = topology.eye_directions[topology.faces][..., 2]  # (F, 3)
+    is_eye = np.abs(topology.eye_directions[topology.faces]).sum((1, 2)) > 0
+    iris = np.array([look.kind == KIND_IRIS for look in looks])[topology.face_material]
+    return is_eye & ~iris & (eye_z.max(1) < EYE_BACK_Z)
+
+
 class MeshRenderer:
     """Renders one topology (e.g. the ICT head) from per-frame vertex positions."""
 
@@ -201,11 +213,7 @@ class MeshRenderer:
 
         looks = [(materials or {}).get(n) or material_for(n) for n in topology.material_names]
         face_alpha = np.array([looks[m].alpha for m in topology.face_material])
-        if topology.eye_directions is not None:
-            # the back of an eyeball sits inside the head whatever the gaze: never drawn
-            eye_z = topology.eye_directions[topology.faces][..., 2]  # (F, 3)
-            is_eye = np.abs(topology.eye_directions[topology.faces]).sum((1, 2)) > 0
-            face_alpha = np.where(is_eye & (eye_z.max(1) < EYE_BACK_Z), 0.0, face_alpha)
+        face_alpha[hidden_eye_backs(topology, looks)] = 0.0
         opaque = tris[face_alpha >= 1.0]
         blended = tris[(face_alpha > 0.0) & (face_alpha < 1.0)]
 
@@ -228,6 +236,9 @@ class MeshRenderer:
             params[i] = [m.specular, m.shininess, float(m.textured), float(m.kind)]
         self.prog["u_colour"].write(colours.tobytes())
         self.prog["u_params"].write(params.tobytes())
+        self._colours = colours  # (16, 4) linear rgb, alpha per material
+        self._iris_rows = [i for i, m in enumerate(looks) if m.kind == KIND_IRIS]
+        self._iris_default = colours[self._iris_rows].copy()  # (k, 4)
         self.prog["u_iris_cos"].value = float(np.cos(np.radians(cfg.iris_angle_deg)))
         self.prog["u_pupil_cos"].value = float(np.cos(np.radians(cfg.pupil_angle_deg)))
         assert KIND_IRIS == 1 and KIND_SCLERA == 2  # the shader's numbering
@@ -282,6 +293,16 @@ class MeshRenderer:
         self.texture.repeat_y = False
         self.texture.use(0)
         self.prog["u_texture"].value = 0
+
+    def set_iris_colour(self, rgb: tuple[float, float, float] | None) -> None:
+        """The irises in an sRGB colour in [0, 1] (e.g. measured from the photo), or the
+        material's own (None)."""
+        if rgb is None:
+            self._colours[self._iris_rows] = self._iris_default
+        else:
+            self._colours[self._iris_rows, :3] = np.asarray(rgb, np.float32) ** 2.2
+        with self.ctx:
+            self.prog["u_colour"].write(self._colours.tobytes())
 
     def set_hair(
         self,

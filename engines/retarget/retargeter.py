@@ -98,6 +98,7 @@ class Retargeter:
             self._identity = self.model.prepare_identity(target.shape)
         self._renderer.set_texture(target.texture)
         self._renderer.set_hair(target.hair, target.hair_rgb)
+        self._renderer.set_iris_colour(target.iris_rgb)
 
     def set_mode(self, mode: str) -> None:
         """``track``, ``emotion`` or ``sliders``; the last two need the emotion models."""

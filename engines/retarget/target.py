@@ -23,6 +23,7 @@ class Target:
     texture: np.ndarray | None = None  # (H, k*H, 3) uint8, k UDIM tiles
     hair: np.ndarray | None = None  # (32, 32, P, 3) strands in the model's frame
     hair_rgb: tuple[float, float, float] = DEFAULT_COLOUR  # sRGB in [0, 1]
+    iris_rgb: tuple[float, float, float] | None = None  # sRGB in [0, 1]; None: the default
 
 
 def default_target(model: FaceModel) -> Target:
