@@ -36,9 +36,10 @@ from avatars.glb import avatar_glb
 from avatars.hair.export import strands_to_obj_lines
 from avatars.hair.strands import GRID, POINTS, Hairstyle
 from avatars.identity_fit import PhotoFit
-from engines.face.model import FaceModel
+from engines.face.model import FaceModel, MeshTopology
 from engines.files.assets import sha256_bytes
-from engines.render.materials import material_for
+from engines.render.materials import KIND_IRIS, KIND_SCLERA, Material, material_for
+from engines.render.renderer import RenderConfig, hidden_eye_backs
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -68,7 +69,8 @@ def avatar_files(avatar: Avatar, model: FaceModel) -> dict[str, bytes]:
     files["texture.png"] = png.tobytes()
     with torch.no_grad():
         head = model.prepare_identity(torch.from_numpy(avatar.shape[None].copy()))[0].numpy()
-    obj, mtl = head_obj(head, model, avatar.texture.shape[1] // avatar.texture.shape[0])
+    obj, mtl = head_obj(head, model, avatar.texture.shape[1] // avatar.texture.shape[0],
+                        avatar.iris_rgb)
     files["mesh.obj"], files["mesh.mtl"] = obj.encode(), mtl.encode()
     if avatar.hair is not None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -115,9 +117,24 @@ def _params_bytes(avatar: Avatar) -> bytes:
     return buf.getvalue()
 
 
-def head_obj(vertices: np.ndarray, model: FaceModel, tiles: int) -> tuple[str, str]:
-    """OBJ and MTL text for a head (V, 3); UDIM u scaled by 1 / tiles into one texture."""
+def over_the_iris(topology: MeshTopology, looks: list[Material]) -> np.ndarray:
+    """(F,) bool: eyeball (sclera) faces whose centre lies over the iris' cap."""
+    if topology.eye_directions is None:
+        return np.zeros(len(topology.faces), bool)
+    d = topology.eye_directions[topology.faces].mean(1)  # (F, 3)
+    d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+    sclera = np.array([look.kind == KIND_SCLERA for look in looks])[topology.face_material]
+    return sclera & (d[:, 2] > np.cos(np.radians(RenderConfig().iris_angle_deg)))
+
+
+def head_obj(vertices: np.ndarray, model: FaceModel, tiles: int,
+             iris_rgb: tuple[float, float, float] | None = None) -> tuple[str, str]:
+    """OBJ and MTL text for a head (V, 3); UDIM u scaled by 1 / tiles into one texture.
+    OBJ has no alpha masks: the eyeballs are cut open over the irises (the cornea) and
+    their backs left out, so an OBJ viewer shows the irises, in ``iris_rgb`` when given."""
     t = model.topology
+    looks = [material_for(n) for n in t.material_names]
+    drop = hidden_eye_backs(t, looks) | over_the_iris(t, looks)
     uv = t.uvs.copy()
     uv[:, 0] /= tiles
     lines = ["# vn3d avatar head, centimetres", "mtllib mesh.mtl"]
@@ -128,7 +145,7 @@ def head_obj(vertices: np.ndarray, model: FaceModel, tiles: int) -> tuple[str, s
         look = material_for(name)
         if look.alpha <= 0.0:
             continue
-        sel = np.nonzero(t.face_material == m)[0]
+        sel = np.nonzero((t.face_material == m) & ~drop)[0]
         if not len(sel):
             continue
         lines.append(f"usemtl {name}")
@@ -137,7 +154,7 @@ def head_obj(vertices: np.ndarray, model: FaceModel, tiles: int) -> tuple[str, s
             f"f {a}/{ua} {b}/{ub} {c}/{uc}"
             for (a, b, c), (ua, ub, uc) in zip(f.tolist(), fu.tolist(), strict=True)
         ]
-        r, g, b = look.colour
+        r, g, b = iris_rgb if look.kind == KIND_IRIS and iris_rgb else look.colour
         mtl += [f"newmtl {name}", f"Kd {r:.3f} {g:.3f} {b:.3f}", f"d {look.alpha:.2f}"]
         if look.textured:
             mtl.append("map_Kd texture.png")

@@ -124,6 +124,23 @@ def test_glb_and_obj_open_in_trimesh(files) -> None:
     assert n_v == 100 * n_l and n_l > 100
 
 
+def test_obj_eyes_are_open_over_the_iris_in_its_colour(files, avatar, ict) -> None:
+    t = ict.topology
+    mtl = files["mesh.mtl"].decode().split("newmtl ")
+    iris = next(block for block in mtl if block.startswith("M_IrisLeft"))
+    kd = [float(x) for x in iris.split("Kd ")[1].split()[:3]]
+    assert kd == pytest.approx(avatar.iris_rgb, abs=1e-3)
+    obj = files["mesh.obj"].decode()
+    sclera = obj.split("usemtl M_ScleraLeft\n")[1].split("usemtl")[0]
+    corners = np.array([[int(c.split("/")[0]) - 1 for c in ln.split()[1:]]
+                        for ln in sclera.splitlines() if ln.startswith("f ")])  # (F, 3)
+    d = t.eye_directions[corners].mean(1)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    cap = np.cos(np.radians(RenderConfig().iris_angle_deg))
+    assert len(corners) > 100 and (d[:, 2] > cap).sum() == 0  # nothing over the iris
+    assert (d[:, 2] < -0.5).sum() == 0  # nor the back of the eyeball
+
+
 def glb_json(glb: bytes) -> dict:
     length = int.from_bytes(glb[12:16], "little")  # the first chunk: JSON
     return json.loads(glb[20:20 + length])
