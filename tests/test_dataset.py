@@ -49,6 +49,9 @@ def test_build_writes_pairs_and_synthesises_missing_expressions(ict, built) -> N
     for subject in with_hair:  # chosen and aligned as for avatars, for the live target
         hair = ds.target(subject, ict).hair
         assert hair.shape == (32, 32, 100, 3) and np.isfinite(hair).all()
+    for subject in ds.subjects:  # the irises' colour from each source photo
+        iris = ds.target(subject, ict).iris_rgb
+        assert iris is not None and all(0.0 <= c <= 1.0 for c in iris)
 
 
 def test_build_resumes_and_skips_done_subjects(ict, built) -> None:

@@ -10,6 +10,7 @@ Input: ``photos.py``. Layout written (format 1)::
         texture.png                  the UV texture (from the neutral photo, else the first)
         hair.npz                     optional: style, rgb, positions (32, 32, 100, 3) float16
                                      cm, chosen and aligned as for avatars (live target only)
+        eyes.npz                     optional: rgb (3,), the iris colour of the source photo
         EXPRESSION.npz               expression (53,), pose (6,), synthesised (bool); with a
                                      photo also its fitted camera (photo_rotation,
                                      photo_translation, photo_focal, photo_size) and
@@ -43,6 +44,7 @@ from avatars.builder import (
     AvatarError,
     decode_photo,
 )
+from avatars.eye_colour import iris_colour
 from engines.dataset.loader import FORMAT_VERSION
 from engines.dataset.photos import SAMPLE_PATTERN, find_photos
 from engines.emotion.facs import EMOTIONS, LABELS
@@ -194,6 +196,9 @@ def build_subject(files: dict[str, Path], folder: Path, model: FaceModel, erm,
     if hair is not None:
         np.savez(folder / "hair.npz", style=hair.name, rgb=np.array(hair_rgb, np.float32),
                  positions=hair.positions.astype(np.float16))
+    iris = iris_colour(images[source], landmarks[source])
+    if iris is not None:  # optional too: closed eyes in the source photo give none
+        np.savez(folder / "eyes.npz", rgb=np.array(iris, np.float32))
     np.savez(folder / "identity.npz", shape=shape[0].numpy(),
              residual_px=np.array([f.residual_px for f in fits.values()]))
     renderer.set_texture(texture)

@@ -108,8 +108,12 @@ class Dataset:
             arrays = load_checked(folder / "hair.npz",
                                   {"positions": (GRID, GRID, POINTS, 3), "rgb": (3,)})
             hair, rgb = arrays["positions"].astype(np.float32), tuple(map(float, arrays["rgb"]))
+        iris = None
+        if (folder / "eyes.npz").is_file():  # optional: from the source photo's irises
+            iris = tuple(map(float, np.clip(load_checked(folder / "eyes.npz",
+                                                         {"rgb": (3,)})["rgb"], 0.0, 1.0)))
         return Target(f"{subject}", torch.from_numpy(shape[None].astype(np.float32)),
-                      texture[:, :, ::-1].copy(), hair, rgb)
+                      texture[:, :, ::-1].copy(), hair, rgb, iris)
 
 
 def load_checked(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
