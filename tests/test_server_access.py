@@ -219,7 +219,7 @@ async def test_parallel_downloads_do_not_stall_signalling(tmp_path, free_port, i
                 await asyncio.sleep(0.02)
             results = await asyncio.gather(*downloads)
         print(f"longest round trip {max(pings):.3f} s over {len(pings)}")
-        assert max(pings) < 0.5, pings
+        assert max(pings) < 0.2, pings  # the bar: signalling stays responsive
         assert all(status == 200 and body[:2] == b"PK" for status, body in results)
         assert len({body for _, body in results}) == 1  # made once, the same bytes every time
         pool.shutdown()
