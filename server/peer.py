@@ -15,7 +15,8 @@ from aiortc import (
 
 from server.ice import loopback_candidates_only
 from server.protocol import ProtocolError
-from server.session import RetargetTrack, Session
+from server.retarget_track import RetargetTrack
+from server.session import Session
 
 # an offer is parsed on the event loop by aiortc: bound its work (a browser's has 1-3
 # media sections and a few candidates; one with 540 sections took the loop ~1 s)

@@ -1,9 +1,11 @@
-"""One browser's session: its choices (target, mode, sliders), a ``Retargeter`` on its own
-thread, and ``RetargetTrack``, the avatar video that goes back to it."""
+"""One browser's session: its choices (target, mode, sliders) and a ``Retargeter`` whose
+tracking and rendering run on two threads of its own (the avatar video that goes back to
+it is ``server/retarget_track.py``)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import uuid
@@ -12,18 +14,25 @@ from dataclasses import dataclass
 
 import av
 import numpy as np
-from aiortc import MediaStreamTrack, RTCPeerConnection
-from aiortc.mediastreams import MediaStreamError
+from aiortc import RTCPeerConnection
 
 from engines.emotion.models import EmotionModels
 from engines.face.model import FaceModel
 from engines.render.renderer import RenderConfig
 from engines.retarget.retargeter import Retargeter
 from engines.retarget.target import Target
-from engines.tracking.tracker import TrackerConfig
-from server.stamps import frame_index, write_stamp
+from engines.tracking.tracker import TrackerConfig, TrackResult
 
 STAT_STAGES = ("track", "filter", "model", "render")
+log = logging.getLogger("vn3d.server")
+
+
+def frame_time(frame: av.VideoFrame) -> float:
+    """The frame's time in seconds, or now for a frame without a usable timestamp."""
+    t = float(frame.time) if frame.time is not None else float("nan")
+    return t if np.isfinite(t) else time.monotonic()
+
+
 
 
 @dataclass
@@ -56,8 +65,12 @@ class Session:
         self.mode = "track"
         self.sliders = np.zeros(6, np.float32)
         self.calibrate_frames = 0
-        # the GL context and MediaPipe graph live on this one thread
+        # the GL context lives on this one thread (the model and the render) ...
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"s-{self.id}")
+        # ... and the tracker (MediaPipe's graph) on this one, so that the next frame is
+        # tracked while this one renders: the two stages use both cores
+        self.tracker_executor = ThreadPoolExecutor(max_workers=1,
+                                                   thread_name_prefix=f"t-{self.id}")
         self.retargeter: Retargeter | None = None
         # since the last stats message
         self.frames_out = 0
@@ -67,14 +80,34 @@ class Session:
         self.face = "lost"
         self.emotion: tuple[str, float] | None = None
 
+    # -- runs on the tracker thread -------------------------------------------------------
+    def track(self, frame: av.VideoFrame) -> TrackResult | None:
+        """Track one camera frame (None before the Retargeter exists, and in the sliders
+        mode, which needs no camera)."""
+        rt = self.retargeter
+        if rt is None or self.mode == "sliders":
+            return None
+        if self.calibrate_frames:
+            rt.calibrate(self.calibrate_frames)
+            self.calibrate_frames = 0
+        return rt.track(frame, frame_time(frame))
+
     # -- runs on the session thread -------------------------------------------------------
-    def process(self, frame: av.VideoFrame, received_at: float) -> np.ndarray:
-        """Render the target from one camera frame, as the session's choices say."""
+    def prepare(self) -> None:
+        """Make the Retargeter (and its GL context) on this thread before the first frame."""
+        self._retargeter()
+
+    def render(self, frame: av.VideoFrame, received_at: float, track: TrackResult | None
+               ) -> np.ndarray:
+        """Render the target for one camera frame, tracked or not, as the choices say."""
         rt = self._retargeter()
-        t = float(frame.time) if frame.time is not None else float("nan")
-        if not np.isfinite(t):  # a frame without a usable timestamp
-            t = time.monotonic()
-        result = rt.process(frame, t)
+        if rt.mode == "sliders":
+            result = rt.process(frame, frame_time(frame))  # the sliders, no tracking
+        elif track is None:  # just switched from the sliders: a frame at rest
+            zeros = np.zeros(rt.model.n_expression), np.zeros(3)
+            result = rt.render_parameters(*zeros)
+        else:
+            result = rt.finish(track)
         self.face, self.emotion = result.face, result.emotion
         self.stage_ms.append(result.timings_ms)
         self.latency_ms.append(1000 * (time.perf_counter() - received_at))
@@ -82,7 +115,8 @@ class Session:
         return result.image
 
     def _retargeter(self) -> Retargeter:
-        """The session's Retargeter (made on first use), brought up to the page's choices."""
+        """The session's Retargeter (made on first use), brought up to the page's choices
+        (the calibration is the tracker thread's: :meth:`track`)."""
         ctx, target = self.ctx, self.target
         if self.retargeter is None:
             self.retargeter = Retargeter(ctx.model, target, ctx.render_config,
@@ -94,9 +128,6 @@ class Session:
             rt.set_mode(self.mode)
         if not np.array_equal(rt.sliders, self.sliders):
             rt.set_sliders(self.sliders)
-        if self.calibrate_frames:
-            rt.calibrate(self.calibrate_frames)
-            self.calibrate_frames = 0
         return rt
 
     def close_retargeter(self) -> None:
@@ -160,85 +191,7 @@ class Session:
     async def close(self) -> None:
         await self.end_call()
         loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.tracker_executor, time.sleep, 0)  # a track in flight
         await loop.run_in_executor(self.executor, self.close_retargeter)
+        self.tracker_executor.shutdown(wait=False)
         self.executor.shutdown(wait=False)
-
-
-class RetargetTrack(MediaStreamTrack):
-    """The avatar video: each output frame is the target rendered from the newest input.
-
-    Where latency can pile up, and what bounds it here:
-
-    * decoded frames: ``_read_source`` takes every decoded frame from the source track as
-      soon as aiortc delivers it and keeps only the newest; one that is replaced before it
-      is rendered is dropped and counted (``dropped`` in the session's ``stats``). Encoded
-      VP8 frames cannot be skipped (inter-coded), decoded ones can, at no cost.
-    * the frame is chosen when the render starts, not when it is requested: a session
-      waiting for the render gate renders whatever is newest once its turn comes.
-    * UDP: aiortc reads RTP on the event loop. Rendering holds the GIL for long stretches
-      (moderngl calls into Mesa's llvmpipe do not release it); with a render per session
-      running at once the loop got the GIL too seldom to drain the sockets, and the
-      kernel receive buffers (~400 KB each) held seconds of video. The gate caps how many
-      renders run at once (``ServerConfig.render_slots``), so the loop keeps up.
-    """
-
-    kind = "video"
-
-    def __init__(self, source: MediaStreamTrack, session: Session) -> None:
-        super().__init__()
-        self.source, self.session = source, session
-        self._lock = threading.Lock()  # _pending is set on the loop, taken on the session thread
-        self._pending: tuple[av.VideoFrame, float] | None = None  # newest frame not yet rendered
-        self._ended = False
-        self._new = asyncio.Event()
-        self._pump = asyncio.ensure_future(self._read_source())
-
-    def _offer(self, frame: av.VideoFrame) -> None:
-        """Make ``frame`` the next one to render; a frame it replaces is dropped."""
-        with self._lock:
-            if self._pending is not None:
-                self.session.dropped += 1
-            self._pending = (frame, time.perf_counter())
-        self.session.last_frame_at = time.monotonic()
-        self._new.set()
-
-    def _take(self) -> tuple[av.VideoFrame, float]:
-        with self._lock:
-            pending, self._pending = self._pending, None
-        assert pending is not None  # only recv() takes, and it waits for a pending frame
-        return pending
-
-    async def _read_source(self) -> None:
-        """Take each decoded frame as it arrives; keep only the newest (never a queue)."""
-        try:
-            while True:
-                self._offer(await self.source.recv())
-        except Exception:  # the source ended (MediaStreamError) or the call closed
-            self._ended = True
-            self._new.set()
-
-    def _render_newest(self) -> tuple[av.VideoFrame, np.ndarray]:
-        """On the session thread: wait for a render slot, then render the newest frame."""
-        with self.session.ctx.render_gate:
-            frame, received_at = self._take()
-            return frame, self.session.process(frame, received_at)
-
-    async def recv(self) -> av.VideoFrame:
-        while self._pending is None:
-            if self._ended or self.readyState != "live":
-                self.stop()
-                raise MediaStreamError
-            await self._new.wait()
-            self._new.clear()
-        loop = asyncio.get_running_loop()
-        frame, image = await loop.run_in_executor(self.session.executor, self._render_newest)
-        if self.session.ctx.stamp_frames:
-            write_stamp(image, frame_index(frame))
-        out = av.VideoFrame.from_ndarray(image, format="rgb24")
-        out.pts, out.time_base = frame.pts, frame.time_base
-        return out
-
-    def stop(self) -> None:
-        super().stop()
-        self._pump.cancel()
-        self._new.set()  # a recv() waiting for a frame ends too

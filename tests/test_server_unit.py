@@ -16,7 +16,13 @@ from server.app import App
 from server.config import ServerConfig
 from server.ice import loopback_candidates_only
 from server.protocol import ProtocolError, parse
-from server.session import RetargetTrack
+from server.retarget_track import RetargetTrack
+
+
+def process(session, frame: av.VideoFrame) -> np.ndarray:
+    """Both stages of a session's frame on this thread: track, then render."""
+    session.prepare()
+    return session.render(frame, time.perf_counter(), session.track(frame))
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +41,7 @@ def test_odd_frame_sizes_give_a_render(app, size) -> None:
     h, w = size
     frame = av.VideoFrame.from_ndarray(np.full((h, w, 3), 90, np.uint8), "rgb24")
     frame.pts, frame.time_base = 0, Fraction(1, 90000)
-    image = session.process(frame, time.perf_counter())
+    image = process(session, frame)
     assert image.shape == (64, 64, 3) and image.std() > 5
     assert session.face == "lost"
     session.close_retargeter()
@@ -45,10 +51,10 @@ def test_modes_change_the_output(app) -> None:
     session = app.new_session()
     frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), 90, np.uint8), "rgb24")
     frame.pts = 0
-    neutral = session.process(frame, time.perf_counter())
+    neutral = process(session, frame)
     session.mode = "sliders"
     session.sliders = np.array([0, 0, 0, 0, 1, 0], np.float32)  # surprised
-    surprised = session.process(frame, time.perf_counter())
+    surprised = process(session, frame)
     assert np.abs(neutral.astype(int) - surprised.astype(int)).max() > 40
     stats = session.stats(1.0)
     assert stats["fps"] == 2.0 and "render" in stats["stages"]
@@ -125,6 +131,73 @@ def test_stale_frames_are_dropped_and_counted(app) -> None:
     assert out == [4 * 3600, 5 * 3600]  # only the newest queued frame, then the next one
     assert stats["dropped"] == 4 and stats["fps"] == 2.0
     assert ended
+
+
+class SlowStages:
+    """A session whose tracking and rendering each take 40 ms of waiting (as native code
+    outside the GIL does): what RetargetTrack overlaps."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+        from threading import BoundedSemaphore
+        from types import SimpleNamespace
+
+        self.id, self.dropped = "slow", 0
+        self.ctx = SimpleNamespace(render_gate=BoundedSemaphore(1), stamp_frames=False)
+        self.executor = ThreadPoolExecutor(1)
+        self.tracker_executor = ThreadPoolExecutor(1)
+        self.spans: dict[str, list[tuple[float, float]]] = {"track": [], "render": []}
+
+    def prepare(self) -> None:
+        pass
+
+    def _span(self, stage: str) -> None:
+        t0 = time.perf_counter()
+        time.sleep(0.04)
+        self.spans[stage].append((t0, time.perf_counter()))
+
+    def track(self, frame: av.VideoFrame) -> str:
+        self._span("track")
+        return "tracked"
+
+    def render(self, frame: av.VideoFrame, received_at: float, track: str) -> np.ndarray:
+        assert track == "tracked"
+        self._span("render")
+        return np.zeros((16, 16, 3), np.uint8)
+
+
+def test_the_next_frame_is_tracked_while_this_one_renders() -> None:
+    """A steady camera: tracking of frame n + 1 overlaps the render of frame n, so frames
+    come out about once per stage, not once per track + render."""
+
+    async def run() -> tuple[SlowStages, int]:
+        session = SlowStages()
+        source = QueuedSource([])
+        track = RetargetTrack(source, session)
+
+        async def camera() -> None:
+            for i in range(200):
+                f = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), "rgb24")
+                f.pts, f.time_base = i, Fraction(1, 100)
+                source.queue.put_nowait(f)
+                await asyncio.sleep(0.01)  # 100 fps: always a new frame waiting
+
+        feeding = asyncio.ensure_future(camera())
+        frames = 0
+        end = asyncio.get_running_loop().time() + 1.2
+        while asyncio.get_running_loop().time() < end:
+            await track.recv()
+            frames += 1
+        feeding.cancel()
+        track.stop()
+        return session, frames
+
+    session, frames = asyncio.run(run())
+    renders, tracks = session.spans["render"], session.spans["track"]
+    overlapped = sum(any(t0 < r1 and r0 < t1 for t0, t1 in tracks) for r0, r1 in renders)
+    print(f"{frames} frames in 1.2 s; {overlapped} of {len(renders)} renders overlapped a track")
+    assert overlapped >= 0.8 * len(renders)
+    assert frames > 1.2 / 0.08 * 1.4  # sequential stages would give 1.2 s / 80 ms = 15
 
 
 def test_serve_flags_are_made_from_the_config() -> None:
