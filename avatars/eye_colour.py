@@ -19,6 +19,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from avatars.colour import to_lab
+
 # MediaPipe face mesh (478 points): iris centre, then four points on its rim, per eye
 IRISES = ((468, 469, 470, 471, 472), (473, 474, 475, 476, 477))
 EYE_OPENINGS = (
@@ -68,10 +70,6 @@ def eye_pixels(image: np.ndarray, landmarks: np.ndarray
     empty = np.zeros((0, 3), np.uint8)
     return (np.concatenate(irises) if irises else empty,
             np.concatenate(scleras) if scleras else empty, area)
-
-
-def to_lab(pixels: np.ndarray) -> np.ndarray:  # (N, 3) uint8 sRGB -> (N, 3) CIELAB
-    return cv2.cvtColor(pixels[None].astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)[0]
 
 
 def iris_colour(image: np.ndarray, landmarks: np.ndarray) -> tuple[float, float, float] | None:

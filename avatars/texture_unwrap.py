@@ -11,9 +11,12 @@
    texture is divided by that shading (normalised to its median, clamped), so the
    renderer's lights do not light the photo's lighting twice.
    Photo pixels in ``exclude`` (hair, the mouth and eye openings) and the neck below
-   ``NECK_FADE`` are not taken.
+   ``NECK_FADE`` are not taken, nor pixels within a few of the projected head's outline,
+   nor colours far from the face's skin outside its central features (background on the
+   ears, jaw line and neck; see :mod:`avatars.texture_blend`).
 4. Unseen texels take the colour of their mirror texel (x -> -x on the neutral head)
-   when that one was seen, then the mean skin colour; soft weights blend the seams.
+   when that one was seen; everything lies, by its weight, over a membrane fill on the
+   mesh that meets the seen skin's tone at its edge and fades to the median skin.
 
 Eyes, teeth and gums are not textured materials: the renderer's defaults draw them.
 """
@@ -25,9 +28,18 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import scipy.sparse as sp
 import torch
 from scipy.spatial import cKDTree
 
+from avatars.texture_blend import (
+    not_skin,
+    outside_core,
+    silhouette_fade,
+    skin_model,
+    vertex_fill,
+    vertex_graph,
+)
 from engines.face.model import MeshTopology
 from engines.files.disk_cache import cache_root, load_arrays, save_arrays
 from engines.geometry.normals import vertex_normals
@@ -158,7 +170,7 @@ def splat_depth(pix: np.ndarray, depth: np.ndarray, width: int, height: int) -> 
 class UnwrapResult:
     texture: np.ndarray  # (size, tiles * size, 3) uint8 albedo
     seen: np.ndarray  # (size, tiles * size) float32 weight of the photo in each texel
-    skin_rgb: np.ndarray  # (3,) the mean skin colour used for unseen texels
+    skin_rgb: np.ndarray  # (3,) the median skin colour the fill fades to
 
 
 def unwrap_texture(
@@ -171,8 +183,54 @@ def unwrap_texture(
     exclude: np.ndarray | None = None,  # (H, W) bool photo pixels not to take (e.g. hair)
 ) -> UnwrapResult:
     """Unwrap ``image`` into the model's UV space (see the module docstring)."""
-    h, w = image.shape[:2]
     lay = uv_layout(topology, neutral, size)
+    pix, weight, nrm = photo_weights(image.shape[:2], camera_vertices, focal_px, topology,
+                                     lay, exclude)
+    albedo = remove_shading(sample_bilinear(image, pix), nrm, weight)
+    good = weight > 0.5
+    skin = np.median(albedo[good], axis=0) if good.sum() > 100 else np.array([200, 160, 140.0])
+    taken = np.nonzero(weight > 0)[0]
+    model = skin_model(albedo[taken], weight[taken], lay.rest[taken])
+    weight[taken] *= 1 - outside_core(lay.rest[taken]) * not_skin(albedo[taken], model)
+
+    # photo, else the mirror texel's photo, over a membrane fill from their boundary
+    wm = weight[lay.mirror]
+    seen = 1 - (1 - weight) * (1 - wm)  # (T,)
+    on = np.nonzero(seen > 0)[0]
+    w_on, wm_on = weight[on, None], (1 - weight[on]) * wm[on]  # (N, 1), (N,)
+    data = (w_on * albedo[on] + wm_on[:, None] * albedo[lay.mirror[on]]) / seen[on, None]
+    seen_rgb = np.zeros((len(seen), 3), np.float32)  # (T, 3)
+    seen_rgb[on] = data
+    anchor = np.zeros(len(seen), np.float32)  # (T,) skin-like seen colours anchor the fill
+    anchor[on] = seen[on] * (1 - not_skin(data, model))
+    corners = topology.faces[lay.triangle]  # (T, 3)
+    f = vertex_fill(vertex_laplacian(topology, neutral), corners, lay.bary, seen_rgb, anchor,
+                    skin).astype(np.float32)  # (V, 3)
+    out = (f[corners] * lay.bary[:, :, None]).sum(1)  # (T, 3)
+    out[on] += seen[on, None] * (data - out[on])
+    tex = np.empty((size * lay.tiles * size, 3), np.float32)
+    tex[:] = skin
+    tex[lay.texel] = out
+    seen_map = np.zeros(size * lay.tiles * size, np.float32)
+    seen_map[lay.texel] = seen
+    return UnwrapResult(
+        np.clip(tex, 0, 255).astype(np.uint8).reshape(size, lay.tiles * size, 3),
+        seen_map.reshape(size, lay.tiles * size), skin.astype(np.float32),
+    )
+
+
+def photo_weights(
+    shape: tuple[int, int],  # the photo's (H, W)
+    camera_vertices: np.ndarray,  # (V, 3)
+    focal_px: float,
+    topology: MeshTopology,
+    lay: UVLayout,
+    exclude: np.ndarray | None,  # (H, W) bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per texel: its photo pixel (T, 2), the photo's weight (T,) (visible, facing the
+    camera, above the neck, not excluded, away from the head's outline) and its normal
+    (T, 3) in the camera's frame."""
+    h, w = shape
     camera_vertices = np.asarray(camera_vertices, np.float32)  # float32: ~2M texels below
     corners = camera_vertices[topology.faces[lay.triangle]]  # (T, 3, 3)
     pts = (corners * lay.bary[:, :, None]).sum(1)  # (T, 3)
@@ -194,28 +252,21 @@ def unwrap_texture(
     weight = visible * np.clip((facing - FRONT_COS) / (FULL_COS - FRONT_COS), 0, 1)
     lo, hi = NECK_FADE
     weight *= np.clip((lay.rest[:, 1] - lo) / (hi - lo), 0, 1)
+    return pix, weight * silhouette_fade(zbuf, pix), nrm
 
-    colour = sample_bilinear(image, pix)
-    albedo = remove_shading(colour, nrm, weight)
-    good = weight > 0.5
-    skin = np.median(albedo[good], axis=0) if good.sum() > 100 else np.array([200, 160, 140.0])
 
-    # fill: photo, else mirror texel, else mean skin; soft weights blend the seams
-    wm = weight[lay.mirror]
-    filled = skin + wm[:, None] * (albedo[lay.mirror] - skin)
-    out = filled + weight[:, None] * (albedo - filled)
-    tex = np.empty((size * lay.tiles * size, 3), np.float32)
-    tex[:] = skin
-    tex[lay.texel] = out
-    tex = tex.reshape(size, lay.tiles * size, 3)
-    seen = np.zeros(size * lay.tiles * size, np.float32)
-    seen[lay.texel] = np.maximum(weight, wm)
-    seen = seen.reshape(size, lay.tiles * size)
-    # soften the boundary between photo and filled texels (seams), keep detail elsewhere
-    soft = cv2.GaussianBlur(tex, (0, 0), size / 256)
-    edge = np.clip(cv2.GaussianBlur(seen, (0, 0), size / 128) * (1 - seen) * 4, 0, 1)
-    tex = tex + edge[..., None] * (soft - tex)
-    return UnwrapResult(np.clip(tex, 0, 255).astype(np.uint8), seen, skin.astype(np.float32))
+def vertex_laplacian(topology: MeshTopology, neutral: np.ndarray) -> sp.csr_matrix:
+    """The textured surface's vertex Laplacian (:func:`vertex_graph`), cached per topology."""
+    cached = _GRAPHS.get(id(topology))
+    if cached is None or cached[0] is not topology:
+        textured = np.array([material_for(n).textured for n in topology.material_names])
+        faces = np.nonzero(textured[topology.face_material])[0]
+        graph = vertex_graph(topology, np.asarray(neutral, np.float64), faces)
+        _GRAPHS[id(topology)] = cached = (topology, graph)
+    return cached[1]
+
+
+_GRAPHS: dict[int, tuple[MeshTopology, sp.csr_matrix]] = {}
 
 
 def remove_shading(colour: np.ndarray, normals: np.ndarray, weight: np.ndarray) -> np.ndarray:
