@@ -21,6 +21,7 @@ from PIL import Image
 
 from avatars.eye_colour import EYE_OPENINGS, iris_colour
 from avatars.hair.align import align_to_head, anchor_aligned
+from avatars.hair.choice import depth_buffer, in_front, measure_hair
 from avatars.hair.photo import choose_style, hair_colour
 from avatars.hair.scalp import skin_faces
 from avatars.hair.strands import Hairstyle
@@ -210,9 +211,11 @@ class AvatarBuilder:
     def choose_hair(
         self, head: np.ndarray, fit: PhotoFit, hair_mask: np.ndarray | None
     ) -> Hairstyle | None:
-        """The style whose silhouette over the photo best matches its hair region (IoU);
-        None when the photo shows no hair. Silhouettes come from the anchor-aligned
-        strands projected with the photo's camera; only the winner gets the full
+        """The style for the photo's hair region (H, W) bool: the one whose traits (length
+        class, tied, fringe) agree best with those the region shows, then whose visible
+        silhouette over the photo best matches it (IoU); None when the photo shows no
+        hair. Silhouettes come from the anchor-aligned strands projected with the photo's
+        camera, less the points the head (V, 3) hides; only the winner gets the full
         alignment."""
         if hair_mask is None or hair_mask.sum() == 0:
             return None
@@ -220,12 +223,17 @@ class AvatarBuilder:
         k = min(1.0, SILHOUETTE_SIDE / max(fit.width, fit.height))
         size = (max(8, round(fit.width * k)), max(8, round(fit.height * k)))
         photo = cv2.resize(hair_mask.astype(np.uint8), size, interpolation=cv2.INTER_AREA) > 0
+        rot, t = cv2.Rodrigues(fit.rotation)[0], fit.translation  # model -> camera
+        buffer = depth_buffer(fit.project(head) * k, head @ rot[2] + t[2], size)
         silhouettes = {}
         for name in list_styles():
             style = load_style(name)
-            strands = anchor_aligned(style, skin)[style.active.reshape(-1)]
-            silhouettes[name] = splat_mask(fit.project(strands.reshape(-1, 3)) * k, size)
-        best = choose_style(photo, silhouettes)
+            strands = anchor_aligned(style, skin)[style.active.reshape(-1)].reshape(-1, 3)
+            pixels = fit.project(strands) * k
+            shown = in_front(pixels, strands @ rot[2] + t[2], buffer)
+            silhouettes[name] = splat_mask(pixels[shown], size)
+        traits = measure_hair(photo, fit.landmarks_px * k, np.isfinite(buffer)).traits()
+        best = choose_style(photo, silhouettes, traits)
         return align_to_head(load_style(best), head, self.model.topology)
 
     def close(self) -> None:

@@ -142,6 +142,45 @@ STYLES: dict[str, StyleSpec] = {
 }
 
 
+@dataclass(frozen=True)
+class HairTraits:
+    """What a person would say of a hairstyle, or of the hair in a photo: its length class
+    ("short": above the ears and collar, "medium": to the jaw or shoulders, "long": below
+    the shoulders), whether it is tied (a ponytail, a bun) and whether a fringe covers the
+    forehead."""
+
+    length: str
+    tied: bool = False
+    fringe: bool = False
+
+    def agreement(self, other: HairTraits) -> int:
+        """How far two sets of traits agree: 2 for the length class, 2 for tied or loose,
+        1 for the fringe (0..5)."""
+        return (
+            2 * (self.length == other.length)
+            + 2 * (self.tied == other.tied)
+            + (self.fringe == other.fringe)
+        )
+
+
+# each style's traits, as they look grown on the neutral head (front and side views)
+STYLE_TRAITS: dict[str, HairTraits] = {
+    "buzz": HairTraits("short"),
+    "short_crop": HairTraits("short"),
+    "side_part": HairTraits("short"),
+    "middle_part_fringe": HairTraits("medium", fringe=True),
+    "bob": HairTraits("medium"),
+    "long_straight": HairTraits("long"),
+    "long_wavy": HairTraits("long"),
+    "curly_afro": HairTraits("short"),
+    "ponytail": HairTraits("long", tied=True),
+    "top_knot": HairTraits("long", tied=True),
+    "slicked_back": HairTraits("short"),
+    "receding": HairTraits("short"),
+    "balding": HairTraits("short"),
+}
+
+
 def list_styles() -> list[str]:
     """Names of the hairstyles in the database."""
     return list(STYLES)
