@@ -38,7 +38,8 @@ SKIN = Material((0.84, 0.64, 0.54), specular=0.10, shininess=20.0, textured=True
 ICT_MATERIALS: dict[str, Material] = {
     "M_Face": SKIN,
     "M_BackHead": SKIN,
-    "M_EyeLashes": Material((0.06, 0.045, 0.04), alpha=0.3, specular=0.0),
+    # lash cards reach past the lid line: stronger than this, every avatar wears eyeliner
+    "M_EyeLashes": Material((0.06, 0.045, 0.04), alpha=0.15, specular=0.0),
     "M_Teeth": Material((0.82, 0.79, 0.72), specular=0.25, shininess=40.0),
     "M_GumsTongue": Material((0.50, 0.22, 0.24), specular=0.2, shininess=30.0),
     "M_IrisLeft": Material((0.33, 0.22, 0.13), specular=0.0, kind=KIND_IRIS),
