@@ -84,6 +84,8 @@ class App:
                                                     max_wait_ms=2.0, name="landmark-encoder")
         # at most render_slots sessions track+render at once (see RetargetTrack)
         self.render_gate = threading.BoundedSemaphore(config.render_slots)
+        # ... and as many frames are tracked or wait for a render (server/retarget_track.py)
+        self.track_gate = threading.BoundedSemaphore(config.render_slots)
 
     def prepare(self) -> None:
         """Thumbnails and the emotion models (trained on first use, then cached)."""
@@ -100,7 +102,7 @@ class App:
         ctx = SessionContext(
             self.model, self.emotion_models, RenderConfig(size, size),
             TrackerConfig(reader=self.config.reader, encoder_fn=self.encoder_batcher),
-            self.render_gate, self.config.stamp_frames,
+            self.render_gate, self.track_gate, self.config.stamp_frames,
         )
         default = self.config.default_target
         return Session(ctx, user, default, self.catalogue.get(default))

@@ -38,11 +38,12 @@ class RetargetTrack(MediaStreamTrack):
       soon as aiortc delivers it and keeps only the newest; one that is replaced before it
       is rendered is dropped and counted (``dropped`` in the session's ``stats``). Encoded
       VP8 frames cannot be skipped (inter-coded), decoded ones can, at no cost.
-    * two stages, one thread each: the newest frame is tracked (MediaPipe, on the
-      session's tracker thread) as soon as the tracker is free, while the previous one
-      renders (the model and llvmpipe, on the session thread); a tracked frame replaced
-      by a newer one before its render is dropped and counted too. Both run native code
-      outside the GIL most of the time, so one session uses both cores.
+    * two stages, one thread each: a frame is tracked (MediaPipe, on the session's
+      tracker thread) while another renders (the model and llvmpipe, on the session
+      thread) — within a session (frame n + 1 while n renders) and across sessions. Both
+      run native code outside the GIL most of the time, so the two cores are both used.
+      The track gate (one tracked frame waiting or being tracked at a time, server-wide)
+      keeps tracked frames fresh and never tracks one that would be dropped.
     * the tracked frame is chosen when the render starts, not when it is requested: a
       session waiting for the render gate renders whatever is newest once its turn comes.
     * UDP: aiortc reads RTP on the event loop. Rendering holds the GIL for long stretches
@@ -60,9 +61,12 @@ class RetargetTrack(MediaStreamTrack):
         self._lock = threading.Lock()  # _pending is set on the loop, taken on the session thread
         self._pending: tuple[av.VideoFrame, float] | None = None  # newest frame, not tracked
         self._tracked: Tracked | None = None  # newest tracked frame, not yet rendered
+        self._holds_track_gate = False
         self._ended = False
         self._new = asyncio.Event()  # a frame to track
         self._new_tracked = asyncio.Event()
+        self._taken = asyncio.Event()  # the renderer took the tracked frame
+        self._loop = asyncio.get_running_loop()
         self._pump = asyncio.ensure_future(self._read_source())
         self._tracking = asyncio.ensure_future(self._track_newest())
 
@@ -75,12 +79,6 @@ class RetargetTrack(MediaStreamTrack):
         self.session.last_frame_at = time.monotonic()
         self._new.set()
 
-    def _take(self) -> tuple[av.VideoFrame, float]:
-        with self._lock:
-            pending, self._pending = self._pending, None
-        assert pending is not None  # only recv() takes, and it waits for a pending frame
-        return pending
-
     async def _read_source(self) -> None:
         """Take each decoded frame as it arrives; keep only the newest (never a queue)."""
         try:
@@ -91,30 +89,54 @@ class RetargetTrack(MediaStreamTrack):
             self._new.set()
 
     async def _track_newest(self) -> None:
-        """Track the newest frame whenever the tracker is free (never a queue)."""
+        """Track the newest frame whenever this session may (never a queue)."""
         loop = asyncio.get_running_loop()
         session = self.session
         try:
             await loop.run_in_executor(session.executor, session.prepare)
-            while True:
-                while self._pending is None:
-                    if self._ended:
-                        return
+            while not self._ended:
+                while self._pending is None and not self._ended:
                     await self._new.wait()
                     self._new.clear()
-                frame, received_at = self._take()
-                track = await loop.run_in_executor(session.tracker_executor, session.track,
-                                                   frame)
+                tracked = await loop.run_in_executor(session.tracker_executor,
+                                                     self._track_next)
+                if tracked is None or self._ended:
+                    break
                 with self._lock:
-                    if self._tracked is not None:
-                        session.dropped += 1
-                    self._tracked = Tracked(frame, received_at, track)
+                    self._tracked = tracked
                 self._new_tracked.set()
+                while self._tracked is not None and not self._ended:  # its render starts
+                    await self._taken.wait()
+                    self._taken.clear()
         except Exception:  # a failed tracker ends the video, not the server
             log.exception("session %s: tracking failed", session.id)
         finally:
             self._ended = True
+            self._release_track_gate()  # a tracked frame that will not render
             self._new_tracked.set()
+
+    def _track_next(self) -> Tracked | None:
+        """On the tracker thread: wait for the track gate, then track the newest frame.
+
+        The gate (``SessionContext.track_gate``) is held from here until the frame's render
+        starts: while one session renders, one other frame is tracked — across sessions
+        and within one (frame n + 1 while n renders) — and no frame waits long between its
+        tracking and its render, nor is tracked only to be dropped."""
+        self.session.ctx.track_gate.acquire()
+        with self._lock:
+            self._holds_track_gate = True
+            pending, self._pending = self._pending, None
+        if pending is None:  # the call ended meanwhile
+            self._release_track_gate()
+            return None
+        frame, received_at = pending
+        return Tracked(frame, received_at, self.session.track(frame))
+
+    def _release_track_gate(self) -> None:
+        with self._lock:
+            held, self._holds_track_gate = self._holds_track_gate, False
+        if held:
+            self.session.ctx.track_gate.release()
 
     def _render_newest(self) -> tuple[av.VideoFrame, np.ndarray]:
         """On the session thread: wait for a render slot, then render the newest tracked
@@ -123,6 +145,8 @@ class RetargetTrack(MediaStreamTrack):
             with self._lock:
                 tracked, self._tracked = self._tracked, None
             assert tracked is not None  # only recv() takes, after one was tracked
+            self._release_track_gate()  # the next frame (this session's or another's)
+            self._loop.call_soon_threadsafe(self._taken.set)
             image = self.session.render(tracked.frame, tracked.received_at, tracked.track)
             return tracked.frame, image
 
@@ -147,3 +171,4 @@ class RetargetTrack(MediaStreamTrack):
         self._ended = True
         self._new.set()  # the tracking loop ends
         self._new_tracked.set()  # a recv() waiting for a frame ends too
+        self._taken.set()

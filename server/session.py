@@ -44,6 +44,7 @@ class SessionContext:
     render_config: RenderConfig
     tracker_config: TrackerConfig  # the reader, and the shared encoder batcher if any
     render_gate: threading.BoundedSemaphore  # at most this many sessions render at once
+    track_gate: threading.BoundedSemaphore  # held from a frame's tracking to its render
     stamp_frames: bool = False
 
 

@@ -143,7 +143,8 @@ class SlowStages:
         from types import SimpleNamespace
 
         self.id, self.dropped = "slow", 0
-        self.ctx = SimpleNamespace(render_gate=BoundedSemaphore(1), stamp_frames=False)
+        self.ctx = SimpleNamespace(render_gate=BoundedSemaphore(1), track_gate=BoundedSemaphore(1),
+                                   stamp_frames=False)
         self.executor = ThreadPoolExecutor(1)
         self.tracker_executor = ThreadPoolExecutor(1)
         self.spans: dict[str, list[tuple[float, float]]] = {"track": [], "render": []}
