@@ -28,14 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from chromium import CHROMEDRIVER, CHROMIUM, chrome
 
 from engines.files.assets import asset_root
 
 pytestmark = pytest.mark.netns
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 GRID_CLIP = "video/grid_corpus/bbaf2n.mpg"
 SERVER_START_TIMEOUT_S = 60.0
 LIVE_TIMEOUT_S = 40.0
@@ -140,20 +139,8 @@ class Server:
 
 
 def _chrome(camera: Path, profile: Path, fake_ui: str = ""):
-    os.environ["SE_OFFLINE"] = "true"  # never let selenium-manager download a driver
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in (
-        "--headless",
-        "--no-sandbox",
+    return chrome((
         "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
         f"--user-data-dir={profile}",
         "--use-fake-ui-for-media-stream" + (f"={fake_ui}" if fake_ui else ""),
         "--use-fake-device-for-media-stream",
@@ -163,10 +150,7 @@ def _chrome(camera: Path, profile: Path, fake_ui: str = ""):
         "--disable-features=WebRtcHideLocalIpsWithMdns",
         "--window-size=1280,900",
         "--autoplay-policy=no-user-gesture-required",
-    ):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
+    ))
 
 
 # A video element's current frame as a small grey image (list of rows), drawn via a canvas.

@@ -156,8 +156,12 @@ def test_server_sessions_share_one_encoder_batcher(tmp_path) -> None:
     frame = av.VideoFrame.from_ndarray(photo("london_008_smiling.jpg"), "rgb24")
     frame.pts, frame.time_base = 0, Fraction(1, 90000)
     sessions = [app.new_session() for _ in range(3)]
-    threads = [threading.Thread(target=s.process, args=(frame, time.perf_counter()))
-               for s in sessions]
+
+    def both_stages(session) -> None:  # the tracker's and the render thread's, on one
+        session.prepare()
+        session.render(frame, time.perf_counter(), session.track(frame))
+
+    threads = [threading.Thread(target=both_stages, args=(s,)) for s in sessions]
     for t in threads:
         t.start()
     for t in threads:

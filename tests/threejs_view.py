@@ -20,7 +20,6 @@ import contextlib
 import functools
 import http.server
 import io
-import os
 import tempfile
 import threading
 import time
@@ -28,6 +27,7 @@ import urllib.parse
 from pathlib import Path
 
 import numpy as np
+from chromium import CHROMEDRIVER, CHROMIUM, chrome
 from PIL import Image
 
 from engines.render.camera import PerspectiveCamera
@@ -35,8 +35,6 @@ from engines.render.camera import PerspectiveCamera
 REPO = Path(__file__).resolve().parents[1]
 VIEWER = REPO / "client_web" / "viewer"
 THREE_MODULE = VIEWER / "node_modules" / "three" / "build" / "three.module.js"
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 MAKE_TARGET = "make viewer"  # (also run by `make test-system`, hence `make test`)
 GLB_PATH = "/avatar.glb"
 RENDER_TIMEOUT_S = 60.0
@@ -219,25 +217,10 @@ def render_glb(
 
 
 def _chrome(profile: Path):
-    os.environ["SE_OFFLINE"] = "true"  # never let selenium-manager download a driver
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in (
-        "--headless",
-        "--no-sandbox",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
+    return chrome((
         "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
         "--force-device-scale-factor=1",
         "--window-size=800,800",
         f"--user-data-dir={profile}",
         *WEBGL_FLAGS,
-    ):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
+    ))
