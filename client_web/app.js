@@ -42,6 +42,9 @@
     avatarPublic: $("avatar-public"),
     avatarStatus: $("avatar-status"),
     avatarLinks: $("avatar-links"),
+    hairStyle: $("hair-style"),
+    hairColour: $("hair-colour"),
+    hairSave: $("hair-save"),
   };
 
   // Public state for tests and the console.
@@ -342,6 +345,7 @@
       case "avatar_begin":
       case "avatar_chunk":
       case "hangup":
+      case "hair":
       case "pong":
         break;
       default:
@@ -357,6 +361,8 @@
     setMessage("connection", null);
     if (Array.isArray(msg.emotions) && msg.emotions.length) emotions = msg.emotions.slice();
     buildTargets(Array.isArray(msg.targets) ? msg.targets : []);
+    if (Array.isArray(msg.hairstyles)) buildHairStyles(msg.hairstyles);
+    resetHair(); // a new session: the targets' own hair
     buildModes(Array.isArray(msg.modes) && msg.modes.length ? msg.modes : DEFAULT_MODES);
     buildSliders();
     // A new socket is a new server session: re-apply what the user chose before.
@@ -451,7 +457,9 @@
   }
 
   // ---- targets ------------------------------------------------------------------------------
+  let knownTargets = []; // the picker's list (avatars are marked `avatar: true`)
   function buildTargets(targets) {
+    knownTargets = targets;
     el.targets.textContent = "";
     if (!targets.length) {
       const span = document.createElement("span");
@@ -510,7 +518,39 @@
     selectedTarget = id;
     markTarget(id);
     send({ type: "target", id });
+    resetHair(); // a new target starts with its own hair
   }
+
+  // ---- hair try-on: style and colour on the live head; an avatar can keep them --------
+  function buildHairStyles(styles) {
+    el.hairStyle.textContent = "";
+    for (const [value, label] of [["", "as built"], ...styles.map((s) => [s, s.replace(/_/g, " ")])]) {
+      const opt = document.createElement("option");
+      opt.value = value;
+      opt.textContent = label;
+      el.hairStyle.appendChild(opt);
+    }
+  }
+
+  function resetHair() {
+    el.hairStyle.value = "";
+    el.hairSave.disabled = true;
+  }
+
+  function tryHair(change) {
+    if (send({ type: "hair", ...change })) {
+      const target = knownTargets.find((t) => t.id === selectedTarget);
+      el.hairSave.disabled = !(target && target.avatar); // only avatars can be saved
+    }
+  }
+
+  el.hairStyle.addEventListener("change", () => {
+    if (el.hairStyle.value) tryHair({ style: el.hairStyle.value });
+  });
+  el.hairColour.addEventListener("change", () => tryHair({ colour: el.hairColour.value }));
+  el.hairSave.addEventListener("click", () => {
+    if (send({ type: "hair_save" })) el.avatarStatus.textContent = "Saving the new hair…";
+  });
 
   function onTargetAck(msg) {
     if (msg.ok === false) {

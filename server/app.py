@@ -23,6 +23,8 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from avatars.catalogue import TargetCatalogue, UnknownTargetError
+from avatars.hair.styles import list_styles
+from avatars.restyle import NO_HAIR
 from avatars.store import AvatarStore
 from engines.dataset.loader import Dataset
 from engines.emotion.facs import EMOTIONS
@@ -37,6 +39,7 @@ from engines.tracking.tracker import TrackerConfig
 from server.access import token_ok, user_key
 from server.admission import Admission, watch_session
 from server.config import ServerConfig
+from server.hair import HairTryOn
 from server.ice import restrict_ice_to_loopback
 from server.peer import answer_offer, offer_sdp
 from server.protocol import ProtocolError, calibrate_frames, error, parse, send, slider_values
@@ -70,6 +73,7 @@ class App:
                         config.builds_per_hour, config.max_store_mb * MB)
         self.builds = AvatarBuilds(self.model, self.store, config.max_upload_bytes, quotas)
         self.uploads = Uploads(self.builds, config.max_upload_bytes)
+        self.hair = HairTryOn(self.model, self.picker, self.store, self.builds)
         self.emotion_models: EmotionModels | None = None
         self.emotion_reason = ""
         self.sessions: dict[str, tuple[Session, ServerConnection]] = {}  # one per socket
@@ -164,6 +168,7 @@ class App:
                 {"id": "sliders", "available": emotion_ok, "reason": self.emotion_reason},
             ],
             "emotions": list(EMOTIONS),
+            "hairstyles": [*list_styles(), NO_HAIR],
             "target": session.target_id,
             "mode": session.mode,
             "maxSessions": self.config.max_sessions,
@@ -176,6 +181,7 @@ class App:
             "mode": self.on_mode, "sliders": self.on_sliders, "calibrate": self.on_calibrate,
             "avatar_begin": self.on_avatar_begin, "avatar_chunk": self.on_avatar_chunk,
             "avatar_end": self.on_avatar_end, "candidate": self.on_candidate,
+            "hair": self.hair.apply, "hair_save": self.hair.save,
         }
         handler = handlers.get(msg["type"])
         if handler is None:
@@ -192,8 +198,9 @@ class App:
             chosen = await loop.run_in_executor(None, self.catalogue.get, target, session.user)
         except UnknownTargetError as exc:
             raise ProtocolError("unknown_target", str(exc)) from exc
-        session.target_id, session.target = target, chosen
+        session.target_id, session.target, session.hair = target, chosen, (None, None)
         return {"type": "target", "id": target, "ok": True}
+
 
     async def on_mode(self, session: Session, msg: dict) -> dict:
         mode = msg.get("mode")
@@ -227,10 +234,7 @@ class App:
 
     async def on_avatar_end(self, session: Session, msg: dict) -> dict:
         avatar_id, name = await self.uploads.end(session.id, session.user, msg)
-        return {
-            "type": "avatar", "ok": True, **self.picker.avatar_entry(avatar_id, name, session.user),
-            "targets": self.picker.entries(session.user),
-        }
+        return self.picker.new_avatar_reply(avatar_id, name, session.user)
 
     async def on_offer(self, session: Session, msg: dict) -> dict:
         """A call slot is taken here, not on connect (a new offer keeps the session's)."""

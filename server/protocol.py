@@ -22,6 +22,10 @@ CLIENT_MESSAGES = {
     "sliders": ("values: {emotion: 0..1} for the six emotions", "sliders"),
     "calibrate": ("frames: 1..300 resting frames (default 15)", "calibrate"),
     "hangup": ("(ends the call and frees its slot; the socket stays)", "hangup"),
+    "hair": ("style (a name from welcome's hairstyles, or none) and/or colour (#RRGGBB): "
+             "tried on the current target live", "hair"),
+    "hair_save": ("(the tried-on hair saved as a new avatar of the user; avatars only)",
+                  "avatar"),
     "ping": ("", "pong"),
     "avatar_begin": ("name, bytes (the photo's size), public", "avatar_begin"),
     "avatar_chunk": ("seq (0, 1, 2, ...), data: a base64 piece (32 KB) of the photo",

@@ -64,6 +64,7 @@ class Session:
         # the page's choices, set on the event loop, applied before the next frame
         self.target_id, self.target = target_id, target  # checked for this user when chosen
         self.mode = "track"
+        self.hair: tuple[str | None, tuple[float, float, float] | None] = (None, None)  # tried on
         self.sliders = np.zeros(6, np.float32)
         self.calibrate_frames = 0
         # the GL context lives on this one thread (the model and the render) ...

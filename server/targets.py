@@ -62,6 +62,11 @@ class TargetPicker:
             out.append(self.avatar_entry(entry.id, entry.name, user))
         return out
 
+    def new_avatar_reply(self, avatar_id: str, name: str, user: str | None) -> dict:
+        """The ``avatar`` message for a new avatar: its entry and the new target list."""
+        return {"type": "avatar", "ok": True, **self.avatar_entry(avatar_id, name, user),
+                "targets": self.entries(user)}
+
     def avatar_entry(self, avatar_id: str, name: str, user: str | None) -> dict:
         query = self.download_query(user)
         return {

@@ -624,6 +624,43 @@ def test_make_my_avatar_in_the_page(page, server: Server, workdir: Path):
     _screenshot(driver, workdir, "browser_avatar.png")
 
 
+def test_try_on_hair_live_and_save_it(page, server: Server, workdir: Path):
+    """On the avatar made above: another style and colour change the live video's hair
+    without reconnecting; "Save" makes a new avatar whose files carry the new hair."""
+    import io
+    import zipfile
+
+    driver = page
+    made = driver.execute_script("return window.vn3d.avatar;")
+    assert made, "needs the avatar made by test_make_my_avatar_in_the_page"
+    before = _avatar_pixels(driver)
+    driver.execute_script(
+        "const s = document.getElementById('hair-style'); s.value = 'long_straight';"
+        "s.dispatchEvent(new Event('change'));"
+        "const c = document.getElementById('hair-colour'); c.value = '#d02020';"
+        "c.dispatchEvent(new Event('change'));"
+    )
+    time.sleep(3)  # aligned off the loop, then the next frames
+    after = _avatar_pixels(driver)
+    assert np.abs(after - before).mean() > 3.0, "the live hair did not change"
+    assert driver.execute_script("return window.vn3d.socket") == "open"  # no reconnect
+    _screenshot(driver, workdir, "browser_hair_tryon.png")
+    save = driver.find_element("id", "hair-save")
+    assert save.is_enabled()
+    save.click()
+    deadline = time.monotonic() + 60
+    saved = made
+    while time.monotonic() < deadline and saved["id"] == made["id"]:
+        time.sleep(0.5)
+        saved = driver.execute_script("return window.vn3d.avatar;")
+    assert saved["id"] != made["id"], f"not saved\n{_tail(server.log)}"
+    with urllib.request.urlopen(server.url.rstrip("/") + saved["zip"], timeout=10) as r:
+        data = r.read()
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+    assert manifest["hairstyle"] == "long_straight", manifest
+
+
 def test_stop_then_start_again(page, server: Server):
     driver = page
     driver.find_element("id", "stop").click()

@@ -98,6 +98,26 @@ def cmd_avatar_delete(args: argparse.Namespace) -> int:
 
 
 
+def cmd_avatar_restyle(args: argparse.Namespace) -> int:
+    from avatars.restyle import parse_colour, restyle_avatar
+    from avatars.store import AvatarStore
+
+    store = AvatarStore(args.store)
+    model = load_model("ict")
+    entry = store.entry(args.id)
+    try:
+        colour = parse_colour(args.colour) if args.colour else None
+        avatar = restyle_avatar(store.load(args.id, model), model, args.hair, colour)
+    except ValueError as exc:
+        raise SystemExit(f"vn3d avatar restyle: {exc}") from None
+    new_id = store.add(avatar, model, entry.owner, entry.public)
+    hair = avatar.hair.name if avatar.hair is not None else "no hair"
+    print(f"avatar {new_id}: {avatar.name} with {hair} in "
+          f"#{''.join(f'{round(c * 255):02x}' for c in avatar.hair_rgb)} "
+          f"({args.id} is kept)")
+    return 0
+
+
 def list_hairstyles(args: argparse.Namespace) -> int:
     from avatars.hair.styles import list_styles
 
@@ -120,6 +140,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_avatar_build)
     p = avatar_sub.add_parser("styles", help="list the hairstyles")
     p.set_defaults(func=list_hairstyles)
+    p = avatar_sub.add_parser("restyle", help="try another hairstyle or hair colour: a new "
+                              "avatar (the old one is kept)")
+    p.add_argument("id", help="the avatar's id (vn3d avatar list)")
+    p.add_argument("--hair", default=None, help="a style name (vn3d avatar styles) or 'none'")
+    p.add_argument("--colour", default=None, help="hair colour as #RRGGBB")
+    p.add_argument("--store", default=None, help=STORE_HELP)
+    p.set_defaults(func=cmd_avatar_restyle)
     for verb, helptext, func in (
         ("list", "list the avatars in the store", cmd_avatar_list),
         ("show", "print an avatar's manifest", cmd_avatar_show),

@@ -1,0 +1,103 @@
+"""Hairstyle try-on: another style or colour on a live session's target, saved as a new
+avatar (the old one kept), and the same from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from server.protocol import ProtocolError
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    from server.app import App
+    from server.config import ServerConfig
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("VN3D_CACHE", str(tmp_path_factory.mktemp("cache")))
+    app = App(ServerConfig(size=64, sample_gallery=False,
+                           avatar_store=str(tmp_path_factory.mktemp("store"))))
+    yield app
+    mp.undo()
+
+
+def send(app, session, msg: dict) -> dict:
+    return asyncio.run(app.dispatch(session, msg))
+
+
+def test_a_style_and_a_colour_are_tried_on_the_live_target(app) -> None:
+    session = app.new_session("u" * 20)
+    assert "buzz" in app.welcome(session)["hairstyles"] and "none" in app.welcome(session)[
+        "hairstyles"]
+    reply = send(app, session, {"type": "hair", "style": "long_straight", "colour": "#ff8000"})
+    assert reply == {"type": "hair", "ok": True, "style": "long_straight", "colour": "#ff8000"}
+    hair = session.target.hair
+    assert hair.shape == (32, 32, 100, 3) and np.isfinite(hair).all()
+    assert session.target.hair_rgb == pytest.approx((1.0, 128 / 255, 0.0))
+    long_reach = hair[..., 1].min()
+    send(app, session, {"type": "hair", "style": "buzz"})  # the colour stays
+    assert session.target.hair[..., 1].min() > long_reach + 5  # short: ends far higher
+    assert session.target.hair_rgb == pytest.approx((1.0, 128 / 255, 0.0))
+    send(app, session, {"type": "hair", "style": "none"})
+    assert session.target.hair is None
+    send(app, session, {"type": "target", "id": "default"})  # a new target: its own hair
+    assert session.hair == (None, None)
+
+
+@pytest.mark.parametrize("msg", [
+    {"type": "hair"},
+    {"type": "hair", "style": "mohawk"},
+    {"type": "hair", "style": 3},
+    {"type": "hair", "colour": "red"},
+    {"type": "hair", "colour": "#12345"},
+])
+def test_bad_hair_messages_are_refused(app, msg) -> None:
+    session = app.new_session("u" * 20)
+    with pytest.raises(ProtocolError) as info:
+        send(app, session, msg)
+    assert info.value.code == "bad_message"
+
+
+def test_saving_makes_a_new_avatar_and_keeps_the_old(app, ict, probe_avatar) -> None:
+    user = "s" * 20
+    old_id = app.store.add(probe_avatar, ict, owner=user)
+    session = app.new_session(user)
+    with pytest.raises(ProtocolError) as info:  # the default head is not the user's avatar
+        send(app, session, {"type": "hair", "style": "buzz"})
+        send(app, session, {"type": "hair_save"})
+    assert info.value.code == "unknown_target"
+    send(app, session, {"type": "target", "id": old_id})
+    with pytest.raises(ProtocolError, match="no hair change"):
+        send(app, session, {"type": "hair_save"})
+    send(app, session, {"type": "hair", "style": "side_part", "colour": "#102030"})
+    reply = send(app, session, {"type": "hair_save"})
+    assert reply["type"] == "avatar" and reply["id"] != old_id
+    assert {old_id, reply["id"]} <= {t["id"] for t in reply["targets"]}
+    saved = app.store.load(reply["id"], ict)
+    assert saved.hair is not None and saved.hair.name == "side_part"
+    assert saved.hair_rgb == pytest.approx((16 / 255, 32 / 255, 48 / 255))
+    assert app.store.entry(reply["id"]).owner == user and not app.store.entry(reply["id"]).public
+    assert app.store.load(old_id, ict).hair is None  # the old one is kept as it was
+    other = app.new_session("o" * 20)  # nobody else sees it
+    with pytest.raises(ProtocolError):
+        send(app, other, {"type": "target", "id": reply["id"]})
+
+
+def test_restyle_from_the_command_line(ict, probe_avatar, tmp_path, capsys) -> None:
+    from avatars.store import AvatarStore
+    from vn3d.cli import main
+
+    store = AvatarStore(tmp_path / "store")
+    old_id = store.add(probe_avatar, ict)
+    assert main(["avatar", "restyle", old_id, "--hair", "ponytail", "--colour", "#aa5500",
+                 "--store", str(tmp_path / "store")]) == 0
+    new_id = capsys.readouterr().out.split()[1].rstrip(":")
+    assert {e.id for e in store.entries()} == {old_id, new_id}
+    restyled = store.load(new_id, ict)
+    assert restyled.hair.name == "ponytail"
+    assert restyled.hair_rgb == pytest.approx((170 / 255, 85 / 255, 0.0))
+    with pytest.raises(SystemExit, match="unknown hairstyle"):
+        main(["avatar", "restyle", old_id, "--hair", "mullet", "--store", str(tmp_path / "store")])
