@@ -32,6 +32,22 @@ def emotion_models(ict, tmp_path_factory):
     mp.undo()
 
 
+@pytest.fixture(scope="module")
+def small_app(tmp_path_factory):
+    """A prepared server App (64 px renders, no gallery, its own store and cache), for
+    driving the protocol without a network."""
+    from server.app import App
+    from server.config import ServerConfig
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("VN3D_CACHE", str(tmp_path_factory.mktemp("cache")))
+    app = App(ServerConfig(size=64, sample_gallery=False,
+                           avatar_store=str(tmp_path_factory.mktemp("store"))))
+    app.prepare()
+    yield app
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def probe_avatar(ict):
     """A small valid avatar (no hair, a 64 x 128 texture), made without the builder."""

@@ -12,16 +12,8 @@ from server.protocol import ProtocolError
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    from server.app import App
-    from server.config import ServerConfig
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("VN3D_CACHE", str(tmp_path_factory.mktemp("cache")))
-    app = App(ServerConfig(size=64, sample_gallery=False,
-                           avatar_store=str(tmp_path_factory.mktemp("store"))))
-    yield app
-    mp.undo()
+def app(small_app):
+    return small_app
 
 
 def send(app, session, msg: dict) -> dict:

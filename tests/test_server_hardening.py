@@ -99,17 +99,8 @@ def test_deeply_nested_json_is_bad_json_not_internal() -> None:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    from server.app import App
-    from server.config import ServerConfig
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("VN3D_CACHE", str(tmp_path_factory.mktemp("cache")))
-    app = App(ServerConfig(size=64, sample_gallery=False,
-                           avatar_store=str(tmp_path_factory.mktemp("store"))))
-    app.prepare()
-    yield app
-    mp.undo()
+def app(small_app):
+    return small_app
 
 
 @pytest.mark.parametrize(("path", "status"), [
