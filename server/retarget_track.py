@@ -85,8 +85,15 @@ class RetargetTrack(MediaStreamTrack):
             while True:
                 self._offer(await self.source.recv())
         except Exception:  # the source ended (MediaStreamError) or the call closed
-            self._ended = True
-            self._new.set()
+            self._end()
+
+    def _end(self) -> None:
+        """No more frames: every waiting step wakes up and finishes (the tracking loop
+        then gives back the track gate, so other sessions never wait on this one)."""
+        self._ended = True
+        self._new.set()
+        self._new_tracked.set()
+        self._taken.set()
 
     async def _track_newest(self) -> None:
         """Track the newest frame whenever this session may (never a queue)."""
@@ -111,9 +118,8 @@ class RetargetTrack(MediaStreamTrack):
         except Exception:  # a failed tracker ends the video, not the server
             log.exception("session %s: tracking failed", session.id)
         finally:
-            self._ended = True
+            self._end()
             self._release_track_gate()  # a tracked frame that will not render
-            self._new_tracked.set()
 
     def _track_next(self) -> Tracked | None:
         """On the tracker thread: wait for the track gate, then track the newest frame.
@@ -168,7 +174,4 @@ class RetargetTrack(MediaStreamTrack):
     def stop(self) -> None:
         super().stop()
         self._pump.cancel()
-        self._ended = True
-        self._new.set()  # the tracking loop ends
-        self._new_tracked.set()  # a recv() waiting for a frame ends too
-        self._taken.set()
+        self._end()

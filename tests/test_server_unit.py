@@ -201,6 +201,26 @@ def test_the_next_frame_is_tracked_while_this_one_renders() -> None:
     assert frames > 1.2 / 0.08 * 1.4  # sequential stages would give 1.2 s / 80 ms = 15
 
 
+def test_a_call_whose_camera_ends_gives_back_the_track_gate() -> None:
+    """A frame tracked but never rendered (the camera ended, nobody asks for video) must
+    not keep the server-wide track gate: every other session would stop tracking."""
+
+    async def run() -> bool:
+        session = SlowStages()
+        frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), "rgb24")
+        frame.pts, frame.time_base = 0, Fraction(1, 100)
+        source = QueuedSource([frame])
+        RetargetTrack(source, session)
+        await asyncio.sleep(0.2)  # tracked (40 ms), now waiting for a render
+        assert session.spans["track"] and not session.spans["render"]
+        source.queue.put_nowait(None)  # the camera ends
+        await asyncio.sleep(0.2)
+        free = session.ctx.track_gate.acquire(blocking=False)
+        return free
+
+    assert asyncio.run(run())
+
+
 def test_serve_flags_are_made_from_the_config() -> None:
     """Every command-line field of ServerConfig is a `vn3d serve` flag with its default, and
     the flags read back into the same config."""
