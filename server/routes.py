@@ -150,11 +150,11 @@ class HttpRoutes:
             return not_found()
 
     def page_file(self, match: re.Match, query: Query) -> Response:
-        if match["file"].split("/")[0] in NOT_SERVED:
-            return not_found()
         try:
             file = (self.web_root / (match["file"] or "index.html")).resolve()
             if not file.is_relative_to(self.web_root) or not file.is_file():
+                return not_found()
+            if file.relative_to(self.web_root).parts[0] in NOT_SERVED:  # however spelt
                 return not_found()
         except (OSError, ValueError):  # a name too long for the file system, and the like
             return not_found()

@@ -107,6 +107,9 @@ def app(small_app):
     ("/index.html", 200),
     ("/viewer/index.html", 404),  # the stand-alone viewer and its npm packages: not served
     ("/viewer/node_modules/three/package.json", 404),
+    ("/./viewer/index.html", 404),  # the same folder, spelt otherwise
+    ("/viewer/./index.html", 404),
+    ("/x/../viewer/index.html", 404),
     ("/a\x00b", 400),
     ("/" + "a" * 300, 404),  # a name too long for the file system
     ("/" + "a/" * 2000, 400),  # longer than any path the service has
