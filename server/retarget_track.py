@@ -58,7 +58,7 @@ class RetargetTrack(MediaStreamTrack):
     def __init__(self, source: MediaStreamTrack, session: Session) -> None:
         super().__init__()
         self.source, self.session = source, session
-        self._lock = threading.Lock()  # _pending is set on the loop, taken on the session thread
+        self._lock = threading.Lock()  # _pending: set on the loop, taken on the tracker thread
         self._pending: tuple[av.VideoFrame, float] | None = None  # newest frame, not tracked
         self._tracked: Tracked | None = None  # newest tracked frame, not yet rendered
         self._holds_track_gate = False
@@ -71,7 +71,7 @@ class RetargetTrack(MediaStreamTrack):
         self._tracking = asyncio.ensure_future(self._track_newest())
 
     def _offer(self, frame: av.VideoFrame) -> None:
-        """Make ``frame`` the next one to render; a frame it replaces is dropped."""
+        """Make ``frame`` the next one to track; a frame it replaces is dropped."""
         with self._lock:
             if self._pending is not None:
                 self.session.dropped += 1
