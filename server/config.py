@@ -17,8 +17,10 @@ from engines.tracking.tracker import DEFAULT_READER, READERS
 
 WEB_ROOT = Path(__file__).resolve().parent.parent / "client_web"
 READER_HELP = ("how ψ and the head pose are read from the landmarks: mediapipe (its "
-               "blendshapes), encoder (the project's landmark encoder) or fit (experimental: "
-               "the face model fitted to the landmarks per frame; see docs/PERFORMANCE.md)")
+               "blendshapes by name), inverse (its blendshapes with the head's response "
+               "curves undone), encoder (the project's landmark encoder) or fit "
+               "(experimental: the face model fitted to the landmarks per frame); see "
+               "docs/PERFORMANCE.md")
 STORE_HELP = "the avatar store folder (default: $VN3D_AVATARS or ~/.local/share/vn3d/avatars)"
 
 

@@ -224,3 +224,19 @@ def test_neutral_calibration_zeroes_the_resting_face(ict, render_head, tracker) 
     assert calibrated.expression.max() < 0.05
     smile = tracker.process(render_head({"mouthSmile_L": 1.0, "mouthSmile_R": 1.0}), 0.6)
     assert value(ict, smile, "mouthSmile_L") > 0.3
+
+
+@pytest.mark.parametrize("shape, weight", [("jawOpen", 0.8), ("mouthSmile_L", 0.8)])
+def test_inverse_reader_reads_the_heads_own_weight(ict, render_head, shape, weight) -> None:
+    """MediaPipe reads the head's jaw and smile short; the inverse reader undoes that, on
+    a render at a distance and FOV the curves were not measured at."""
+    image = render_head({shape: weight})
+    read = {}
+    for reader in ("mediapipe", "inverse"):
+        cfg = TrackerConfig(smoothing=None, video=False, reader=reader)
+        with FaceTracker(ict.expression_names, cfg) as t:
+            res = t.process(image, 0.0)
+        assert res.found
+        read[reader] = value(ict, res, shape)
+    assert abs(read["inverse"] - weight) < abs(read["mediapipe"] - weight) - 0.05
+    assert abs(read["inverse"] - weight) < 0.2

@@ -1,9 +1,11 @@
 """Expression ψ and head pose θ from video frames with MediaPipe Face Landmarker.
 
 Per frame: 478 landmarks, 52 blendshape scores and the facial transformation matrix
-(Tasks API, VIDEO running mode). Three readers (``TrackerConfig.reader``): "mediapipe"
-maps the scores to the face model's ψ through ``engines.tracking.arkit_mapping`` and takes
-the matrix's rotation as the head rotation; "encoder" reads both from the landmarks with
+(Tasks API, VIDEO running mode). Four readers (``TrackerConfig.reader``): "mediapipe"
+maps the scores to the face model's ψ by name through ``engines.tracking.arkit_mapping``
+and takes the matrix's rotation as the head rotation; "inverse" takes the same rotation
+and undoes, per shape, how weakly MediaPipe reads the ICT head's shapes
+(``engines/tracking/response_curves.py``); "encoder" reads both from the landmarks with
 the project's landmark encoder (``engines/encoder/``); "fit" solves both per frame so the
 ICT head's landmarks match them (``engines/tracking/landmark_fit.py``). Rotations are
 axis-angle in the ICT head's axes (x to the subject's left, y up, z out of the face). Then
@@ -28,12 +30,14 @@ import numpy as np
 
 from engines.encoder.reader import EncoderReader
 from engines.files.assets import asset_path
-from engines.tracking.arkit_mapping import mapping_matrix
+from engines.tracking.arkit_mapping import BLENDSHAPE_NAMES, mapping_matrix
 from engines.tracking.filters import OneEuroConfig, OneEuroFilter
 from engines.tracking.frames import fit_for_tracker, to_rgb
 from engines.tracking.landmark_fit import LandmarkFitReader
+from engines.tracking.response_curves import RESPONSE_FILE, InverseResponse, ResponseCurves
 
-READERS = ("mediapipe", "encoder", "fit")
+READERS = ("mediapipe", "inverse", "encoder", "fit")
+SCORE_READERS = ("mediapipe", "inverse")  # read MediaPipe's blendshapes and its matrix
 DEFAULT_READER = "mediapipe"
 
 
@@ -52,6 +56,7 @@ class TrackerConfig:
     # the model, its transformation matrix) or "encoder" (the project's landmark encoder)
     reader: str = DEFAULT_READER
     encoder_fn: Callable[[np.ndarray], np.ndarray] | None = None  # batched; None: in-process
+    response_path: str | None = None  # the inverse reader's curves; None: the shipped ones
 
 
 @dataclass
@@ -88,9 +93,9 @@ class FaceTracker:
             num_faces=cfg.max_faces,
             min_face_detection_confidence=cfg.min_confidence,
             min_face_presence_confidence=cfg.min_confidence,
-            # the encoder reads ψ and θ from the landmarks: no blendshape net per frame
-            output_face_blendshapes=cfg.reader == "mediapipe",
-            output_facial_transformation_matrixes=cfg.reader == "mediapipe",
+            # the landmark readers read ψ and θ from the landmarks: no blendshape net
+            output_face_blendshapes=cfg.reader in SCORE_READERS,
+            output_facial_transformation_matrixes=cfg.reader in SCORE_READERS,
         )
         self._landmarker = vision.FaceLandmarker.create_from_options(options)
         # closed at the latest when Python exits, while it can still run the close: a
@@ -103,6 +108,12 @@ class FaceTracker:
         elif cfg.reader == "fit":
             self._landmark_reader = LandmarkFitReader(expression_names)
         self._map: np.ndarray | None = None  # (n_expr, 52), built from the first result
+        self._inverse: InverseResponse | None = None
+        if cfg.reader == "inverse":
+            curves = ResponseCurves.load(Path(cfg.response_path or RESPONSE_FILE))
+            if curves.expression_names != tuple(expression_names):
+                raise ValueError("the inverse reader's curves are for another face model")
+            self._inverse = InverseResponse(curves)
         self._filter = OneEuroFilter(cfg.smoothing) if cfg.smoothing else None
         self._last_ms = -1
         self._last_seen_s: float | None = None
@@ -146,7 +157,7 @@ class FaceTracker:
             return found
         faces = [np.array([[p.x, p.y, p.z] for p in f], np.float32) for f in result.face_landmarks]
         k = self._choose_face(faces)
-        scores = None  # MediaPipe's 52 scores, read only by the "mediapipe" reader
+        scores = None  # MediaPipe's 52 scores, read only by the score readers
         if self._landmark_reader is not None:
             psi, rotation = self._landmark_reader(faces[k], rgb.shape[1], rgb.shape[0])
             psi = np.clip(psi, 0, 1)
@@ -154,8 +165,11 @@ class FaceTracker:
             scores = np.array([c.score for c in result.face_blendshapes[k]], np.float64)
             if self._map is None:
                 names = [c.category_name for c in result.face_blendshapes[k]]
+                if self._inverse is not None and tuple(names) != BLENDSHAPE_NAMES:
+                    raise ValueError("MediaPipe's blendshape categories are not the ones "
+                                     "the inverse reader's curves were measured on")
                 self._map = mapping_matrix(names, self.expression_names)
-            psi = self._map @ scores
+            psi = self._inverse(scores) if self._inverse is not None else self._map @ scores
             matrix = np.asarray(result.facial_transformation_matrixes[k], np.float64)
             rotation = cv2.Rodrigues(matrix[:3, :3])[0].ravel()
         if self._calibrate_n > 0:
