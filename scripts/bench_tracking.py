@@ -2,7 +2,8 @@
 
 1. Renders of the ICT head (several identities, the default skin texture, yaw up to
    ±30°, pitch up to ±15°) with known ARKit weights go through the tracker with each
-   reader (MediaPipe's blendshapes, the landmark encoder, the per-frame landmark fit; the
+   reader (MediaPipe's blendshapes by name and through the learned inverse map, the
+   landmark encoder, the per-frame landmark fit; the
    fit learns each person's identity, so it gets a tracker per identity). The weights come
    in equal shares from three sources: a basic expression plus random shapes, the FACS
    emotion records, and ψ sequences tracked on the GRID clips (real speech). Reported, raw and
@@ -111,6 +112,7 @@ def reader_configs(encoder_path: str | None) -> dict[str, TrackerConfig]:
     fn = torch_batch_fn(load_encoder(encoder_path)) if encoder_path else None
     return {
         "mediapipe": TrackerConfig(smoothing=None, video=False, reader="mediapipe"),
+        "inverse": TrackerConfig(smoothing=None, video=False, reader="inverse"),
         "encoder": TrackerConfig(smoothing=None, video=False, reader="encoder", encoder_fn=fn),
         "fit": TrackerConfig(smoothing=None, video=False, reader="fit"),
     }
