@@ -18,6 +18,7 @@
   const BACKOFF_MIN_MS = 1000;
   const BACKOFF_MAX_MS = 15000;
   const CALIBRATE_FRAMES = 15;
+  const RANGE_FRAMES = 90; // about three seconds of the user's biggest expressions
   
   const $ = (id) => document.getElementById(id);
   const el = {
@@ -28,6 +29,7 @@
     start: $("start"),
     stop: $("stop"),
     calibrate: $("calibrate"),
+    calibrateRange: $("calibrate-range"),
     targets: $("targets"),
     modes: $("modes"),
     modeHint: $("mode-hint"),
@@ -52,6 +54,7 @@
     state: "idle", // idle | connecting | live | error
     lastStats: null,
     lastError: null,
+    lastCalibrate: null, // the server's reply to the last calibrate message
     statsCount: 0, // stats messages received since the page loaded
     welcome: null,
     socket: "closed", // closed | connecting | open
@@ -128,6 +131,7 @@
     el.start.disabled = inCall;
     el.stop.disabled = !inCall;
     el.calibrate.disabled = !(state === "live" && wsReady);
+    el.calibrateRange.disabled = el.calibrate.disabled;
     el.avatarPlaceholder.textContent =
       state === "connecting" ? "Connecting…" : state === "live" ? "" : "Press Start";
     el.avatarPlaceholder.hidden = state === "live";
@@ -706,12 +710,22 @@
     });
   }
 
+  function calibrateRange() {
+    if (!send({ type: "calibrate", kind: "range", frames: RANGE_FRAMES })) return;
+    setMessage(
+      "notice",
+      "For three seconds: smile as wide as you can, open your mouth wide, raise your eyebrows…",
+      { level: "info", timeoutMs: 6000 },
+    );
+  }
+
   function onCalibrateAck(msg) {
+    pub.lastCalibrate = msg;
     if (msg.ok === false) {
       setMessage("notice", msg.message || "Calibration failed — keep your face in view.", {
         timeoutMs: 6000,
       });
-    } else {
+    } else if (msg.kind !== "range") {
       setMessage("notice", "Neutral face calibrated.", { level: "info", timeoutMs: 2500 });
     }
   }
@@ -992,6 +1006,7 @@
   el.start.addEventListener("click", onStart);
   el.stop.addEventListener("click", onStop);
   el.calibrate.addEventListener("click", calibrate);
+  el.calibrateRange.addEventListener("click", calibrateRange);
 
   buildModes(DEFAULT_MODES);
   buildSliders();

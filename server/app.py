@@ -42,7 +42,7 @@ from server.config import ServerConfig
 from server.hair import HairTryOn
 from server.ice import restrict_ice_to_loopback
 from server.peer import answer_offer, offer_sdp
-from server.protocol import ProtocolError, calibrate_frames, error, parse, send, slider_values
+from server.protocol import ProtocolError, calibration, error, parse, send, slider_values
 from server.routes import HttpRoutes
 from server.session import Session, SessionContext
 from server.targets import TargetPicker
@@ -216,8 +216,8 @@ class App:
         return {"type": "sliders", "ok": True}
 
     async def on_calibrate(self, session: Session, msg: dict) -> dict:
-        session.calibrate_frames = frames = calibrate_frames(msg)
-        return {"type": "calibrate", "ok": True, "frames": frames}
+        session.calibration = kind, frames = calibration(msg)
+        return {"type": "calibrate", "ok": True, "kind": kind, "frames": frames}
 
     async def on_candidate(self, session: Session, msg: dict) -> dict:
         raise ProtocolError(

@@ -20,7 +20,8 @@ CLIENT_MESSAGES = {
     "target": ("id: a target id from the welcome's list", "target"),
     "mode": ("mode: track, emotion or sliders", "mode"),
     "sliders": ("values: {emotion: 0..1} for the six emotions", "sliders"),
-    "calibrate": ("frames: 1..300 resting frames (default 15)", "calibrate"),
+    "calibrate": ("kind: neutral (default; the resting face) or range (the user's biggest "
+                  "expressions), frames: 1..300 (default 15 neutral, 60 range)", "calibrate"),
     "hangup": ("(ends the call and frees its slot; the socket stays)", "hangup"),
     "hair": ("style (a name from welcome's hairstyles, or none) and/or colour (#RRGGBB): "
              "tried on the current target live", "hair"),
@@ -89,11 +90,18 @@ def slider_values(values: object) -> np.ndarray:
     return out
 
 
-def calibrate_frames(msg: dict) -> int:
-    frames = msg.get("frames", 15)
+CALIBRATIONS = {"neutral": 15, "range": 60}  # kind -> default frames
+
+
+def calibration(msg: dict) -> tuple[str, int]:
+    """(kind, frames) of a calibrate message."""
+    kind = msg.get("kind", "neutral")
+    if kind not in CALIBRATIONS:
+        raise ProtocolError("bad_message", "kind must be neutral or range")
+    frames = msg.get("frames", CALIBRATIONS[kind])
     if not isinstance(frames, int) or isinstance(frames, bool) or not 1 <= frames <= 300:
         raise ProtocolError("bad_message", "frames must be an integer in 1..300")
-    return frames
+    return kind, frames
 
 
 def error(code: str, message: str) -> dict:

@@ -66,7 +66,7 @@ class Session:
         self.mode = "track"
         self.hair: tuple[str | None, tuple[float, float, float] | None] = (None, None)  # tried on
         self.sliders = np.zeros(6, np.float32)
-        self.calibrate_frames = 0
+        self.calibration: tuple[str, int] | None = None  # (kind, frames) asked for
         # the GL context lives on this one thread (the model and the render) ...
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"s-{self.id}")
         # ... and the tracker (MediaPipe's graph) on this one, so that the next frame is
@@ -89,9 +89,13 @@ class Session:
         rt = self.retargeter
         if rt is None or self.mode == "sliders":
             return None
-        if self.calibrate_frames:
-            rt.calibrate(self.calibrate_frames)
-            self.calibrate_frames = 0
+        if self.calibration is not None:
+            kind, frames = self.calibration
+            self.calibration = None
+            if kind == "range":
+                rt.calibrate_range(frames)
+            else:
+                rt.calibrate(frames)
         return rt.track(frame, frame_time(frame))
 
     # -- runs on the session thread -------------------------------------------------------

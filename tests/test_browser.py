@@ -538,6 +538,13 @@ def test_mode_switch_and_target_reach_the_server(page, server: Server):
             assert label.get_attribute("title") == (
                 m.get("reason") or "not available on this server"
             )
+    driver.find_element("id", "calibrate-range").click()
+    deadline = time.monotonic() + 10
+    while not (ack := driver.execute_script("return window.vn3d.lastCalibrate || null")):
+        assert time.monotonic() < deadline, "no reply to the range calibration"
+        time.sleep(0.2)
+    assert ack["ok"] is True and ack["kind"] == "range" and ack["frames"] == 90, ack
+
     thumbs = driver.find_elements("css selector", "#targets .target")
     assert len(thumbs) == len(welcome["targets"]) >= 1
     thumbs[0].click()

@@ -15,7 +15,7 @@ from aiortc.mediastreams import MediaStreamError
 from server.app import App
 from server.config import ServerConfig
 from server.ice import loopback_candidates_only
-from server.protocol import ProtocolError, parse
+from server.protocol import ProtocolError, calibration, parse
 from server.retarget_track import RetargetTrack
 
 
@@ -58,6 +58,27 @@ def test_modes_change_the_output(app) -> None:
     assert np.abs(neutral.astype(int) - surprised.astype(int)).max() > 40
     stats = session.stats(1.0)
     assert stats["fps"] == 2.0 and "render" in stats["stages"]
+    session.close_retargeter()
+
+
+def test_calibration_messages() -> None:
+    assert calibration({"type": "calibrate"}) == ("neutral", 15)
+    assert calibration({"type": "calibrate", "kind": "range"}) == ("range", 60)
+    assert calibration({"type": "calibrate", "kind": "range", "frames": 30}) == ("range", 30)
+    for bad in ({"kind": "max"}, {"kind": None}, {"frames": 0}, {"frames": True},
+                {"kind": "range", "frames": 301}):
+        with pytest.raises(ProtocolError):
+            calibration({"type": "calibrate", **bad})
+
+
+@pytest.mark.parametrize("kind", ["neutral", "range"])
+def test_a_calibration_reaches_the_sessions_tracker(app, kind) -> None:
+    session = app.new_session()
+    session.calibration = (kind, 5)
+    frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), 90, np.uint8), "rgb24")
+    frame.pts = 0
+    process(session, frame)  # no face: the calibration waits for frames with one
+    assert session.calibration is None and session.retargeter.tracker.calibrating
     session.close_retargeter()
 
 

@@ -12,7 +12,7 @@ from engines.render.renderer import MeshRenderer, RenderConfig
 from engines.render.skin_texture import plain_skin_texture
 from engines.tracking.arkit_mapping import mapping_matrix, mediapipe_to_arkit
 from engines.tracking.frames import fit_for_tracker, to_rgb
-from engines.tracking.tracker import FaceTracker, TrackerConfig
+from engines.tracking.tracker import RANGE_MAX_GAIN, FaceTracker, TrackerConfig, range_gains
 
 # MediaPipe Blendshape V2 categories, in its output order
 MP_NAMES = [
@@ -240,3 +240,34 @@ def test_inverse_reader_reads_the_heads_own_weight(ict, render_head, shape, weig
         read[reader] = value(ict, res, shape)
     assert abs(read["inverse"] - weight) < abs(read["mediapipe"] - weight) - 0.05
     assert abs(read["inverse"] - weight) < 0.2
+
+
+def test_range_gains_map_each_moved_shapes_peak_to_one() -> None:
+    readings = np.zeros((9, 4))
+    readings[2:5, 0] = 0.5  # held for three frames: gain 2
+    readings[4, 1] = 0.9  # one frame only: noise, not a peak
+    readings[:, 2] = 0.1  # never clearly moved: left alone
+    readings[3:6, 3] = 0.25  # a weak peak: the gain is capped
+    gains = range_gains(readings)
+    assert gains[0] == pytest.approx(2.0)
+    assert gains[1] == 1.0 and gains[2] == 1.0
+    assert gains[3] == pytest.approx(RANGE_MAX_GAIN)
+
+
+def test_range_calibration_scales_the_users_full_smile_to_one(ict, render_head, tracker
+                                                              ) -> None:
+    """MediaPipe reads the head's full smile short; after the user (here the head) smiles
+    fully during the range calibration, a full smile reads 1 and half of it about half."""
+    full = render_head({"mouthSmile_L": 1.0, "mouthSmile_R": 1.0})
+    before = value(ict, tracker.process(full, 0.0), "mouthSmile_L")
+    assert before < 0.95  # short of the full weight
+    tracker.start_range_calibration(4)
+    for i in range(4):
+        tracker.process(full, 0.1 * (i + 1))
+    assert not tracker.calibrating and tracker.range_gains is not None
+    assert value(ict, tracker.process(full, 1.0), "mouthSmile_L") > 0.97
+    half = value(ict, tracker.process(render_head({"mouthSmile_L": 0.5,
+                                                   "mouthSmile_R": 0.5}), 1.1), "mouthSmile_L")
+    assert 0.1 < half < 0.8
+    jaw = tracker.range_gains[ict.expression_names.index("jawOpen")]
+    assert jaw == 1.0  # not moved during the calibration: not amplified

@@ -117,6 +117,11 @@ class Retargeter:
         """Take the next ``n_frames`` tracked frames as this person's resting face."""
         self.tracker.start_neutral_calibration(n_frames)
 
+    def calibrate_range(self, n_frames: int = 60) -> None:
+        """Take the next ``n_frames`` tracked frames as this person's biggest expressions
+        (each shape they move clearly then reaches 1 at their own peak)."""
+        self.tracker.start_range_calibration(n_frames)
+
     # -- per frame -----------------------------------------------------------------------
     def process(
         self, frame: av.VideoFrame | np.ndarray, timestamp_s: float, fmt: str = "rgb"

@@ -9,7 +9,10 @@ and undoes, per shape, how weakly MediaPipe reads the ICT head's shapes
 the project's landmark encoder (``engines/encoder/``); "fit" solves both per frame so the
 ICT head's landmarks match them (``engines/tracking/landmark_fit.py``). Rotations are
 axis-angle in the ICT head's axes (x to the subject's left, y up, z out of the face). Then
-an optional neutral calibration and the One-Euro filter.
+an optional neutral calibration (the person's resting face reads 0), an optional range
+calibration (per shape, the person's own biggest reading during a few seconds of big
+expressions reads 1: a full smile that reads 0.6 is scaled up to 1) and the One-Euro
+filter.
 
 No face: the last parameters are held for ``hold_s``, then eased to neutral over
 ``ease_s``. Several faces: the first frame picks the largest, most central one; later
@@ -76,6 +79,24 @@ class TrackResult:
         return self.status == "tracked"
 
 
+RANGE_MIN_PEAK = 0.2  # a shape peaking lower was not part of the user's big expressions
+RANGE_MAX_GAIN = 2.5
+
+
+def range_gains(readings: np.ndarray) -> np.ndarray:
+    """(N, n_expression) ψ read while the user made big expressions -> per-shape gains.
+    A shape's peak is the largest median of three consecutive frames, so one noisy frame
+    does not set it."""
+    x = np.asarray(readings, np.float64)
+    if len(x) >= 3:
+        x = np.median(np.stack([x[:-2], x[1:-1], x[2:]]), axis=0)  # (N - 2, n_expression)
+    peak = x.max(axis=0)  # (n_expression,)
+    gains = np.ones_like(peak)
+    moved = peak >= RANGE_MIN_PEAK
+    gains[moved] = np.clip(1.0 / peak[moved], 1.0, RANGE_MAX_GAIN)
+    return gains
+
+
 class FaceTracker:
     """One tracker per video stream (it keeps the stream's filter and face choice)."""
 
@@ -122,15 +143,29 @@ class FaceTracker:
         self._neutral: np.ndarray | None = None  # calibrated resting ψ
         self._calibration: list[np.ndarray] = []
         self._calibrate_n = 0
+        self._gains: np.ndarray | None = None  # per-shape range gains
+        self._range: list[np.ndarray] = []
+        self._range_n = 0
 
     # -- calibration -------------------------------------------------------------------
     def start_neutral_calibration(self, n_frames: int = 15) -> None:
         """Average the next ``n_frames`` tracked frames as this user's resting face."""
         self._calibration, self._calibrate_n = [], n_frames
 
+    def start_range_calibration(self, n_frames: int = 60) -> None:
+        """Take the next ``n_frames`` tracked frames as this user's biggest expressions:
+        each shape the user moved clearly (peak ≥ ``RANGE_MIN_PEAK``) gets the gain that
+        maps its peak to 1, at most ``RANGE_MAX_GAIN``; the others keep gain 1."""
+        self._range, self._range_n = [], n_frames
+
     @property
     def calibrating(self) -> bool:
-        return self._calibrate_n > 0
+        return self._calibrate_n > 0 or self._range_n > 0
+
+    @property
+    def range_gains(self) -> np.ndarray | None:
+        """(n_expression,) the range calibration's gains, None before one."""
+        return None if self._gains is None else self._gains.copy()
 
     # -- per frame -----------------------------------------------------------------------
     def process(
@@ -179,6 +214,13 @@ class FaceTracker:
                 self._calibrate_n = 0
         if self._neutral is not None:
             psi = np.clip((psi - self._neutral) / np.maximum(1.0 - self._neutral, 0.2), 0, 1)
+        if self._range_n > 0:
+            self._range.append(psi)
+            if len(self._range) >= self._range_n:
+                self._gains = range_gains(np.array(self._range))
+                self._range_n = 0
+        if self._gains is not None:
+            psi = np.clip(psi * self._gains, 0, 1)
         if self._filter is not None:
             t1 = time.perf_counter()
             both = self._filter(np.concatenate([psi, rotation]), timestamp_s)
