@@ -6,9 +6,11 @@
    landmark encoder, the per-frame landmark fit; the
    fit learns each person's identity, so it gets a tracker per identity). The weights come
    in equal shares from three sources: a basic expression plus random shapes, the FACS
-   emotion records, and ψ sequences tracked on the GRID clips (real speech). Reported, raw and
-   after a per-identity neutral calibration, beside the trivial baselines (predict
-   neutral, a constant: the truth's own mean ψ):
+   emotion records, and ψ sequences tracked on the GRID clips (real speech). Reported, raw,
+   after a per-identity neutral calibration, and after that plus a range calibration (each
+   identity first holds the six basic expressions, an open jaw and closed eyes at full
+   intensity for three frames each, as a user would on the page's "Calibrate range"),
+   beside the trivial baselines (predict neutral, a constant: the truth's own mean ψ):
    - expression displacement error: the retargeted face vs the true one (same identity,
      no pose), mean vertex distance over the face in mm, and its ratio to predicting
      neutral (1.0 = no better than doing nothing);
@@ -47,7 +49,7 @@ from engines.render.renderer import MeshRenderer, RenderConfig
 from engines.render.skin_texture import plain_skin_texture
 from engines.tracking.filters import OneEuroFilter
 from engines.tracking.landmark_fit import FitConfig
-from engines.tracking.tracker import FaceTracker, TrackerConfig
+from engines.tracking.tracker import FaceTracker, TrackerConfig, range_gains
 
 KEY_SHAPES = ("jawOpen", "mouthSmile_L", "mouthSmile_R", "mouthFunnel", "mouthPucker",
               "browInnerUp_L", "browInnerUp_R", "browDown_L", "browDown_R", "eyeBlink_L",
@@ -160,6 +162,33 @@ def neutral_readings(model: ICTFaceModel, renderer: MeshRenderer, cam: Perspecti
     return neutral
 
 
+def range_routine(model: ICTFaceModel) -> list[torch.Tensor]:
+    """The range calibration's frames: each basic expression, an open jaw and closed eyes
+    at full intensity, held three frames each."""
+    poses = [expression_weights(n) for n in BASIC_EXPRESSIONS if n != "neutral"]
+    poses += [{"jawOpen": 1.0}, {"eyeBlink_L": 1.0, "eyeBlink_R": 1.0}]
+    return [model.expression_vector(w) for w in poses for _ in range(3)]
+
+
+def range_calibration(model: ICTFaceModel, renderer: MeshRenderer, cam: PerspectiveCamera,
+                      ids: torch.Tensor, trackers: dict[str, list[FaceTracker]],
+                      neutral: dict[str, list]) -> dict[str, list[np.ndarray]]:
+    """Per reader, each identity's range gains from its neutral-calibrated readings of the
+    routine (``engines.tracking.tracker.range_gains``)."""
+    gains = {r: [] for r in trackers}
+    routine = range_routine(model)
+    for i in range(len(ids)):
+        images = [renderer.render(model(ids[i : i + 1], psi, torch.zeros(1, 6))[0], cam)
+                  for psi in routine]
+        for r, per_identity in trackers.items():
+            base = neutral[r][i]
+            reads = [per_identity[i].process(im, 0.0) for im in images]
+            cal = [np.clip((x.expression - base) / np.maximum(1 - base, 0.2), 0, 1)
+                   for x in reads if x.found]
+            gains[r].append(range_gains(np.array(cal)))
+    return gains
+
+
 def face_error_mm(model: ICTFaceModel, face: np.ndarray, s: torch.Tensor, v_exp: torch.Tensor,
                   est: np.ndarray) -> float:
     """Mean distance (mm) on the face between the mesh of ``est`` and the true mesh ``v_exp``."""
@@ -168,21 +197,23 @@ def face_error_mm(model: ICTFaceModel, face: np.ndarray, s: torch.Tensor, v_exp:
 
 
 def sample_scores(model: ICTFaceModel, face: np.ndarray, s: torch.Tensor, psi: torch.Tensor,
-                  pose: torch.Tensor, results: dict, neutral: dict[str, np.ndarray]
-                  ) -> tuple[float, dict[str, dict]]:
-    """Mesh error of predicting neutral, and per reader: ψ raw/calibrated, rotation, mesh
-    errors."""
+                  pose: torch.Tensor, results: dict, neutral: dict[str, np.ndarray],
+                  gains: dict[str, np.ndarray]) -> tuple[float, dict[str, dict]]:
+    """Mesh error of predicting neutral, and per reader: ψ raw/calibrated/ranged, rotation,
+    mesh errors."""
     v_exp = model(s, psi, torch.zeros(1, 6))[0]
     zero = face_error_mm(model, face, s, v_exp, np.zeros(model.n_expression))
     scores = {}
     for r, res in results.items():
         base = neutral[r]
         cal = np.clip((res.expression - base) / np.maximum(1 - base, 0.2), 0, 1)
+        ranged = np.clip(cal * gains[r], 0, 1)
         scores[r] = {
-            "raw": res.expression, "calibrated": cal,
+            "raw": res.expression, "calibrated": cal, "range": ranged,
             "rot_err": rotation_error_deg(pose[0, :3].numpy(), res.rotation),
             "mesh_raw": face_error_mm(model, face, s, v_exp, res.expression),
             "mesh_cal": face_error_mm(model, face, s, v_exp, cal),
+            "mesh_range": face_error_mm(model, face, s, v_exp, ranged),
         }
     return zero, scores
 
@@ -202,14 +233,16 @@ def shape_correlations(names: list[str], truth: np.ndarray, read: np.ndarray) ->
 def reader_summary(names: list[str], row: dict[str, list], truth: np.ndarray,
                    active: np.ndarray, zero_mm: float) -> dict:
     """One reader: displacement error and its ratio to predicting neutral, per-shape r,
-    rotation error, and ψ MAE (all, active, per blendshape), raw and calibrated."""
+    rotation error, and ψ MAE (all, active, per blendshape), raw and calibrated (the
+    displacement error and r also after the range calibration)."""
     raw, cal = np.array(row["raw"]), np.array(row["calibrated"])
-    mm = {"raw": float(np.mean(row["mesh_raw"])), "cal": float(np.mean(row["mesh_cal"]))}
+    mm = {k: float(np.mean(row[f"mesh_{k}"])) for k in ("raw", "cal", "range")}
     return {
         "face_vertex_error_mm": {k: round(v, 3) for k, v in mm.items()},
         "ratio_to_neutral": {k: round(v / zero_mm, 3) for k, v in mm.items()},
         "correlation": {"raw": shape_correlations(names, truth, raw),
-                        "calibrated": shape_correlations(names, truth, cal)},
+                        "calibrated": shape_correlations(names, truth, cal),
+                        "range": shape_correlations(names, truth, np.array(row["range"]))},
         "mae_all": {k: round(float(np.abs(x - truth).mean()), 4)
                     for k, x in (("raw", raw), ("calibrated", cal))},
         "mae_active": {k: round(float(np.abs(x - truth)[active].mean()), 4)
@@ -265,7 +298,8 @@ def synthetic(model: ICTFaceModel, n: int, n_ids: int, seed: int, fov: float,
     cam = head_camera(fov)
     face = face_vertex_mask(model)
     draw = expression_source(model, seed)
-    rows = {r: {k: [] for k in ("raw", "calibrated", "rot_err", "mesh_raw", "mesh_cal")}
+    rows = {r: {k: [] for k in ("raw", "calibrated", "range", "rot_err", "mesh_raw",
+                                "mesh_cal", "mesh_range")}
             for r in configs}
     truth, which, rotations, sources = [], [], [], []
     found = dict.fromkeys(configs, 0)
@@ -277,6 +311,7 @@ def synthetic(model: ICTFaceModel, n: int, n_ids: int, seed: int, fov: float,
         torch.no_grad(),
     ):
         neutral = neutral_readings(model, renderer, cam, ids, trackers)
+        gains = range_calibration(model, renderer, cam, ids, trackers, neutral)
         for k in tqdm(range(n), desc="synthetic", unit="render"):
             i = k % n_ids
             s = ids[i : i + 1]
@@ -293,7 +328,8 @@ def synthetic(model: ICTFaceModel, n: int, n_ids: int, seed: int, fov: float,
             rotations.append(pose[0, :3].numpy())
             sources.append(source)
             _, scores = sample_scores(model, face, s, psi, pose, results,
-                                      {r: v[i] for r, v in neutral.items()})
+                                      {r: v[i] for r, v in neutral.items()},
+                                      {r: g[i] for r, g in gains.items()})
             for r, score in scores.items():
                 found[r] += 1
                 for key, value in score.items():
@@ -350,7 +386,7 @@ def print_synthetic(syn: dict, fov: float) -> None:
           f"{syn['faces_found']}, expressions {syn['sources']}, {syn['identities']} "
           f"identities, yaw ±30°, pitch ±15°, camera FOV {fov}°")
     readers, base = syn["readers"], syn["baselines"]
-    cols = [(r, k) for r in readers for k in ("raw", "calibrated")]
+    cols = [(r, k) for r in readers for k in ("raw", "calibrated", "range")]
     print("| measure | " + " | ".join(f"{r} {k}" for r, k in cols)
           + " | predict neutral | constant (mean ψ) |")
     print("|---|" + "---|" * (len(cols) + 2))
@@ -359,7 +395,7 @@ def print_synthetic(syn: dict, fov: float) -> None:
         print(f"| {label} | " + " | ".join(str(cell(r, k)) for r, k in cols)
               + f" | {neutral} | {constant} |")
 
-    short = {"raw": "raw", "calibrated": "cal"}
+    short = {"raw": "raw", "calibrated": "cal", "range": "range"}
     row("expression displacement error, mm",
         lambda r, k: readers[r]["face_vertex_error_mm"][short[k]],
         base["neutral"]["face_vertex_error_mm"], base["constant"]["face_vertex_error_mm"])
