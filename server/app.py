@@ -41,6 +41,7 @@ from server.admission import Admission, watch_session
 from server.config import ServerConfig
 from server.hair import HairTryOn
 from server.ice import restrict_ice_to_loopback
+from server.malloc_arenas import cap_malloc_arenas
 from server.peer import answer_offer, offer_sdp
 from server.protocol import ProtocolError, calibration, error, parse, send, slider_values
 from server.routes import HttpRoutes
@@ -262,6 +263,7 @@ class App:
 
 async def run_server(config: ServerConfig, ready: Callable[[str], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM; ``ready(url)`` is called once listening."""
+    cap_malloc_arenas()  # before the threads that load the models and serve the calls
     app = App(config)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, app.prepare)

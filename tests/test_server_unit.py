@@ -286,3 +286,12 @@ def test_every_error_code_is_in_the_table() -> None:
     assert sent == set(ERRORS)
     with pytest.raises(AssertionError):
         ProtocolError("no_such_code", "x")
+
+
+def test_malloc_arenas_are_capped_unless_the_user_chose(monkeypatch) -> None:
+    from server.malloc_arenas import cap_malloc_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert cap_malloc_arenas() is False  # the user's setting stands
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert cap_malloc_arenas() is True  # this image is glibc (Debian)
