@@ -25,5 +25,7 @@ COPY scripts scripts
 RUN pip install --no-cache-dir -e .
 
 ENV VN3D_ASSETS=/assets
+# every call starts threads; few malloc arenas keep the RSS flat (server/malloc_arenas.py)
+ENV MALLOC_ARENA_MAX=2
 EXPOSE 8080
 CMD ["vn3d", "serve", "--host", "0.0.0.0", "--port", "8080"]

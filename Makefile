@@ -52,7 +52,7 @@ $(STAMP): pyproject.toml
 run: setup
 	$(VENV)/bin/vn3d doctor || true
 	$(VENV)/bin/vn3d dataset sample  # the sample gallery (once; later runs skip built subjects)
-	$(VENV)/bin/vn3d serve
+	MALLOC_ARENA_MAX=2 $(VENV)/bin/vn3d serve  # see server/malloc_arenas.py
 
 demo: setup
 	$(VENV)/bin/vn3d demo --out out/demo.mp4
