@@ -55,8 +55,7 @@ class TrackerConfig:
     hold_s: float = 0.5  # keep the last pose this long when the face is lost
     ease_s: float = 1.0  # then ease to neutral over this long
     smoothing: OneEuroConfig | None = field(default_factory=OneEuroConfig)  # None: off
-    # how ψ and the head rotation are read: "mediapipe" (its 52 blendshape scores mapped to
-    # the model, its transformation matrix) or "encoder" (the project's landmark encoder)
+    # how ψ and the head rotation are read: one of READERS (see the module's docstring)
     reader: str = DEFAULT_READER
     encoder_fn: Callable[[np.ndarray], np.ndarray] | None = None  # batched; None: in-process
     response_path: str | None = None  # the inverse reader's curves; None: the shipped ones
