@@ -21,7 +21,13 @@ from engines.emotion.facs import LABELS, facs_records
 from engines.emotion.models import default_emotion_models
 from engines.face.ict import ICTFaceModel
 from engines.files.assets import asset_root
-from engines.tracking.tracker import DEFAULT_READER, READERS, FaceTracker, TrackerConfig
+from engines.tracking.tracker import (
+    DEFAULT_READER,
+    READERS,
+    FaceTracker,
+    TrackerConfig,
+    from_neutral,
+)
 
 
 def calibration_view(bgr: np.ndarray) -> np.ndarray:
@@ -70,8 +76,7 @@ def main() -> None:
             raw = LABELS[int(models.detector.probabilities(psi).argmax())]
             cal = None
             if base is not None:
-                calibrated = np.clip((psi - base) / np.maximum(1 - base, 0.2), 0, 1)
-                cal = LABELS[int(models.detector.probabilities(calibrated).argmax())]
+                cal = LABELS[int(models.detector.probabilities(from_neutral(psi, base)).argmax())]
             rows.append(
                 {
                     "person": person,

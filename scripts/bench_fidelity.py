@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import av
@@ -38,6 +39,9 @@ from engines.render.renderer import RenderConfig
 from engines.retarget.retargeter import Retargeter
 from engines.tracking.tracker import READERS, FaceTracker, TrackerConfig
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_tracking import pearson
+
 MOUTH = (13, 14)
 EYES = ((159, 145), (386, 374))
 CORNERS = (33, 263)
@@ -50,12 +54,6 @@ def openings(landmarks: np.ndarray, width: int, height: int) -> tuple[float, flo
     mouth = np.linalg.norm(px[MOUTH[0]] - px[MOUTH[1]]) / span
     eye = np.mean([np.linalg.norm(px[a] - px[b]) for a, b in EYES]) / span
     return float(mouth), float(eye)
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if np.ptp(a) < 1e-9 or np.ptp(b) < 1e-9:
-        return 0.0
-    return float(np.corrcoef(a, b)[0, 1])
 
 
 def spread(x: np.ndarray) -> float:

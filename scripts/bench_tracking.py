@@ -49,7 +49,7 @@ from engines.render.renderer import MeshRenderer, RenderConfig
 from engines.render.skin_texture import plain_skin_texture
 from engines.tracking.filters import OneEuroFilter
 from engines.tracking.landmark_fit import FitConfig
-from engines.tracking.tracker import FaceTracker, TrackerConfig, range_gains
+from engines.tracking.tracker import FaceTracker, TrackerConfig, from_neutral, range_gains
 
 KEY_SHAPES = ("jawOpen", "mouthSmile_L", "mouthSmile_R", "mouthFunnel", "mouthPucker",
               "browInnerUp_L", "browInnerUp_R", "browDown_L", "browDown_R", "eyeBlink_L",
@@ -183,8 +183,7 @@ def range_calibration(model: ICTFaceModel, renderer: MeshRenderer, cam: Perspect
         for r, per_identity in trackers.items():
             base = neutral[r][i]
             reads = [per_identity[i].process(im, 0.0) for im in images]
-            cal = [np.clip((x.expression - base) / np.maximum(1 - base, 0.2), 0, 1)
-                   for x in reads if x.found]
+            cal = [from_neutral(x.expression, base) for x in reads if x.found]
             gains[r].append(range_gains(np.array(cal)))
     return gains
 
@@ -206,7 +205,7 @@ def sample_scores(model: ICTFaceModel, face: np.ndarray, s: torch.Tensor, psi: t
     scores = {}
     for r, res in results.items():
         base = neutral[r]
-        cal = np.clip((res.expression - base) / np.maximum(1 - base, 0.2), 0, 1)
+        cal = from_neutral(res.expression, base)
         ranged = np.clip(cal * gains[r], 0, 1)
         scores[r] = {
             "raw": res.expression, "calibrated": cal, "range": ranged,

@@ -78,6 +78,12 @@ class TrackResult:
         return self.status == "tracked"
 
 
+def from_neutral(psi: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+    """ψ (…, E) relative to a person's resting ψ (E,): rest reads 0, each shape's remaining
+    way to 1 is stretched back to [0, 1] (at most 5x)."""
+    return np.clip((psi - neutral) / np.maximum(1.0 - neutral, 0.2), 0, 1)
+
+
 RANGE_MIN_PEAK = 0.2  # a shape peaking lower was not part of the user's big expressions
 RANGE_MAX_GAIN = 2.5
 
@@ -212,7 +218,7 @@ class FaceTracker:
                 self._neutral = np.median(self._calibration, axis=0)
                 self._calibrate_n = 0
         if self._neutral is not None:
-            psi = np.clip((psi - self._neutral) / np.maximum(1.0 - self._neutral, 0.2), 0, 1)
+            psi = from_neutral(psi, self._neutral)
         if self._range_n > 0:
             self._range.append(psi)
             if len(self._range) >= self._range_n:
