@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.files.assets import asset_path, sha256_file
-from engines.tracking.mediapipe_onnx import default_model_dir
+from engines.tracking.mediapipe_onnx import converted_dir
 
 MODELS = ("face_detector", "face_landmarks_detector", "face_blendshapes")
 
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     import onnx
 
     task = args.task or asset_path("face_landmarker")
-    out = args.out or default_model_dir()
+    out = args.out or converted_dir()
     if not task.is_file():
         print(f"missing {task}: set $VN3D_ASSETS or pass --task", file=sys.stderr)
         return 2

@@ -1,8 +1,7 @@
 """MediaPipe's Face Landmarker networks under ONNX Runtime (engines/tracking/mediapipe_onnx.py).
 
-The geometry tests always run. The parity tests need the converted ONNX files (a set-up
-step: scripts/convert_mediapipe_onnx.py, see docs/MEDIAPIPE_ONNX.md) and are skipped, with
-that reason, only when those files are absent.
+The geometry tests need nothing. The parity tests read the converted networks from the
+assets (mediapipe_onnx/, like the .task they were converted from) and run everywhere.
 """
 
 from __future__ import annotations
@@ -17,8 +16,10 @@ from engines.tracking.mediapipe_onnx import (
     BLENDSHAPE_LANDMARKS,
     BLENDSHAPE_NAMES,
     MediaPipeOnnx,
+    OnnxModelsMissingError,
     default_model_dir,
     detection_to_rect,
+    model_dirs,
     models_available,
     project_landmarks,
     rect_to_tensor_matrix,
@@ -80,12 +81,23 @@ def test_rect_rotation_from_eyes():
     assert detection_to_rect(box, tilted, 640, 480)[4] > 0
 
 
+# -- where the networks are found --------------------------------------------------------
+def test_networks_come_from_the_assets_first():
+    assert model_dirs()[0] == asset_root() / "mediapipe_onnx"
+    assert models_available() and default_model_dir() == model_dirs()[0]
+
+
+def test_missing_networks_name_the_places_and_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("VN3D_ASSETS", str(tmp_path / "assets"))
+    monkeypatch.setenv("VN3D_CACHE", str(tmp_path / "cache"))
+    assert not models_available()
+    with pytest.raises(OnnxModelsMissingError) as err:
+        MediaPipeOnnx()
+    text = str(err.value)
+    assert str(tmp_path / "assets" / "mediapipe_onnx") in text and "convert_mediapipe_onnx" in text
+
+
 # -- parity with MediaPipe's own FaceLandmarker ---------------------------------------------
-needs_models = pytest.mark.skipif(
-    not models_available(),
-    reason=f"converted MediaPipe ONNX files absent from {default_model_dir()}: run "
-    "scripts/convert_mediapipe_onnx.py (needs a tf2onnx venv, docs/MEDIAPIPE_ONNX.md)",
-)
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +141,6 @@ def engine():
     return MediaPipeOnnx(providers=["CPUExecutionProvider"], threads=2)
 
 
-@needs_models
 def test_parity_with_mediapipe(engine, photos, reference):
     faces = engine.process(photos)  # all photos in one batch per stage
     for name, found, (lms, bs, names) in zip(PHOTOS, faces, reference, strict=True):
@@ -144,16 +155,20 @@ def test_parity_with_mediapipe(engine, photos, reference):
         assert face.presence > 0.5 and face.score > 0.5
 
 
-@needs_models
 def test_batched_equals_single(engine, photos):
+    """A batch gives each face what it gets alone. The landmark net's convolutions do the
+    same sums per image whatever the batch: equal to float32 rounding (measured: identical).
+    The blendshape net's matrix products are blocked differently for a batch, so its
+    scores move by up to 2.4e-5 (measured on 16 London photos; median 6.6e-6): 1e-4 is four
+    times that, 200 times below the parity bound with MediaPipe (0.02 MAE) and a shape
+    weight change nobody sees (1e-4 of a full smile moves the mouth corner ~1 µm)."""
     together = engine.process(photos)
     for rgb, batched in zip(photos, together, strict=True):
         alone = engine.process([rgb])[0]
-        assert np.allclose(alone[0].landmarks, batched[0].landmarks, atol=1e-5)
-        assert np.allclose(alone[0].blendshapes, batched[0].blendshapes, atol=1e-5)
+        assert np.allclose(alone[0].landmarks, batched[0].landmarks, atol=1e-6)
+        assert np.allclose(alone[0].blendshapes, batched[0].blendshapes, atol=1e-4)
 
 
-@needs_models
 def test_no_face(engine):
     blank = np.full((240, 320, 3), 127, np.uint8)
     assert engine.process([blank]) == [[]]

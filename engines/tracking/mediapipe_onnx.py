@@ -34,6 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from engines.files.assets import asset_root
 from engines.files.disk_cache import cache_root
 from engines.tracking.arkit_mapping import BLENDSHAPE_NAMES
 
@@ -66,13 +67,30 @@ class OnnxModelsMissingError(FileNotFoundError):
     """The converted ONNX files are absent: run scripts/convert_mediapipe_onnx.py."""
 
 
-def default_model_dir() -> Path:
+ASSET_SUBDIR = "mediapipe_onnx"
+
+
+def converted_dir() -> Path:
+    """Where scripts/convert_mediapipe_onnx.py writes: the project's disk cache."""
     return cache_root() / CACHE_SUBDIR
 
 
+def model_dirs() -> tuple[Path, Path]:
+    """Searched in order: the asset root's converted files (the shipped ones), then the
+    converter's output in the cache (for users who convert their own ``.task``)."""
+    return asset_root() / ASSET_SUBDIR, converted_dir()
+
+
+def default_model_dir() -> Path:
+    """The first of :func:`model_dirs` holding all three files (else the first)."""
+    dirs = model_dirs()
+    return next((d for d in dirs if models_available(d)), dirs[0])
+
+
 def models_available(model_dir: Path | str | None = None) -> bool:
-    d = Path(model_dir) if model_dir else default_model_dir()
-    return all((d / f).is_file() for f in MODEL_FILES.values())
+    if model_dir is None:
+        return any(models_available(d) for d in model_dirs())
+    return all((Path(model_dir) / f).is_file() for f in MODEL_FILES.values())
 
 
 # -- detector post-processing ----------------------------------------------------------------
@@ -201,6 +219,26 @@ def project_landmarks(raw: np.ndarray, rect: np.ndarray) -> np.ndarray:
     return np.stack([(c * x - s * y) * w + cx, (s * x + c * y) * h + cy, p[:, 2] * w], 1)
 
 
+LANDMARK_ROW = 478 * 3 + 2
+
+
+def split_landmark_rows(
+    rows: np.ndarray, rects: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, LANDMARK_ROW) landmark-net rows and their rects (N, 5) -> landmarks (N, 478, 3)
+    normalised to their images, presence (N,) (sigmoid), extra (N,)."""
+    raw = rows[:, : 478 * 3].reshape(len(rows), 478, 3)
+    lms = np.stack([project_landmarks(raw[i], rects[i]) for i in range(len(rows))])
+    presence = 1.0 / (1.0 + np.exp(-rows[:, 478 * 3].astype(np.float64)))
+    return lms, presence, rows[:, 478 * 3 + 1]
+
+
+def blendshape_points(landmarks: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The blendshape net's input: (N, 478, 3) normalised landmarks, (N, 2) image sizes
+    in pixels -> (N, 146, 2) float32 pixels."""
+    return (landmarks[:, BLENDSHAPE_LANDMARKS, :2] * sizes[:, None, :]).astype(np.float32)
+
+
 # -- the engine ------------------------------------------------------------------------------
 @dataclass
 class Face:
@@ -229,7 +267,7 @@ class MediaPipeOnnx:
         min_detection_confidence: float = 0.5,
         min_presence_confidence: float = 0.5,
         min_suppression_threshold: float = 0.3,
-        providers: Sequence[str] | None = None,
+        providers: Sequence[str | tuple[str, dict]] | None = None,
         threads: int = 0,
     ):
         import onnxruntime as ort
@@ -237,8 +275,10 @@ class MediaPipeOnnx:
         d = Path(model_dir) if model_dir else default_model_dir()
         if not models_available(d):
             raise OnnxModelsMissingError(
-                f"MediaPipe ONNX models missing in {d} (need {sorted(MODEL_FILES.values())}).\n"
-                "  fix: python scripts/convert_mediapipe_onnx.py --python <venv with tf2onnx> "
+                f"MediaPipe ONNX models missing in {d} (need {sorted(MODEL_FILES.values())}; "
+                f"searched {', '.join(str(p) for p in model_dirs())}).\n"
+                f"  fix: point $VN3D_ASSETS at an asset root with {ASSET_SUBDIR}/, or run "
+                "python scripts/convert_mediapipe_onnx.py --python <venv with tf2onnx> "
                 "(see docs/MEDIAPIPE_ONNX.md)"
             )
         self.model_dir = d
@@ -249,27 +289,49 @@ class MediaPipeOnnx:
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have]
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        # idle pool threads sleep: these nets share the cores with rendering (as OnnxRunner)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             opts.intra_op_num_threads = threads
+        self.providers = list(providers)
+        # on the CPU provider alone, PRelu and channel Pad become ops that stay in its
+        # blocked layout (engines/inference/nchwc_rewrite.py)
+        cpu_only = self.providers == ["CPUExecutionProvider"]
         self._sess = {
-            k: ort.InferenceSession(str(d / f), opts, providers=list(providers))
+            k: ort.InferenceSession(self._model_bytes(d / f, cpu_only), opts,
+                                    providers=self.providers)
             for k, f in MODEL_FILES.items()
-        }
+        }  # fmt: skip
         self._in = {k: s.get_inputs()[0].name for k, s in self._sess.items()}
+        #: the providers ONNX Runtime really uses (it drops those it cannot start)
+        self.providers_in_use = self._sess["landmarks"].get_providers()
         self.num_faces = num_faces
         self.min_detection_confidence = min_detection_confidence
         self.min_presence_confidence = min_presence_confidence
         self.min_suppression_threshold = min_suppression_threshold
+
+    @staticmethod
+    def _model_bytes(path: Path, rewrite: bool) -> bytes:
+        if not rewrite:
+            return path.read_bytes()
+        import onnx
+
+        from engines.inference.nchwc_rewrite import rewrite_for_cpu
+
+        return rewrite_for_cpu(onnx.load(str(path)))[0].SerializeToString()
 
     def _run(self, key: str, x: np.ndarray) -> list[np.ndarray]:
         return self._sess[key].run(None, {self._in[key]: np.ascontiguousarray(x, np.float32)})
 
     # -- stages ------------------------------------------------------------------------------
     def detect(
-        self, images: Sequence[np.ndarray]
-    ) -> list[list[tuple[np.ndarray, np.ndarray, float]]]:
+        self, images: Sequence[np.ndarray], num_faces: int | None = None,
+        min_score: float | None = None,
+    ) -> list[list[tuple[np.ndarray, np.ndarray, float]]]:  # fmt: skip
         """Faces per image (RGB uint8 HxWx3), each (box xyxy, keypoints (6, 2), score) in
-        normalised image coordinates, best first, at most ``num_faces``. One batched run."""
+        normalised image coordinates, best first, at most ``num_faces`` (default: the
+        engine's), scored at least ``min_score`` (default: min_detection_confidence). One
+        batched run."""
         if not images:
             return []
         tensors, frames = [], []
@@ -282,12 +344,13 @@ class MediaPipeOnnx:
         out = []
         for i, (side, centre, w, h) in enumerate(frames):
             boxes, kps, scores = decode_detections(
-                regressors[i], logits[i, :, 0], self.min_detection_confidence
-            )
+                regressors[i], logits[i, :, 0],
+                self.min_detection_confidence if min_score is None else min_score,
+            )  # fmt: skip
             boxes, kps, scores = weighted_nms(boxes, kps, scores, self.min_suppression_threshold)
             size = np.array([w, h], np.float64)
             to_img = lambda t: (centre + (t - 0.5) * side) / size  # noqa: B023, E731
-            faces, n = [], self.num_faces
+            faces, n = [], self.num_faces if num_faces is None else num_faces
             for b, k, s in zip(boxes[:n], kps[:n], scores[:n], strict=True):
                 bb = np.concatenate([to_img(b[:2]), to_img(b[2:])])
                 faces.append((bb, to_img(k), float(s)))
@@ -305,22 +368,30 @@ class MediaPipeOnnx:
             borderMode=cv2.BORDER_REPLICATE,
         )  # fmt: skip
 
+    def landmark_rows(self, crops: np.ndarray) -> np.ndarray:
+        """The landmark net as one row function (for a batcher): crops (N, 256, 256, 3)
+        with values 0–255 -> (N, LANDMARK_ROW): 478 × (x, y, z) in crop pixels, then the
+        presence logit and the unused third output."""
+        raw, presence_logit, extra = self._run("landmarks", np.asarray(crops, np.float32) / 255)
+        n = len(crops)
+        return np.concatenate([raw.reshape(n, -1), presence_logit.reshape(n, 1),
+                               extra.reshape(n, 1)], 1)  # fmt: skip
+
     def landmarks(
         self, crops: np.ndarray, rects: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Batched landmark net: crops (N, 256, 256, 3) uint8, rects (N, 5) -> landmarks
         (N, 478, 3) normalised to their images, presence (N,), extra (N,)."""
-        raw, presence_logit, extra = self._run("landmarks", crops.astype(np.float32) / 255.0)
-        raw = raw.reshape(len(crops), -1, 3)
-        lms = np.stack([project_landmarks(raw[i], rects[i]) for i in range(len(crops))])
-        presence = 1.0 / (1.0 + np.exp(-presence_logit.reshape(-1)))
-        return lms, presence, extra.reshape(-1)
+        return split_landmark_rows(self.landmark_rows(crops), rects)
+
+    def blendshape_rows(self, points: np.ndarray) -> np.ndarray:
+        """The blendshape net as one row function: (N, 146, 2) landmark pixels -> (N, 52)."""
+        return self._run("blendshapes", points)[0].reshape(len(points), -1)
 
     def blendshapes(self, landmarks: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         """Batched blendshape net: landmarks (N, 478, 3) normalised, sizes (N, 2) image
         width/height in pixels -> (N, 52) scores."""
-        pts = landmarks[:, BLENDSHAPE_LANDMARKS, :2] * sizes[:, None, :]
-        return self._run("blendshapes", pts)[0].reshape(len(landmarks), -1)
+        return self.blendshape_rows(blendshape_points(landmarks, sizes))
 
     # -- all together ------------------------------------------------------------------------
     def process(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
