@@ -32,6 +32,7 @@ from engines.face.correspondence import load_ict_correspondence
 from engines.face.model import FaceModel
 from engines.render.hair import DEFAULT_COLOUR
 from engines.retarget.target import Target
+from engines.tracking.landmarkers import DEFAULT_LANDMARKER
 from engines.tracking.tracker import FaceTracker, TrackerConfig
 
 STAGES = ("landmarks", "shape", "texture", "hair")
@@ -52,6 +53,7 @@ class AvatarConfig:
     texture_size: int = 1024
     hair: str = "auto"  # "auto" (chosen by silhouette), a style name, or "none"
     fit: FitConfig = field(default_factory=FitConfig)
+    landmarker: str = DEFAULT_LANDMARKER  # which runtime reads the photo's landmarks
 
 
 @dataclass
@@ -122,7 +124,8 @@ class AvatarBuilder:
         """Pixel landmarks (478, 2) of the largest face and the number of faces."""
         if self._tracker is None:
             self._tracker = FaceTracker(
-                self.model.expression_names, TrackerConfig(video=False, smoothing=None)
+                self.model.expression_names,
+                TrackerConfig(video=False, smoothing=None, landmarker=self.config.landmarker),
             )
         result = self._tracker.process(image, 0.0)
         if result.landmarks is None:

@@ -29,19 +29,16 @@ from avatars.store import AvatarStore
 from engines.dataset.loader import Dataset
 from engines.emotion.facs import EMOTIONS
 from engines.emotion.models import EmotionModels, default_emotion_models
-from engines.encoder.network import N_INPUTS, encoder_onnx
 from engines.face.ict import ICTFaceModel
-from engines.inference.backend import load_runner
-from engines.inference.batcher import InferenceBatcher
 from engines.render.renderer import RenderConfig
 from engines.retarget.retargeter import MODES
-from engines.tracking.tracker import TrackerConfig
 from server.access import token_ok, user_key
 from server.admission import Admission, watch_session
 from server.config import ServerConfig
 from server.hair import HairTryOn
 from server.ice import restrict_ice_to_loopback
 from server.malloc_arenas import cap_malloc_arenas
+from server.networks import SharedNetworks
 from server.peer import answer_offer, offer_sdp
 from server.protocol import ProtocolError, calibration, error, parse, send, slider_values
 from server.routes import HttpRoutes
@@ -81,12 +78,7 @@ class App:
         self.admission = Admission(config)
         if config.ice_loopback:
             restrict_ice_to_loopback()
-        # one encoder for every session: requests from all sessions go out in one batch
-        self.encoder_batcher: InferenceBatcher | None = None
-        if config.reader == "encoder":
-            runner = load_runner(encoder_onnx(), config.backend)
-            self.encoder_batcher = InferenceBatcher(runner, (N_INPUTS,), max_batch=64,
-                                                    max_wait_ms=2.0, name="landmark-encoder")
+        self.networks = SharedNetworks(config)  # the encoder, MediaPipe's ONNX networks
         # at most render_slots sessions track+render at once (see RetargetTrack)
         self.render_gate = threading.BoundedSemaphore(config.render_slots)
         # ... and as many frames are tracked or wait for a render (server/retarget_track.py)
@@ -106,7 +98,7 @@ class App:
         size = self.config.size
         ctx = SessionContext(
             self.model, self.emotion_models, RenderConfig(size, size),
-            TrackerConfig(reader=self.config.reader, encoder_fn=self.encoder_batcher),
+            self.networks.tracker_config(),
             self.render_gate, self.track_gate, self.config.stamp_frames,
         )
         default = self.config.default_target
@@ -257,8 +249,7 @@ class App:
             await ws.close(1001, "server shutting down")
         await self.builds.close()
         self.routes.pool.shutdown(wait=False)
-        if self.encoder_batcher is not None:
-            self.encoder_batcher.close()
+        self.networks.close()
 
 
 async def run_server(config: ServerConfig, ready: Callable[[str], None] | None = None) -> None:

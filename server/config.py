@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.inference.backend import BACKENDS
+from engines.tracking.landmarkers import DEFAULT_LANDMARKER, LANDMARKER_HELP, LANDMARKERS
 from engines.tracking.tracker import DEFAULT_READER, READERS
 
 WEB_ROOT = Path(__file__).resolve().parent.parent / "client_web"
@@ -60,8 +61,10 @@ class ServerConfig:
                                 help="leave out the sample gallery (built by "
                                 "`vn3d dataset sample`)")
     reader: str = flag(DEFAULT_READER, choices=READERS, help=READER_HELP)
+    landmarker: str = flag(DEFAULT_LANDMARKER, choices=LANDMARKERS, help=LANDMARKER_HELP)
     backend: str = flag("auto", choices=["auto", *BACKENDS],
-                        help="the encoder's runtime (auto: TensorRT on a GPU, else ONNX Runtime)")
+                        help="the runtime of the encoder and of the onnx landmarker (auto: "
+                        "TensorRT on a GPU, else ONNX Runtime)")
     # sessions that track+render at the same time (see server/session.py RetargetTrack);
     # more only adds GIL contention: Mesa's llvmpipe already rasterises on every core
     render_slots: int = flag(1, help="sessions that track and render at the same time "

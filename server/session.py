@@ -42,7 +42,7 @@ class SessionContext:
     model: FaceModel
     emotion_models: EmotionModels | None
     render_config: RenderConfig
-    tracker_config: TrackerConfig  # the reader, and the shared encoder batcher if any
+    tracker_config: TrackerConfig  # the reader, the landmarker and the shared networks
     render_gate: threading.BoundedSemaphore  # at most this many sessions render at once
     track_gate: threading.BoundedSemaphore  # held from a frame's tracking to its render
     stamp_frames: bool = False

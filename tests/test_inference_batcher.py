@@ -328,3 +328,30 @@ def test_torch_mlp_matches_unbatched() -> None:
         run_threads(8, session)
         stats = batcher.stats
     assert stats.requests == 200 and stats.max_batch_size > 1
+
+
+def test_two_workers_run_two_batches_at_once() -> None:
+    """workers=2: while one batch runs, the next is gathered and run by the other worker
+    (on a CPU, one batch per core). Each call takes 0.2 s; two one-row batches end in about
+    0.2 s with two workers, 0.4 s with one."""
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def slow(x: np.ndarray) -> np.ndarray:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+        return x * 2
+
+    for workers, want in ((1, 1), (2, 2)):
+        most[0] = 0
+        with InferenceBatcher(slow, (D,), max_batch=1, max_wait_ms=0, workers=workers) as b:
+            futures = [b.submit(np.full(D, k, np.float32)) for k in range(2)]
+            for k, f in enumerate(futures):
+                assert np.array_equal(f.result(TIMEOUT), np.full(D, 2 * k, np.float32))
+        assert most[0] == want
+    with pytest.raises(ValueError, match="workers"):
+        InferenceBatcher(slow, (D,), workers=0)

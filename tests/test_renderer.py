@@ -219,3 +219,27 @@ def test_the_iris_takes_the_targets_colour_and_the_pupil_stays_black(ict) -> Non
     assert images["blue"][r < 0.15].max() < 60  # the pupil
     outside = r > 1.6  # skin and lids around the eye: unchanged
     assert np.abs(images["blue"][outside] - images["default"][outside]).max() < 2
+
+
+def test_egl_device_choice(monkeypatch) -> None:
+    """The renderer takes $VN3D_EGL_DEVICE when set, else the first NVIDIA device, else
+    device 0 (here: Mesa), and says why (vn3d doctor prints it)."""
+    from engines.render import renderer as r
+
+    devices = r.egl_devices()
+    assert devices and devices[0][0] == 0
+    monkeypatch.setattr(r, "_egl_choice", None)
+    monkeypatch.delenv(r.EGL_DEVICE_ENV, raising=False)
+    index, why = r.egl_device()
+    nvidia = [d[0] for d in devices if "NVIDIA" in d[1].upper()]
+    assert index == (nvidia[0] if nvidia else 0)
+    assert why.startswith("the first NVIDIA" if nvidia else "no NVIDIA")
+    assert why.endswith(f"of {len(devices)}")
+    monkeypatch.setattr(r, "_egl_choice", None)
+    monkeypatch.setenv(r.EGL_DEVICE_ENV, "0")
+    assert r.egl_device() == (0, f"${r.EGL_DEVICE_ENV}")
+    monkeypatch.setattr(r, "_egl_choice", None)
+    monkeypatch.setenv(r.EGL_DEVICE_ENV, "gpu")
+    with pytest.raises(ValueError, match="EGL device index"):
+        r.egl_device()
+    monkeypatch.setattr(r, "_egl_choice", None)  # the next context chooses again

@@ -103,7 +103,7 @@ def check_flame() -> list[Check]:
 
 def check_renderer() -> list[Check]:
     try:
-        from engines.render.renderer import create_context
+        from engines.render.renderer import create_context, egl_device
 
         ctx = create_context()
     except Exception as exc:
@@ -111,9 +111,29 @@ def check_renderer() -> list[Check]:
         return [Check("EGL renderer", MISSING, detail, APT_FIX)]
     try:
         info = ctx.info
-        return [Check("EGL renderer", OK, f"{info['GL_RENDERER']}, GL {info['GL_VERSION']}")]
+        index, why = egl_device()
+        detail = f"{info['GL_RENDERER']}, GL {info['GL_VERSION']} (EGL device {index}: {why})"
+        return [Check("EGL renderer", OK, detail)]
     finally:
         ctx.release()
+
+
+def check_onnx_landmarker() -> list[Check]:
+    """MediaPipe's networks under ONNX Runtime (``--landmarker onnx``): files, providers."""
+    from engines.tracking.landmarkers import onnx_providers
+    from engines.tracking.mediapipe_onnx import model_dirs, models_available
+
+    name = "onnx landmarker (optional)"
+    found = next((d for d in model_dirs() if models_available(d)), None)
+    if found is None:
+        dirs = " or ".join(str(d.resolve()) for d in model_dirs())
+        fix = ("point $VN3D_ASSETS at an asset root with mediapipe_onnx/, or convert the "
+               ".task yourself: docs/MEDIAPIPE_ONNX.md")  # fmt: skip
+        return [Check(name, WARN, f"MediaPipe's ONNX networks not found in {dirs}", fix)]
+    providers = [p if isinstance(p, str) else p[0] for p in onnx_providers("auto")]
+    where = ("batched across sessions on " if providers[0] != "CPUExecutionProvider"
+             else "called by each session on ")  # fmt: skip
+    return [Check(name, OK, f"{found.resolve()}; {where}{', '.join(providers)}")]
 
 
 def check_mediapipe() -> list[Check]:
@@ -191,6 +211,7 @@ CHECKS: tuple[Callable[[], list[Check]], ...] = (
     check_flame,
     check_renderer,
     check_mediapipe,
+    check_onnx_landmarker,
     check_torch,
     check_onnxruntime,
     check_tensorrt,

@@ -52,6 +52,7 @@ from engines.face.model import FaceModel
 from engines.files.assets import AssetMissingError, asset_root
 from engines.files.disk_cache import cache_root, write_atomic
 from engines.render.renderer import MeshRenderer, RenderConfig
+from engines.tracking.landmarkers import DEFAULT_LANDMARKER
 
 RENDER_SIZE = 256
 
@@ -62,10 +63,11 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 def build_dataset(photos: Path | None, out: Path, model: FaceModel, erm, *,
                   pattern: str | None = None, csv: Path | None = None,
-                  workers: int = 1, limit: int | None = None) -> dict:
+                  workers: int = 1, limit: int | None = None,
+                  landmarker: str = DEFAULT_LANDMARKER) -> dict:
     """Build (or resume) a dataset; returns the manifest. ``erm``: a trained ERM.
     ``workers`` > 1 builds subjects in that many processes; ``limit``: only the first so
-    many subjects (by name)."""
+    many subjects (by name); ``landmarker``: which runtime reads the photos' landmarks."""
     out = Path(out)
     (out / "subjects").mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
@@ -83,7 +85,7 @@ def build_dataset(photos: Path | None, out: Path, model: FaceModel, erm, *,
     write_json_atomic(manifest_path, manifest)
     bar = tqdm(total=len(index.subjects), initial=len(index.subjects) - len(todo),
                desc="subjects", unit="subject")
-    for name, entry in subject_builds(todo, out, model, erm, workers):
+    for name, entry in subject_builds(todo, out, model, erm, workers, landmarker):
         manifest["subjects"][name] = entry
         manifest["subjects"] = dict(sorted(manifest["subjects"].items()))  # not finish order
         write_json_atomic(manifest_path, manifest)  # resumable after each subject
@@ -93,10 +95,10 @@ def build_dataset(photos: Path | None, out: Path, model: FaceModel, erm, *,
 
 
 def subject_builds(todo: dict[str, dict[str, Path]], out: Path, model: FaceModel, erm,
-                   workers: int):
+                   workers: int, landmarker: str = DEFAULT_LANDMARKER):
     """(subject, manifest entry) as each subject finishes, in this process or in workers."""
     if workers <= 1 or len(todo) <= 1:
-        _start_worker(model, erm)
+        _start_worker(model, erm, landmarker)
         try:
             for name, files in todo.items():
                 yield name, _build_in_worker(name, files, out)
@@ -108,7 +110,8 @@ def subject_builds(todo: dict[str, dict[str, Path]], out: Path, model: FaceModel
 
     # spawn: MediaPipe, EGL and torch threads do not survive a fork
     with ProcessPoolExecutor(min(workers, len(todo)), multiprocessing.get_context("spawn"),
-                             initializer=_start_worker, initargs=(type(model), erm)) as pool:
+                             initializer=_start_worker,
+                             initargs=(type(model), erm, landmarker)) as pool:
         jobs = {pool.submit(_build_in_worker, name, files, out): name
                 for name, files in todo.items()}
         for job in as_completed(jobs):
@@ -125,7 +128,8 @@ def sample_dataset_dir() -> Path:
 
 
 def build_sample_dataset(model: FaceModel, erm, out: Path | None = None, workers: int = 1,
-                         limit: int | None = None) -> dict:
+                         limit: int | None = None,
+                         landmarker: str = DEFAULT_LANDMARKER) -> dict:
     """The sample gallery: the London Set's neutral and smiling photos (the other five
     expressions by the ERM). ``limit``: only the first so many people."""
     london = (asset_root() / "faces" / "london_set").resolve()
@@ -134,20 +138,22 @@ def build_sample_dataset(model: FaceModel, erm, out: Path | None = None, workers
             f"the sample gallery is made from the London Set (faces/london_set, CC BY 4.0), "
             f"not found at {london.resolve()}; set $VN3D_ASSETS to the asset folder")
     return build_dataset(london, Path(out) if out else sample_dataset_dir(), model, erm,
-                         pattern=SAMPLE_PATTERN, workers=workers, limit=limit)
+                         pattern=SAMPLE_PATTERN, workers=workers, limit=limit,
+                         landmarker=landmarker)
 
 
 _worker: dict = {}  # one process's model, ERM, builder and renderer
 
 
-def _start_worker(model: FaceModel | type, erm) -> None:
+def _start_worker(model: FaceModel | type, erm, landmarker: str = DEFAULT_LANDMARKER) -> None:
     if isinstance(model, type):  # in a worker process: load our own copy, one thread
         torch.set_num_threads(1)
         cv2.setNumThreads(1)
         model = model()
     _worker.update(
         model=model, erm=erm,
-        builder=AvatarBuilder(model, AvatarConfig(texture_size=512, hair="auto")),
+        builder=AvatarBuilder(model, AvatarConfig(texture_size=512, hair="auto",
+                                                  landmarker=landmarker)),
         renderer=MeshRenderer(model.topology, RenderConfig(RENDER_SIZE, RENDER_SIZE)),
     )
 

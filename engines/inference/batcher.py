@@ -1,9 +1,10 @@
-"""One batched inference worker shared by every live session of a process.
+"""Batched inference shared by every live session of a process.
 
 Each session sends small requests (one frame's features, or a few rows) and a model is much
 cheaper per row when it sees them stacked. ``InferenceBatcher`` wraps a row-independent
-batched function ``fn: (B, *in_shape) -> (B, *out_shape)`` and runs one daemon worker
-thread that:
+batched function ``fn: (B, *in_shape) -> (B, *out_shape)`` and runs ``workers`` daemon
+worker threads (default one; more let batches run side by side on a CPU's cores), each of
+which:
 
 1. waits for the first queued request,
 2. keeps gathering until the batch holds ``max_batch`` rows or ``max_wait_ms`` have passed
@@ -94,11 +95,14 @@ class InferenceBatcher:
         max_batch: int = 64,
         max_wait_ms: float = 2.0,
         name: str = "inference",
+        workers: int = 1,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         self.fn = fn
         self.input_shape = tuple(int(d) for d in input_shape)
         self.max_batch = max_batch
@@ -108,8 +112,12 @@ class InferenceBatcher:
         self._cond = threading.Condition()
         self._closed = False
         self._requests = self._rejected = self._batches = self._rows = self._max_rows = 0
-        self._worker = threading.Thread(target=self._run, name=f"{name}-batcher", daemon=True)
-        self._worker.start()
+        self._workers = [
+            threading.Thread(target=self._run, name=f"{name}-batcher-{k}", daemon=True)
+            for k in range(workers)
+        ]
+        for worker in self._workers:
+            worker.start()
 
     # ---- public API -------------------------------------------------------------------
 
@@ -161,8 +169,9 @@ class InferenceBatcher:
         for req in pending:
             if req.future.set_running_or_notify_cancel():
                 req.future.set_exception(BatcherClosedError(f"{self.name}: batcher closed"))
-        if threading.current_thread() is not self._worker:  # close() called from inside fn
-            self._worker.join()
+        for worker in self._workers:
+            if worker is not threading.current_thread():  # close() called from inside fn
+                worker.join()
 
     def __enter__(self) -> InferenceBatcher:
         return self

@@ -1,7 +1,10 @@
 """Expression ψ and head pose θ from video frames with MediaPipe Face Landmarker.
 
-Per frame: 478 landmarks, 52 blendshape scores and the facial transformation matrix
-(Tasks API, VIDEO running mode). Four readers (``TrackerConfig.reader``): "mediapipe"
+Per frame: 478 landmarks, 52 blendshape scores and the facial transformation matrix, from
+MediaPipe's networks run by one of two landmarkers (``TrackerConfig.landmarker``, see
+``engines/tracking/landmarkers.py``): "tflite", MediaPipe's own Tasks API in VIDEO running
+mode, or "onnx", the same networks under ONNX Runtime (batched across sessions when the
+config carries shared ``OnnxNetworks``). Four readers (``TrackerConfig.reader``): "mediapipe"
 maps the scores to the face model's ψ by name through ``engines.tracking.arkit_mapping``
 and takes the matrix's rotation as the head rotation; "inverse" takes the same rotation
 and undoes, per shape, how weakly MediaPipe reads the ICT head's shapes
@@ -22,7 +25,6 @@ frames keep the face nearest to it.
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +34,17 @@ import cv2
 import numpy as np
 
 from engines.encoder.reader import EncoderReader
-from engines.files.assets import asset_path
 from engines.tracking.arkit_mapping import BLENDSHAPE_NAMES, mapping_matrix
 from engines.tracking.filters import OneEuroConfig, OneEuroFilter
 from engines.tracking.frames import fit_for_tracker, to_rgb
 from engines.tracking.landmark_fit import LandmarkFitReader
+from engines.tracking.landmarkers import (
+    DEFAULT_LANDMARKER,
+    LANDMARKERS,
+    OnnxLandmarker,
+    OnnxNetworks,
+    TfliteLandmarker,
+)
 from engines.tracking.response_curves import RESPONSE_FILE, InverseResponse, ResponseCurves
 
 READERS = ("mediapipe", "inverse", "encoder", "fit")
@@ -59,6 +67,10 @@ class TrackerConfig:
     reader: str = DEFAULT_READER
     encoder_fn: Callable[[np.ndarray], np.ndarray] | None = None  # batched; None: in-process
     response_path: str | None = None  # the inverse reader's curves; None: the shipped ones
+    landmarker: str = DEFAULT_LANDMARKER  # one of LANDMARKERS: which runtime runs MediaPipe
+    # the onnx landmarker's networks, shared (and batched) by a server's sessions; None:
+    # the tracker loads its own and runs them directly
+    onnx_networks: OnnxNetworks | None = None
 
 
 @dataclass
@@ -106,27 +118,26 @@ class FaceTracker:
     """One tracker per video stream (it keeps the stream's filter and face choice)."""
 
     def __init__(self, expression_names: tuple[str, ...], config: TrackerConfig | None = None):
-        from mediapipe.tasks.python import BaseOptions, vision
-
         self.config = cfg = config or TrackerConfig()
         if cfg.reader not in READERS:
             raise ValueError(f"unknown reader {cfg.reader!r}; one of {', '.join(READERS)}")
+        if cfg.landmarker not in LANDMARKERS:
+            raise ValueError(f"unknown landmarker {cfg.landmarker!r}; one of "
+                             f"{', '.join(LANDMARKERS)}")  # fmt: skip
         self.expression_names = expression_names
-        path = Path(cfg.model_path) if cfg.model_path else asset_path("face_landmarker")
-        options = vision.FaceLandmarkerOptions(
-            base_options=BaseOptions(model_asset_path=str(path)),
-            running_mode=vision.RunningMode.VIDEO if cfg.video else vision.RunningMode.IMAGE,
-            num_faces=cfg.max_faces,
-            min_face_detection_confidence=cfg.min_confidence,
-            min_face_presence_confidence=cfg.min_confidence,
-            # the landmark readers read ψ and θ from the landmarks: no blendshape net
-            output_face_blendshapes=cfg.reader in SCORE_READERS,
-            output_facial_transformation_matrixes=cfg.reader in SCORE_READERS,
-        )
-        self._landmarker = vision.FaceLandmarker.create_from_options(options)
-        # closed at the latest when Python exits, while it can still run the close: a
-        # landmarker left to __del__ during interpreter shutdown can hang the exit
-        self._finalizer = weakref.finalize(self, self._landmarker.close)
+        # the landmark readers read ψ and θ from the landmarks: no blendshape net, no matrix
+        modes = dict(video=cfg.video, max_faces=cfg.max_faces,
+                     min_confidence=cfg.min_confidence, scores=cfg.reader in SCORE_READERS)
+        self._own_networks: OnnxNetworks | None = None
+        if cfg.landmarker == "onnx":
+            networks = cfg.onnx_networks
+            if networks is None:
+                networks = self._own_networks = OnnxNetworks.local()
+            self._landmarker: TfliteLandmarker | OnnxLandmarker | None = OnnxLandmarker(
+                networks, **modes)
+        else:
+            path = Path(cfg.model_path) if cfg.model_path else None
+            self._landmarker = TfliteLandmarker(path, **modes)
         # readers that work on the landmarks alone: (landmarks, width, height) -> (ψ, θ)
         self._landmark_reader: Callable | None = None
         if cfg.reader == "encoder":
@@ -177,40 +188,30 @@ class FaceTracker:
         self, frame: av.VideoFrame | np.ndarray, timestamp_s: float, fmt: str = "rgb"
     ) -> TrackResult:
         """Track one frame taken at ``timestamp_s`` (seconds, increasing per stream)."""
-        import mediapipe as mp
-
         t0 = time.perf_counter()
         timings = {"filter": 0.0}
         rgb = fit_for_tracker(to_rgb(frame, fmt), self.config.max_side, self.config.min_side)
         ms = max(int(timestamp_s * 1000), self._last_ms + 1)  # strictly increasing
         self._last_ms = ms
-        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
-        if self.config.video:
-            result = self._landmarker.detect_for_video(image, ms)
-        else:
-            result = self._landmarker.detect(image)
+        readings = self._landmarker(rgb, ms)
         timings["track"] = 1000 * (time.perf_counter() - t0)
-        n = len(result.face_landmarks)
+        n = len(readings)
         if n == 0:
             found = self._no_face(timestamp_s)
             found.timings_ms = timings
             return found
-        faces = [np.array([[p.x, p.y, p.z] for p in f], np.float32) for f in result.face_landmarks]
+        faces = [r.landmarks for r in readings]
         k = self._choose_face(faces)
         scores = None  # MediaPipe's 52 scores, read only by the score readers
         if self._landmark_reader is not None:
             psi, rotation = self._landmark_reader(faces[k], rgb.shape[1], rgb.shape[0])
             psi = np.clip(psi, 0, 1)
         else:
-            scores = np.array([c.score for c in result.face_blendshapes[k]], np.float64)
+            scores = readings[k].blendshapes
             if self._map is None:
-                names = [c.category_name for c in result.face_blendshapes[k]]
-                if self._inverse is not None and tuple(names) != BLENDSHAPE_NAMES:
-                    raise ValueError("MediaPipe's blendshape categories are not the ones "
-                                     "the inverse reader's curves were measured on")
-                self._map = mapping_matrix(names, self.expression_names)
+                self._map = mapping_matrix(list(BLENDSHAPE_NAMES), self.expression_names)
             psi = self._inverse(scores) if self._inverse is not None else self._map @ scores
-            matrix = np.asarray(result.facial_transformation_matrixes[k], np.float64)
+            matrix = readings[k].matrix
             rotation = cv2.Rodrigues(matrix[:3, :3])[0].ravel()
         if self._calibrate_n > 0:
             self._calibration.append(psi)
@@ -261,10 +262,13 @@ class FaceTracker:
         return TrackResult("lost", np.zeros_like(psi), np.zeros(3))
 
     def close(self) -> None:
-        """Release MediaPipe's graph (safe to call twice)."""
+        """Release MediaPipe's graph or the tracker's own ONNX sessions (safe to call twice)."""
         if self._landmarker is not None:
-            self._finalizer()  # runs the close once
+            self._landmarker.close()
             self._landmarker = None
+        if self._own_networks is not None:
+            self._own_networks.close()
+            self._own_networks = None
 
     def __enter__(self) -> FaceTracker:
         return self

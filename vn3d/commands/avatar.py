@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from server.config import STORE_HELP
-from vn3d.commands.common import load_model
+from vn3d.commands.common import add_landmarker_flag, load_model
 
 
 def cmd_avatar_build(args: argparse.Namespace) -> int:
@@ -25,7 +25,8 @@ def cmd_avatar_build(args: argparse.Namespace) -> int:
     image = decode_photo(data)
     model = load_model("ict")
     config = AvatarConfig(
-        texture_size=args.texture_size, hair=args.hair, fit=FitConfig(fov_y_deg=args.fov)
+        texture_size=args.texture_size, hair=args.hair, fit=FitConfig(fov_y_deg=args.fov),
+        landmarker=args.landmarker,
     )
     builder = AvatarBuilder(model, config)
     name = args.name or Path(args.photo).stem
@@ -137,6 +138,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fov", type=float, default=20.0, help="the photo's vertical field of "
                    "view in degrees (portraits ~20, phone/webcam selfies ~50)")
     p.add_argument("--store", default=None, help=STORE_HELP)
+    add_landmarker_flag(p)
     p.set_defaults(func=cmd_avatar_build)
     p = avatar_sub.add_parser("styles", help="list the hairstyles")
     p.set_defaults(func=list_hairstyles)

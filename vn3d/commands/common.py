@@ -19,6 +19,14 @@ def load_model(name: str) -> FaceModel:
     return ICTFaceModel()
 
 
+def add_landmarker_flag(p: argparse.ArgumentParser) -> None:
+    """``--landmarker tflite|onnx``: which runtime runs MediaPipe's face networks."""
+    from engines.tracking.landmarkers import DEFAULT_LANDMARKER, LANDMARKER_HELP, LANDMARKERS
+
+    p.add_argument("--landmarker", choices=LANDMARKERS, default=DEFAULT_LANDMARKER,
+                   help=LANDMARKER_HELP)
+
+
 def output_path(text: str) -> Path:
     """The output file's path, with its folder created."""
     out = Path(text)

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from vn3d.commands.common import load_model
+from vn3d.commands.common import add_landmarker_flag, load_model
 
 
 def cmd_dataset_build(args: argparse.Namespace) -> int:
@@ -17,13 +17,15 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     erm = default_emotion_models(model.expression_names).erm
     if args.dataset_command == "sample":
         out = Path(args.out) if args.out else sample_dataset_dir()
-        manifest = build_sample_dataset(model, erm, out, args.workers, args.limit)
+        manifest = build_sample_dataset(model, erm, out, args.workers, args.limit,
+                                        args.landmarker)
     else:
         if not args.photos and not args.csv:
             raise ValueError("give a photo folder, or --csv FILE")
         out = Path(args.out)
         manifest = build_dataset(Path(args.photos) if args.photos else None, out, model, erm,
-                                 pattern=args.pattern, csv=args.csv, workers=args.workers)
+                                 pattern=args.pattern, csv=args.csv, workers=args.workers,
+                                 landmarker=args.landmarker)
     subjects = manifest["subjects"]
     done = [s for s, e in subjects.items() if e.get("status") == "done"]
     failed = {s: e.get("error", "") for s, e in subjects.items() if e.get("status") != "done"}
@@ -75,12 +77,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="out/dataset")
     p.add_argument("--workers", type=int, default=workers,
                    help=f"subjects built in parallel (default {workers})")
+    add_landmarker_flag(p)
     p.set_defaults(func=cmd_dataset_build)
     p = dataset_sub.add_parser("sample", help="build (or resume) the sample gallery from the "
                                "London Set; `vn3d serve` shows it")
     p.add_argument("--out", default=None, help="default: $VN3D_CACHE/datasets/london-sample")
     p.add_argument("--workers", type=int, default=workers)
     p.add_argument("--limit", type=int, default=None, help="only the first N people")
+    add_landmarker_flag(p)
     p.set_defaults(func=cmd_dataset_build)
 
     p = sub.add_parser("eval", help="image and mesh measurements of a built dataset "

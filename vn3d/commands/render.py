@@ -7,7 +7,7 @@ import argparse
 from engines.retarget.demo import DemoConfig
 from engines.tracking.tracker import DEFAULT_READER, READERS, TrackerConfig
 from server.config import READER_HELP
-from vn3d.commands.common import load_model, output_path, parse_floats
+from vn3d.commands.common import add_landmarker_flag, load_model, output_path, parse_floats
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -81,7 +81,7 @@ def cmd_retarget_clip(args: argparse.Namespace) -> int:
     out = output_path(args.out)
     try:
         report = retarget_clip(model, args.source, out, target, cfg,
-                               TrackerConfig(reader=args.reader))
+                               TrackerConfig(reader=args.reader, landmarker=args.landmarker))
     except ClipError as exc:
         raise ValueError(str(exc)) from exc
     print(
@@ -139,4 +139,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", choices=["ict"], default="ict")
     p.add_argument("--reader", choices=READERS, default=DEFAULT_READER, help=READER_HELP)
+    add_landmarker_flag(p)
     p.set_defaults(func=cmd_retarget_clip)

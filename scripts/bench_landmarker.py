@@ -1,0 +1,191 @@
+"""The two landmarkers side by side: MediaPipe's own (tflite) and its networks under ONNX
+Runtime (onnx). Agreement on the GRID clips, and speed for one session and for N.
+
+Agreement (every GRID clip, tracker in VIDEO mode, the mediapipe reader, no filter), per
+frame where both found the face, onnx against tflite:
+- landmarks: mean distance of the 478 points (x, y) in pixels of the 360x288 frame;
+- blendshapes: mean |difference| of the 52 scores;
+- head rotation: angle between the two rotations, degrees.
+Beside it, two rows to judge the numbers by: tflite IMAGE mode against tflite VIDEO mode
+(how much MediaPipe's own two modes disagree), and "previous frame" (tflite VIDEO against
+its own previous frame: how much a frame's face moves; a landmarker off by this much would
+be a frame late).
+
+Speed, on frames decoded beforehand:
+- one session: the tracker's per-frame time ("track": frame in, landmarks, scores and
+  matrix out), median and p95, each landmarker;
+- N sessions (``--sessions``): N threads, each its own tracker and clip, frames as fast as
+  they go; frames per second over all, ms of machine time per frame (wall / frames), and
+  for onnx the landmark batcher's mean batch. tflite runs one MediaPipe graph per session
+  (what the server does today); onnx shares one batched set of networks.
+
+    python scripts/bench_landmarker.py [--clips 0-7] [--sessions 8] [--threads 1]
+        [--out out/bench_landmarker.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from engines.face.ict import ICTFaceModel
+from engines.files.assets import asset_root
+from engines.tracking.landmarkers import OnnxNetworks
+from engines.tracking.tracker import FaceTracker, TrackerConfig, TrackResult
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_fidelity import parse_indices
+
+
+def clip_frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def run(names: tuple[str, ...], frames: list[np.ndarray], cfg: TrackerConfig) -> list[TrackResult]:
+    with FaceTracker(names, cfg) as tracker:
+        return [tracker.process(f, i / 25) for i, f in enumerate(frames)]
+
+
+def rotation_deg(a: np.ndarray, b: np.ndarray) -> float:
+    rel = cv2.Rodrigues(a)[0].T @ cv2.Rodrigues(b)[0]
+    return float(np.degrees(np.linalg.norm(cv2.Rodrigues(rel)[0])))
+
+
+def disagreement(a: list[TrackResult], b: list[TrackResult], size: tuple[int, int]) -> dict:
+    pairs = [(x, y) for x, y in zip(a, b, strict=True) if x.found and y.found]
+    px = [np.linalg.norm((x.landmarks[:, :2] - y.landmarks[:, :2]) * size, axis=1).mean()
+          for x, y in pairs]  # fmt: skip
+    bs = [np.abs(x.blendshapes - y.blendshapes).mean() for x, y in pairs]
+    rot = [rotation_deg(x.rotation, y.rotation) for x, y in pairs]
+    return {"frames": len(pairs), "found_a": sum(x.found for x in a),
+            "found_b": sum(y.found for y in b), "landmark_px": float(np.mean(px)),
+            "landmark_px_p95": float(np.percentile(px, 95)),
+            "blendshape_mae": float(np.mean(bs)), "rotation_deg": float(np.mean(rot)),
+            "rotation_deg_max": float(np.max(rot))}  # fmt: skip
+
+
+def agreement(names: tuple[str, ...], clips: list[list[np.ndarray]]) -> dict[str, dict]:
+    rows: dict[str, list[dict]] = {"onnx vs tflite": [], "tflite IMAGE vs VIDEO": [],
+                                   "previous frame (tflite)": []}  # fmt: skip
+    base = dict(smoothing=None, reader="mediapipe")
+    for frames in tqdm(clips, desc="agreement", unit="clip"):
+        size = (frames[0].shape[1], frames[0].shape[0])
+        tfl = run(names, frames, TrackerConfig(**base))
+        onnx = run(names, frames, TrackerConfig(**base, landmarker="onnx"))
+        image = run(names, frames, TrackerConfig(**base, video=False))
+        rows["onnx vs tflite"].append(disagreement(onnx, tfl, size))
+        rows["tflite IMAGE vs VIDEO"].append(disagreement(image, tfl, size))
+        rows["previous frame (tflite)"].append(disagreement(tfl[:-1], tfl[1:], size))
+    out = {}
+    for k, per_clip in rows.items():
+        w = np.array([r["frames"] for r in per_clip], float)
+        out[k] = {m: float(np.average([r[m] for r in per_clip], weights=w))
+                  for m in ("landmark_px", "landmark_px_p95", "blendshape_mae", "rotation_deg")}
+        out[k]["rotation_deg_max"] = max(r["rotation_deg_max"] for r in per_clip)
+        out[k]["frames"] = int(w.sum())
+        out[k]["found"] = [sum(r["found_a"] for r in per_clip), sum(r["found_b"] for r in per_clip)]
+    return out
+
+
+def one_session(names: tuple[str, ...], frames: list[np.ndarray], cfg: TrackerConfig) -> dict:
+    ms = [r.timings_ms["track"] for r in run(names, frames * 3, cfg)][10:]
+    return {"median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95))}
+
+
+def n_sessions(names: tuple[str, ...], clips: list[list[np.ndarray]], n: int,
+               cfg: TrackerConfig) -> dict:  # fmt: skip
+    trackers = [FaceTracker(names, cfg) for _ in range(n)]
+    counts = [0] * n
+    start = threading.Barrier(n + 1)
+
+    def work(k: int) -> None:
+        frames = clips[k % len(clips)] * 2
+        start.wait()
+        for i, f in enumerate(frames):
+            trackers[k].process(f, i / 25)
+            counts[k] += 1
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    for t in trackers:
+        t.close()
+    frames = sum(counts)
+    return {"sessions": n, "frames": frames, "fps_total": frames / wall,
+            "fps_per_session": frames / wall / n, "ms_per_frame": 1000 * wall / frames}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--clips", default="", help="clip indices, e.g. 0-3 (default: all)")
+    ap.add_argument("--sessions", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (onnx)")
+    ap.add_argument("--workers", type=int, default=2, help="batcher workers (onnx, N sessions)")
+    ap.add_argument("--skip-agreement", action="store_true")
+    ap.add_argument("--out", default="out/bench_landmarker.json")
+    args = ap.parse_args()
+    names = ICTFaceModel().expression_names
+    paths = sorted((asset_root() / "video" / "grid_corpus").glob("*.mpg"))
+    paths = [paths[i] for i in parse_indices(args.clips, len(paths))]
+    clips = [clip_frames(p) for p in paths]
+    result: dict = {"clips": [p.name for p in paths], "threads": args.threads,
+                    "workers": args.workers}
+    if not args.skip_agreement:
+        result["agreement"] = agreement(names, clips)
+    base = dict(smoothing=None, reader="mediapipe")
+    local = OnnxNetworks.local(threads=args.threads)
+    result["one_session"] = {
+        "tflite": one_session(names, clips[0], TrackerConfig(**base)),
+        "onnx": one_session(names, clips[0], TrackerConfig(**base, landmarker="onnx",
+                                                           onnx_networks=local)),
+    }  # fmt: skip
+    local.close()
+    batched = OnnxNetworks.batched(threads=args.threads, workers=args.workers)
+    result["n_sessions"] = {
+        "tflite": n_sessions(names, clips, args.sessions, TrackerConfig(**base)),
+        "onnx": n_sessions(names, clips, args.sessions,
+                           TrackerConfig(**base, landmarker="onnx", onnx_networks=batched)),
+    }  # fmt: skip
+    result["n_sessions"]["onnx"]["mean_batch"] = batched.landmark_fn.stats.mean_batch_size
+    batched.close()
+
+    if "agreement" in result:
+        print(f"\nAgreement on {len(paths)} GRID clips (360x288), per frame where both found "
+              "the face")
+        print(f"{'pair':<26} {'frames':>6} {'lmk px':>7} {'p95':>6} {'bs MAE':>7} "
+              f"{'rot °':>6} {'max °':>6}")
+        for k, r in result["agreement"].items():
+            print(f"{k:<26} {r['frames']:>6} {r['landmark_px']:>7.3f} {r['landmark_px_p95']:>6.3f} "
+                  f"{r['blendshape_mae']:>7.4f} {r['rotation_deg']:>6.2f} "
+                  f"{r['rotation_deg_max']:>6.2f}")
+    print(f"\nOne session, tracker per frame (ms; onnx: {args.threads} ORT thread(s))")
+    for k, r in result["one_session"].items():
+        print(f"  {k:<7} median {r['median_ms']:6.2f}   p95 {r['p95_ms']:6.2f}")
+    print(f"\n{args.sessions} sessions at once (threads, frames as fast as they go)")
+    for k, r in result["n_sessions"].items():
+        extra = f"   mean batch {r['mean_batch']:.2f}" if "mean_batch" in r else ""
+        print(f"  {k:<7} {r['fps_total']:6.1f} frames/s total  {r['fps_per_session']:5.1f} "
+              f"per session  {r['ms_per_frame']:6.2f} ms/frame{extra}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
