@@ -14,7 +14,7 @@ VIEWER_STAMP := $(VIEWER)/node_modules/.package-lock.json
 # WebRTC tests run where only loopback exists (root: plain unshare; else a user namespace)
 NETNS := unshare --net $(if $(filter 0,$(shell id -u)),,--map-root-user)
 
-.PHONY: setup system test-system viewer apt run demo test lint bench clean
+.PHONY: setup system test-system viewer apt run demo test lint bench clean gpu
 
 setup: system $(STAMP)
 
@@ -48,6 +48,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
+
+# a GPU machine: ONNX Runtime's CUDA provider over the CPU wheel (same module), TensorRT
+# where its wheels install; then vn3d doctor says what is usable. scripts/gpu_check.sh next.
+gpu: setup
+	$(PY) -m pip install -q -e ".[gpu]"
+	$(PY) -m pip install -q --force-reinstall --no-deps "onnxruntime-gpu>=1.18"
+	$(PY) -m pip install -q --extra-index-url https://pypi.nvidia.com -e ".[tensorrt]" \
+	  || echo "TensorRT did not install: the CUDA and CPU providers only"
+	$(VENV)/bin/vn3d doctor || true
 
 run: setup
 	$(VENV)/bin/vn3d doctor || true

@@ -14,6 +14,7 @@ Runs inside a private network namespace (only loopback exists); as root it re-ex
 itself under `unshare --net` when needed.
 
     python scripts/bench_server.py [--clients 1,2,4,8] [--seconds 12] [--size 512]
+        [--reader R] [--landmarker tflite|onnx]
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.utils import uint16_add
 
 from engines.files.assets import asset_root
+from engines.tracking.landmarkers import DEFAULT_LANDMARKER, LANDMARKERS
 from engines.tracking.tracker import DEFAULT_READER, READERS
 from server.ice import loopback_candidates_only, restrict_ice_to_loopback
 from server.stamps import read_stamp
@@ -153,7 +155,7 @@ def free_port() -> int:
 def run_level(n: int, args, frames) -> dict:
     port = free_port()
     server = start_server(port, ["--max-sessions", str(n), "--size", str(args.size),
-                                 "--reader", args.reader])
+                                 "--reader", args.reader, "--landmarker", args.landmarker])
     try:
         url = f"ws://127.0.0.1:{port}/ws"
         cpu0, me0, t0 = cpu_seconds(server.pid), time.process_time(), time.perf_counter()
@@ -224,6 +226,8 @@ def main() -> None:
     ap.add_argument("--out", default="out/bench_server.json")
     ap.add_argument("--reader", choices=READERS, default=DEFAULT_READER,
                     help="the server's expression/pose reader")
+    ap.add_argument("--landmarker", choices=LANDMARKERS, default=DEFAULT_LANDMARKER,
+                    help="the runtime of MediaPipe's networks in the server")
     ap.add_argument(
         "--aiortc-jitter",
         action="store_true",

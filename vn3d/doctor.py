@@ -22,8 +22,9 @@ MEDIAPIPE_FIX = (
     "wheel only (opencv-python / opencv-python-headless overwrite the same cv2/)"
 )
 TENSORRT_FIX = (
-    "on a GPU machine: pip install --extra-index-url https://pypi.nvidia.com tensorrt-cu13 "
-    "(tensorrt-cu12 for CUDA 12); an optional import, used only for TensorRT engines"
+    "on a GPU machine: make gpu (or pip install --extra-index-url https://pypi.nvidia.com "
+    "tensorrt-cu13; tensorrt-cu12 for CUDA 12); an optional import, used only for TensorRT "
+    "engines"
 )
 
 

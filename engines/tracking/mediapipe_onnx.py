@@ -257,6 +257,8 @@ class MediaPipeOnnx:
 
     ``providers`` defaults to CUDA (if the installed onnxruntime has it) then CPU; pass
     e.g. ``["TensorrtExecutionProvider", "CUDAExecutionProvider"]`` explicitly for TRT.
+    On the CPU provider alone the networks are rewritten for its blocked layout unless
+    ``cpu_rewrite`` is False (engines/inference/nchwc_rewrite.py).
     """
 
     def __init__(
@@ -269,6 +271,7 @@ class MediaPipeOnnx:
         min_suppression_threshold: float = 0.3,
         providers: Sequence[str | tuple[str, dict]] | None = None,
         threads: int = 0,
+        cpu_rewrite: bool = True,
     ):
         import onnxruntime as ort
 
@@ -296,7 +299,7 @@ class MediaPipeOnnx:
         self.providers = list(providers)
         # on the CPU provider alone, PRelu and channel Pad become ops that stay in its
         # blocked layout (engines/inference/nchwc_rewrite.py)
-        cpu_only = self.providers == ["CPUExecutionProvider"]
+        cpu_only = cpu_rewrite and self.providers == ["CPUExecutionProvider"]
         self._sess = {
             k: ort.InferenceSession(self._model_bytes(d / f, cpu_only), opts,
                                     providers=self.providers)
