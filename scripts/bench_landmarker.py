@@ -160,6 +160,32 @@ def network_ms(engine: MediaPipeOnnx, batches: list[int]) -> dict[str, dict[int,
     return out
 
 
+def print_tables(result: dict, sessions: int) -> None:
+    if "agreement" in result:
+        n = len(result["clips"])
+        print(f"\nAgreement on {n} GRID clips (360x288), per frame where both found the face")
+        print(f"{'pair':<26} {'frames':>6} {'lmk px':>7} {'p95':>6} {'bs MAE':>7} "
+              f"{'rot °':>6} {'max °':>6}")
+        for k, r in result["agreement"].items():
+            print(f"{k:<26} {r['frames']:>6} {r['landmark_px']:>7.3f} {r['landmark_px_p95']:>6.3f} "
+                  f"{r['blendshape_mae']:>7.4f} {r['rotation_deg']:>6.2f} "
+                  f"{r['rotation_deg_max']:>6.2f}")
+    print(f"\nNetworks alone, ms per call on {', '.join(result['providers'])}")
+    for k, nets in result["networks_ms"].items():
+        for net, per_batch in nets.items():
+            cells = "  ".join(f"b{b} {ms:7.2f}" for b, ms in per_batch.items())
+            print(f"  {k:<22} {net:<12} {cells}")
+    print("\nOne session, tracker per frame (ms)")
+    for k, r in result["one_session"].items():
+        print(f"  {k:<22} median {r['median_ms']:6.2f}   p95 {r['p95_ms']:6.2f}")
+    print(f"\n{sessions} sessions at once (threads, frames as fast as they go)")
+    for k, r in result["n_sessions"].items():
+        extra = f"   mean batch {r['mean_batch']:.2f}" if "mean_batch" in r else ""
+        extra += "   (runs: " + ", ".join(f"{x:.0f}" for x in r["fps_total_all"]) + ")"
+        print(f"  {k:<26} {r['fps_total']:6.1f} frames/s total  {r['fps_per_session']:5.1f} "
+              f"per session  {r['ms_per_frame']:6.2f} ms/frame{extra}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clips", default="", help="clip indices, e.g. 0-3 (default: all)")
@@ -224,29 +250,7 @@ def main() -> None:
     result["n_sessions"][last]["mean_batch"] = batched.landmark_fn.stats.mean_batch_size
     batched.close()
 
-    if "agreement" in result:
-        print(f"\nAgreement on {len(paths)} GRID clips (360x288), per frame where both found "
-              "the face")
-        print(f"{'pair':<26} {'frames':>6} {'lmk px':>7} {'p95':>6} {'bs MAE':>7} "
-              f"{'rot °':>6} {'max °':>6}")
-        for k, r in result["agreement"].items():
-            print(f"{k:<26} {r['frames']:>6} {r['landmark_px']:>7.3f} {r['landmark_px_p95']:>6.3f} "
-                  f"{r['blendshape_mae']:>7.4f} {r['rotation_deg']:>6.2f} "
-                  f"{r['rotation_deg_max']:>6.2f}")
-    print(f"\nNetworks alone, ms per call on {', '.join(result['providers'])}")
-    for k, nets in result["networks_ms"].items():
-        for net, per_batch in nets.items():
-            cells = "  ".join(f"b{b} {ms:7.2f}" for b, ms in per_batch.items())
-            print(f"  {k:<22} {net:<12} {cells}")
-    print("\nOne session, tracker per frame (ms)")
-    for k, r in result["one_session"].items():
-        print(f"  {k:<22} median {r['median_ms']:6.2f}   p95 {r['p95_ms']:6.2f}")
-    print(f"\n{args.sessions} sessions at once (threads, frames as fast as they go)")
-    for k, r in result["n_sessions"].items():
-        extra = f"   mean batch {r['mean_batch']:.2f}" if "mean_batch" in r else ""
-        extra += "   (runs: " + ", ".join(f"{x:.0f}" for x in r["fps_total_all"]) + ")"
-        print(f"  {k:<26} {r['fps_total']:6.1f} frames/s total  {r['fps_per_session']:5.1f} "
-              f"per session  {r['ms_per_frame']:6.2f} ms/frame{extra}")
+    print_tables(result, args.sessions)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

@@ -54,7 +54,7 @@ DEFAULT_READER = "mediapipe"
 
 @dataclass
 class TrackerConfig:
-    model_path: str | None = None  # default: the asset face_landmarker.task
+    model_path: str | None = None  # the tflite landmarker's .task; default: the asset one
     video: bool = True  # VIDEO mode (tracks between frames); False: every frame on its own
     max_side: int = 640  # frames are resized (aspect kept) so the long side is in range
     min_side: int = 192
