@@ -1,7 +1,9 @@
 // vn3d retarget — the live page.
 // One WebSocket to the server (JSON messages) carries the WebRTC offer/answer, the
 // target / mode / slider choices and the server's stats. The camera goes to the server
-// over WebRTC and the rendered avatar comes back on the same peer connection.
+// over WebRTC and the rendered avatar comes back on the same peer connection. In a room
+// (?room=ID, or "Create a room") the microphone goes too, and each other member's avatar
+// and voice come on a receive-only peer connection of their own.
 "use strict";
 
 (() => {
@@ -47,6 +49,13 @@
     hairStyle: $("hair-style"),
     hairColour: $("hair-colour"),
     hairSave: $("hair-save"),
+    roomCreate: $("room-create"),
+    roomLeave: $("room-leave"),
+    roomMute: $("room-mute"),
+    roomLink: $("room-link"),
+    roomCopy: $("room-copy"),
+    roomStatus: $("room-status"),
+    roomGrid: $("room-grid"),
   };
 
   // Public state for tests and the console.
@@ -58,6 +67,8 @@
     statsCount: 0, // stats messages received since the page loaded
     welcome: null,
     socket: "closed", // closed | connecting | open
+    room: null, // the last room message: {room, you, size, participants}
+    remotes: {}, // participant id -> {state: subscribing | playing, frames}
   };
   window.vn3d = pub;
 
@@ -86,6 +97,13 @@
   let sliderTimer = null;
   let sliderLastSent = 0;
   let calibrateTimer = null;
+
+  // a room: "create", a room id to join (from ?room=), or null; kept over reconnects
+  let roomWanted = new URLSearchParams(location.search).get("room");
+  let roomId = null; // the room the server says we are in
+  let muted = false;
+  let cameraAskedAudio = false; // the camera stream was opened with the microphone asked for
+  const subs = {}; // participant id -> {pc, tile}
 
   // ---- messages -----------------------------------------------------------------------
   // Several sources can want to say something at once; the most important one is shown.
@@ -294,8 +312,11 @@
       pendingMode = null;
     }
     // The server's half of the call belonged to that socket's session: drop ours, keep
-    // the camera, and negotiate again once a new socket is up.
+    // the camera, and negotiate again once a new socket is up (and join the room again).
     if (pc) closePeer();
+    roomId = null;
+    for (const id of Object.keys(subs)) unsubscribe(id);
+    updateRoomUi();
     if (noReconnect) {
       if (wantCall) {
         wantCall = false;
@@ -345,6 +366,12 @@
         break;
       case "avatar":
         onAvatar(msg);
+        break;
+      case "room":
+        onRoom(msg);
+        break;
+      case "subscribed":
+        onSubscribed(msg);
         break;
       case "avatar_begin":
       case "avatar_chunk":
@@ -406,6 +433,12 @@
     const code = msg.code || "internal";
     pub.lastError = { code, message: msg.message || "" };
     console.warn("server error", code, msg.message);
+    if (ROOM_ERRORS.has(code)) {
+      roomWanted = null;
+      updateRoomUi();
+      setMessage("notice", roomErrorText(code, msg.message), { level: "error", timeoutMs: 10000 });
+      return;
+    }
     if (code === "bad_photo" || code === "too_large" || code === "quota") {
       el.avatarStatus.textContent = `No avatar: ${msg.message || code}`;
       return;
@@ -804,10 +837,16 @@
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
       throw Object.assign(new Error("This browser has no camera API (the page must be served over https or from localhost)."), { name: "NoMediaDevices" });
     }
-    camera = await navigator.mediaDevices.getUserMedia({
-      video: { width: 640, height: 480 },
-      audio: false,
-    });
+    const video = { width: 640, height: 480 };
+    cameraAskedAudio = !!roomWanted; // the microphone only for a room
+    try {
+      camera = await navigator.mediaDevices.getUserMedia({ video, audio: cameraAskedAudio });
+    } catch (err) {
+      if (!cameraAskedAudio) throw err;
+      console.warn("no microphone; the room gets the avatar only", err);
+      camera = await navigator.mediaDevices.getUserMedia({ video, audio: false });
+    }
+    for (const t of camera.getAudioTracks()) t.enabled = !muted;
     el.local.srcObject = camera;
     el.local.play().catch(() => {});
     el.localPlaceholder.hidden = true;
@@ -863,6 +902,7 @@
   }
 
   function onStop() {
+    if (roomId || roomWanted) leaveRoom();
     if (pc) send({ type: "hangup" }); // frees the server's call slot at once
     wantCall = false;
     callSerial += 1;
@@ -931,7 +971,7 @@
       if (serial !== callSerial) return;
       const peer = new RTCPeerConnection({ iceServers: [] });
       pc = peer;
-      for (const track of stream.getVideoTracks()) peer.addTrack(track, stream);
+      for (const track of stream.getTracks()) peer.addTrack(track, stream);
       peer.ontrack = (ev) => {
         if (peer !== pc) return;
         const remote = ev.streams && ev.streams[0] ? ev.streams[0] : new MediaStream([ev.track]);
@@ -995,6 +1035,155 @@
       setMessage("connection", null);
       setState("live");
     }
+    enterWantedRoom();
+  }
+
+  // ---- rooms -----------------------------------------------------------------------------------
+  const ROOM_ERRORS = new Set(["room_full", "unknown_room", "no_call", "not_in_room",
+    "unknown_participant"]);
+
+  function roomErrorText(code, message) {
+    if (code === "room_full") return "That room is full — ask for a new link, or create a room";
+    if (code === "unknown_room") return "No such room: it has ended, or the link is not complete";
+    return `Room: ${message || code}`;
+  }
+
+  function inviteLink(id) {
+    const q = new URLSearchParams({ room: id });
+    const token = new URLSearchParams(location.search).get("token");
+    if (token) q.set("token", token);
+    return `${location.origin}${location.pathname}?${q}`;
+  }
+
+  function enterWantedRoom() {
+    if (!roomWanted || roomId || !wsReady || !pc) return;
+    if (!cameraAskedAudio) {
+      // the call has no microphone yet: make it again with one (not in a room yet)
+      closePeer();
+      stopCamera();
+      startCall();
+      return;
+    }
+    if (roomWanted === "create") send({ type: "create_room" });
+    else send({ type: "join_room", room: roomWanted });
+  }
+
+  function onRoom(msg) {
+    pub.room = msg;
+    roomId = msg.room || null;
+    if (roomId) {
+      roomWanted = roomId; // after a reconnect, join the same room again
+      if (history.replaceState) history.replaceState(null, "", inviteLink(roomId));
+    }
+    const others = (msg.participants || []).filter((p) => p.id !== msg.you && p.video);
+    const calls = new Map(others.map((p) => [p.id, p.call]));
+    // gone, or their call was made again (the old avatar stream ended): watch anew
+    for (const id of Object.keys(subs)) if (calls.get(id) !== subs[id].call) unsubscribe(id);
+    for (const p of others) if (!subs[p.id]) subscribe(p.id, p.call);
+    updateRoomUi();
+  }
+
+  async function subscribe(id, call) {
+    const peer = new RTCPeerConnection({ iceServers: [] });
+    const tile = document.createElement("figure");
+    const video = document.createElement("video");
+    video.autoplay = true;
+    video.playsInline = true;
+    video.id = `remote-${id}`;
+    const caption = document.createElement("figcaption");
+    caption.textContent = "Connecting…";
+    tile.append(video, caption);
+    el.roomGrid.append(tile);
+    subs[id] = { pc: peer, tile, call };
+    pub.remotes[id] = { state: "subscribing", frames: 0 };
+    peer.addTransceiver("video", { direction: "recvonly" });
+    peer.addTransceiver("audio", { direction: "recvonly" });
+    const stream = new MediaStream();
+    peer.ontrack = (ev) => {
+      stream.addTrack(ev.track);
+      video.srcObject = stream;
+      video.play().catch(() => {});
+    };
+    video.addEventListener("playing", () => {
+      caption.textContent = "In the room";
+      if (pub.remotes[id]) pub.remotes[id].state = "playing";
+    });
+    try {
+      await peer.setLocalDescription(await peer.createOffer());
+      await waitIceComplete(peer);
+      if (subs[id] && subs[id].pc === peer) {
+        send({ type: "subscribe", participant: id, sdp: peer.localDescription.sdp, sdpType: "offer" });
+      }
+    } catch (err) {
+      console.error("subscribe", err);
+      unsubscribe(id);
+    }
+  }
+
+  async function onSubscribed(msg) {
+    const sub = subs[msg.participant];
+    if (!sub || sub.pc.signalingState !== "have-local-offer") return;
+    try {
+      await sub.pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });
+    } catch (err) {
+      console.error("subscribed", err);
+    }
+  }
+
+  function unsubscribe(id) {
+    const sub = subs[id];
+    if (!sub) return;
+    delete subs[id];
+    delete pub.remotes[id];
+    try {
+      sub.pc.close();
+    } catch (err) {
+      /* already closed */
+    }
+    sub.tile.remove();
+  }
+
+  function leaveRoom() {
+    if (roomId) send({ type: "leave_room" });
+    roomWanted = null;
+    roomId = null;
+    pub.room = null;
+    for (const id of Object.keys(subs)) unsubscribe(id);
+    const url = new URL(location.href);
+    url.searchParams.delete("room");
+    if (history.replaceState) history.replaceState(null, "", url);
+    updateRoomUi();
+  }
+
+  function createRoom() {
+    roomWanted = "create";
+    updateRoomUi();
+    if (!wantCall) onStart(); // the room starts with the call
+    else enterWantedRoom();
+  }
+
+  function toggleMute() {
+    muted = !muted;
+    if (camera) for (const t of camera.getAudioTracks()) t.enabled = !muted;
+    updateRoomUi();
+  }
+
+  function updateRoomUi() {
+    const inRoom = !!roomId;
+    el.roomCreate.hidden = inRoom;
+    el.roomLeave.hidden = !inRoom;
+    el.roomMute.hidden = !inRoom;
+    el.roomMute.textContent = muted ? "Unmute" : "Mute";
+    el.roomMute.setAttribute("aria-pressed", String(muted));
+    el.roomLink.hidden = el.roomCopy.hidden = !inRoom;
+    el.roomGrid.hidden = !inRoom;
+    if (inRoom) {
+      el.roomLink.value = inviteLink(roomId);
+      const n = pub.room && pub.room.participants ? pub.room.participants.length : 1;
+      el.roomStatus.textContent = n > 1 ? `${n} in the room` : "Only you so far — send the link";
+    } else {
+      el.roomStatus.textContent = roomWanted ? "Joining when the call starts…" : "";
+    }
   }
 
   el.avatar.addEventListener("playing", markLive);
@@ -1007,9 +1196,17 @@
   el.stop.addEventListener("click", onStop);
   el.calibrate.addEventListener("click", calibrate);
   el.calibrateRange.addEventListener("click", calibrateRange);
+  el.roomCreate.addEventListener("click", createRoom);
+  el.roomLeave.addEventListener("click", leaveRoom);
+  el.roomMute.addEventListener("click", toggleMute);
+  el.roomCopy.addEventListener("click", () => {
+    el.roomLink.select();
+    if (navigator.clipboard) navigator.clipboard.writeText(el.roomLink.value).catch(() => {});
+  });
 
   buildModes(DEFAULT_MODES);
   buildSliders();
   setState("idle");
+  updateRoomUi();
   connect();
 })();

@@ -41,6 +41,7 @@ from server.malloc_arenas import cap_malloc_arenas
 from server.networks import SharedNetworks
 from server.peer import answer_offer, offer_sdp
 from server.protocol import ProtocolError, calibration, error, parse, send, slider_values
+from server.rooms import Rooms
 from server.routes import HttpRoutes
 from server.session import Session, SessionContext
 from server.targets import TargetPicker
@@ -79,6 +80,8 @@ class App:
         if config.ice_loopback:
             restrict_ice_to_loopback()
         self.networks = SharedNetworks(config)  # the encoder, MediaPipe's ONNX networks
+        self.rooms = Rooms(config.room_size, self.sessions, config.ice_servers,
+                           config.ice_loopback)  # fmt: skip
         # at most render_slots sessions track+render at once (see RetargetTrack)
         self.render_gate = threading.BoundedSemaphore(config.render_slots)
         # ... and as many frames are tracked or wait for a render (server/retarget_track.py)
@@ -134,6 +137,7 @@ class App:
             del self.sessions[session.id]
             self.admission.closed(address)
             self.uploads.drop(session.id)
+            await self.rooms.leave(session)
             await session.close()
             log.info("session %s closed (%d active)", session.id, len(self.sessions))
 
@@ -175,6 +179,8 @@ class App:
             "avatar_begin": self.on_avatar_begin, "avatar_chunk": self.on_avatar_chunk,
             "avatar_end": self.on_avatar_end, "candidate": self.on_candidate,
             "hair": self.hair.apply, "hair_save": self.hair.save,
+            "create_room": self.rooms.create, "join_room": self.rooms.join,
+            "leave_room": self.rooms.leave_message, "subscribe": self.rooms.subscribe,
         }
         handler = handlers.get(msg["type"])
         if handler is None:
@@ -235,12 +241,14 @@ class App:
         self.admission.check_call(session, (s for s, _ in self.sessions.values()))
         session.offering = True  # holds the slot while the answer is made
         try:
-            sdp = await answer_offer(session, offer, self.config.ice_servers)
+            sdp = await answer_offer(session, offer, self.config.ice_servers, self.rooms.relay)
         finally:
             session.offering = False
+        await self.rooms.call_started(session)
         return {"type": "answer", "sdp": sdp, "sdpType": "answer"}
 
     async def on_hangup(self, session: Session, msg: dict) -> dict:
+        await self.rooms.leave(session)
         await session.end_call()
         return {"type": "hangup", "ok": True}
 
@@ -269,6 +277,7 @@ async def run_server(config: ServerConfig, ready: Callable[[str], None] | None =
     stop = loop.create_future()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    sweep = asyncio.ensure_future(app.rooms.sweep())
     async with serve(
         app.handle,
         config.host,
@@ -284,5 +293,6 @@ async def run_server(config: ServerConfig, ready: Callable[[str], None] | None =
             await stop
         finally:  # also when the serving task is cancelled
             log.info("shutting down: closing %d sessions", len(app.sessions))
+            sweep.cancel()
             await app.close_all()
             gc.unfreeze()

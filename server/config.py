@@ -43,6 +43,7 @@ class ServerConfig:
     max_sockets: int = flag(64, help="signalling sockets open at once, pages without a call "
                             "included; the next one is refused (too_many_connections)")
     max_sockets_per_ip: int = flag(16, help="sockets one address may hold open at once")
+    room_size: int = flag(6, help="people one room (a call of avatars) may hold")
     default_target: str = flag("default", flag="--target", metavar="TARGET",
                                help="the target new sessions start with (a target id)")
     size: int = flag(512, help="rendered video size (square)")

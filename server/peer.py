@@ -1,8 +1,12 @@
 """The call: an offer in, a peer connection whose outgoing video is the session's avatar
-(``RetargetTrack``) on the incoming camera track, the answer out."""
+(``RetargetTrack``) on the incoming camera track, the answer out. The avatar goes out
+through a ``MediaRelay`` proxy, so a room's subscribers can share it (server/rooms.py);
+a microphone, when the offer has one, is kept for them."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 from aiortc import (
@@ -12,6 +16,8 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamError
 
 from server.ice import loopback_candidates_only
 from server.protocol import ProtocolError
@@ -40,7 +46,21 @@ def offer_sdp(msg: dict, loopback: bool) -> str:
     return loopback_candidates_only(sdp) if loopback else sdp
 
 
-async def answer_offer(session: Session, sdp: str, ice_servers: list[str]) -> str:
+def relay_microphone(relay: MediaRelay, track: MediaStreamTrack) -> asyncio.Task:
+    """Start relaying a microphone: a proxy that reads and drops, so the track is consumed
+    (and does not queue up) while nobody listens; subscribers' proxies share the reads."""
+    drain = relay.subscribe(track, buffered=False)
+
+    async def read() -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await drain.recv()
+
+    return asyncio.ensure_future(read())
+
+
+async def answer_offer(session: Session, sdp: str, ice_servers: list[str],
+                       relay: MediaRelay) -> str:  # fmt: skip
     """The answer SDP to a checked offer (``offer_sdp``); a new offer replaces the call."""
     await session.end_call()  # a new offer replaces the call (reconnects)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(urls=u) for u in ice_servers]))
@@ -49,8 +69,12 @@ async def answer_offer(session: Session, sdp: str, ice_servers: list[str]) -> st
 
     @pc.on("track")
     def on_track(track: MediaStreamTrack) -> None:
-        if track.kind == "video":
-            pc.addTrack(RetargetTrack(track, session))
+        if track.kind == "video":  # rendered once; the preview and subscribers share it
+            session.avatar_track = RetargetTrack(track, session)
+            pc.addTrack(relay.subscribe(session.avatar_track, buffered=False))
+        elif track.kind == "audio":  # for the room; never sent back to its speaker
+            session.audio_track = track
+            relay_microphone(relay, track)
 
     @pc.on("connectionstatechange")
     async def on_state() -> None:

@@ -32,7 +32,16 @@ CLIENT_MESSAGES = {
     "avatar_chunk": ("seq (0, 1, 2, ...), data: a base64 piece (32 KB) of the photo",
                      "avatar_chunk"),
     "avatar_end": ("sha256: the whole photo's, hex", "avatar"),
+    "create_room": ("(during a call: a new room with this participant in it)", "room"),
+    "join_room": ("room: the room's id (from the invite link); without a call, to watch",
+                  "room"),
+    "leave_room": ("(out of the room; the call goes on)", "room"),
+    "subscribe": ("participant: another member's id, sdp: a receive-only offer (video, "
+                  "audio) for that member's avatar and microphone", "subscribed"),
 }
+# sent by the server unasked: stats (about once a second in a call), room (to every member
+# whenever a room's members change: room, you, size, participants [{id, target, video,
+# call}])
 
 # error code -> when it is sent
 ERRORS = {
@@ -50,6 +59,11 @@ ERRORS = {
     "bad_photo": "the uploaded portrait cannot be made into an avatar (no face, ...)",
     "quota": "this user's avatars, builds per hour, or the whole store are at their limit",
     "internal": "a bug on the server; the session goes on",
+    "no_call": "a room needs the camera call first (its avatar is what the room sees)",
+    "unknown_room": "no such room: it ended, or the link is wrong",
+    "room_full": "the room has --room-size members already",
+    "not_in_room": "subscribe before joining or creating a room",
+    "unknown_participant": "no such other member in the room, or it has no video yet",
 }
 
 

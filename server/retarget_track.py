@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass
 
 import av
-import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
@@ -144,9 +143,12 @@ class RetargetTrack(MediaStreamTrack):
         if held:
             self.session.ctx.track_gate.release()
 
-    def _render_newest(self) -> tuple[av.VideoFrame, np.ndarray]:
-        """On the session thread: wait for a render slot, then render the newest tracked
-        frame."""
+    def _render_newest(self) -> av.VideoFrame:
+        """On the session thread: wait for a render slot, render the newest tracked frame,
+        and make it the video frame every consumer encodes: in yuv420p, the encoders' own
+        format, so that none of them converts it (a room's relay hands this one frame to
+        several encoders on several threads, and PyAV's conversion of one frame is not
+        safe to run twice at once)."""
         with self.session.ctx.render_gate:
             with self._lock:
                 tracked, self._tracked = self._tracked, None
@@ -154,7 +156,11 @@ class RetargetTrack(MediaStreamTrack):
             self._release_track_gate()  # the next frame (this session's or another's)
             self._loop.call_soon_threadsafe(self._taken.set)
             image = self.session.render(tracked.frame, tracked.received_at, tracked.track)
-            return tracked.frame, image
+        if self.session.ctx.stamp_frames:
+            write_stamp(image, frame_index(tracked.frame))
+        out = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+        out.pts, out.time_base = tracked.frame.pts, tracked.frame.time_base
+        return out
 
     async def recv(self) -> av.VideoFrame:
         while self._tracked is None:
@@ -164,12 +170,7 @@ class RetargetTrack(MediaStreamTrack):
             await self._new_tracked.wait()
             self._new_tracked.clear()
         loop = asyncio.get_running_loop()
-        frame, image = await loop.run_in_executor(self.session.executor, self._render_newest)
-        if self.session.ctx.stamp_frames:
-            write_stamp(image, frame_index(frame))
-        out = av.VideoFrame.from_ndarray(image, format="rgb24")
-        out.pts, out.time_base = frame.pts, frame.time_base
-        return out
+        return await loop.run_in_executor(self.session.executor, self._render_newest)
 
     def stop(self) -> None:
         super().stop()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import av
 import numpy as np
-from aiortc import RTCPeerConnection
+from aiortc import MediaStreamTrack, RTCPeerConnection
 
 from engines.emotion.models import EmotionModels
 from engines.face.model import FaceModel
@@ -74,6 +74,11 @@ class Session:
         self.tracker_executor = ThreadPoolExecutor(max_workers=1,
                                                    thread_name_prefix=f"t-{self.id}")
         self.retargeter: Retargeter | None = None
+        # the call's avatar (relayed to the preview and the room) and microphone
+        self.avatar_track: MediaStreamTrack | None = None
+        self.audio_track: MediaStreamTrack | None = None
+        self.room_id: str | None = None  # server/rooms.py
+        self.subscriptions: dict[str, RTCPeerConnection] = {}  # other members' avatars
         # since the last stats message
         self.frames_out = 0
         self.dropped = 0  # source frames replaced by a newer one before being rendered
@@ -192,6 +197,7 @@ class Session:
         """Closes the call, if any (its slot frees); the session and socket stay."""
         if self.pc is not None:
             pc, self.pc = self.pc, None
+            self.avatar_track = self.audio_track = None
             await pc.close()
 
     async def close(self) -> None:

@@ -80,9 +80,11 @@ def _tail(path: Path, n: int = 60) -> str:
 class Server:
     """`python -m vn3d.cli serve` as a subprocess, its output in a log file."""
 
-    def __init__(self, port: int, log: Path) -> None:
+    def __init__(self, port: int, log: Path, extra: tuple[str, ...] = ("--max-sessions", "1")
+                 ) -> None:  # fmt: skip
         self.port = port
         self.log = log
+        self.extra = extra
         self.url = f"http://127.0.0.1:{port}/"
         self.proc: subprocess.Popen | None = None
         self.ready_s = 0.0
@@ -91,7 +93,7 @@ class Server:
         cmd = [
             sys.executable, "-m", "vn3d.cli", "serve",
             "--host", "127.0.0.1", "--port", str(self.port),
-            "--ice-loopback", "--max-sessions", "1",
+            "--ice-loopback", *self.extra,
             "--avatar-store", str(self.log.parent / "avatar_store"),
         ]  # fmt: skip
         t0 = time.monotonic()
