@@ -154,20 +154,11 @@ def test_real_loopback_device_shows_what_was_sent():
 # -- remote mode: a vn3d serve renders, this machine writes to the camera ---------------------
 @pytest.fixture
 async def token_server(free_port):
-    import asyncio
+    from inprocess import served
 
-    from server.app import run_server
-    from server.config import ServerConfig
-
-    cfg = ServerConfig(port=free_port, ice_loopback=True, max_sessions=2, size=128,
-                       token="s3cret", sample_gallery=False)  # fmt: skip
-    started = asyncio.Event()
-    task = asyncio.create_task(run_server(cfg, ready=lambda url: started.set()))
-    await asyncio.wait_for(started.wait(), 120)
-    yield f"ws://127.0.0.1:{free_port}/ws"
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    async with served(free_port, max_sessions=2, size=128, token="s3cret",
+                      sample_gallery=False) as url:  # fmt: skip
+        yield url
 
 
 @pytest.mark.netns

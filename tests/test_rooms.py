@@ -9,43 +9,25 @@ import asyncio
 import contextlib
 import json
 
-import av
 import numpy as np
 import pytest
 import websockets
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack
+from inprocess import served
+from test_server import ClipTrack
 
-from engines.files.assets import asset_root
-from server.app import run_server
-from server.config import ServerConfig
 from server.ice import loopback_candidates_only
 
 pytestmark = pytest.mark.netns
 
-GRID = asset_root() / "video" / "grid_corpus" / "bbaf2n.mpg"
-
-
-class ClipTrack(VideoStreamTrack):
-    """The GRID clip, looped, at 30 fps."""
-
-    def __init__(self, frames: list[np.ndarray]) -> None:
-        super().__init__()
-        self.frames, self.i = frames, 0
-
-    async def recv(self) -> av.VideoFrame:
-        pts, time_base = await self.next_timestamp()
-        frame = av.VideoFrame.from_ndarray(self.frames[self.i % len(self.frames)], "rgb24")
-        self.i += 1
-        frame.pts, frame.time_base = pts, time_base
-        return frame
 
 
 class Client:
     """One page: a socket, a call (camera + microphone), subscriptions to the others."""
 
-    def __init__(self, url: str, frames: list[np.ndarray]) -> None:
-        self.url, self.frames = url, frames
+    def __init__(self, url: str) -> None:
+        self.url = url
         self.ws = None
         self.pc: RTCPeerConnection | None = None
         self.messages: list[dict] = []
@@ -80,7 +62,7 @@ class Client:
 
     async def call(self) -> dict:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.pc.addTrack(ClipTrack(self.frames))
+        self.pc.addTrack(ClipTrack())
         self.pc.addTrack(AudioStreamTrack())
         self.pc.on("track", lambda t: self._pull(t, "self"))
         await self.pc.setLocalDescription(await self.pc.createOffer())
@@ -131,21 +113,9 @@ class Client:
 
 @pytest.fixture
 async def server(free_port):
-    cfg = ServerConfig(port=free_port, ice_loopback=True, max_sessions=4, size=96, room_size=2,
-                       sample_gallery=False)  # fmt: skip
-    started = asyncio.Event()
-    task = asyncio.create_task(run_server(cfg, ready=lambda url: started.set()))
-    await asyncio.wait_for(started.wait(), 120)
-    yield f"ws://127.0.0.1:{free_port}/ws"
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-
-
-@pytest.fixture(scope="module")
-def frames() -> list[np.ndarray]:
-    with av.open(str(GRID)) as container:
-        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    async with served(free_port, max_sessions=4, size=96, room_size=2,
+                      sample_gallery=False) as url:  # fmt: skip
+        yield url
 
 
 async def wait_until(pred, timeout: float, what: str) -> float:
@@ -158,8 +128,8 @@ async def wait_until(pred, timeout: float, what: str) -> float:
     return loop.time() - t0
 
 
-async def test_a_room_of_two(server, frames):
-    a, b, c = Client(server, frames), Client(server, frames), Client(server, frames)
+async def test_a_room_of_two(server):
+    a, b, c = Client(server), Client(server), Client(server)
     try:
         for x in (a, b, c):
             await x.open()
@@ -207,12 +177,12 @@ async def test_a_room_of_two(server, frames):
             await x.close()
 
 
-async def test_rooms_render_once_per_publisher(server, frames, monkeypatch):
+async def test_rooms_render_once_per_publisher(server):
     """A's avatar goes to A's own preview and to B through one relay: A's session renders
     each camera frame once (its frames out ~ what A sends), not once per viewer."""
     from server import rooms as rooms_module
 
-    a, b = Client(server, frames), Client(server, frames)
+    a, b = Client(server), Client(server)
     try:
         await a.open()
         await b.open()
@@ -234,10 +204,10 @@ async def test_rooms_render_once_per_publisher(server, frames, monkeypatch):
         await b.close()
 
 
-async def test_a_viewer_watches_without_a_call(server, frames):
+async def test_a_viewer_watches_without_a_call(server):
     """A page without a camera call (an OBS scene, a viewer) joins and watches; the sweep
     that removes members whose call ended leaves it be."""
-    a, v = Client(server, frames), Client(server, frames)
+    a, v = Client(server), Client(server)
     try:
         await a.open()
         await v.open()
