@@ -43,8 +43,8 @@ LANDMARKERS = ("tflite", "onnx")
 DEFAULT_LANDMARKER = "tflite"
 LANDMARKER_HELP = (
     "which runtime runs MediaPipe's face networks: tflite (MediaPipe's own) or onnx (the "
-    "same networks under ONNX Runtime, batched across sessions; CUDA when onnxruntime-gpu "
-    "is installed)"
+    "same networks under ONNX Runtime, shared by a server's sessions and batched on a GPU; "
+    "CUDA / TensorRT when onnxruntime-gpu is installed)"
 )
 EYE_CORNERS = (33, 263)  # the next-frame rect is turned so this line is level
 
@@ -291,10 +291,6 @@ class OnnxLandmarker:
             matrices = [pose_matrix(f, w, h, self.networks.geometry) for f in faces]
         return [FaceReading(f.astype(np.float32), s, m)
                 for f, s, m in zip(faces, scores, matrices, strict=True)]  # fmt: skip
-
-    def reset(self) -> None:
-        """Forget the tracked faces: the next frame runs the detector."""
-        self._rects = []
 
     def close(self) -> None:
         self._rects = []
