@@ -161,11 +161,19 @@ def head_obj(vertices: np.ndarray, model: FaceModel, tiles: int,
     return "\n".join(lines) + "\n", "\n".join(mtl) + "\n"
 
 
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # every entry's time: the same files give the same zip
+
+
 def zip_bytes(files: dict[str, bytes]) -> bytes:
+    """The files as a zip, manifest first; byte for byte the same for the same files
+    (fixed entry times), so two downloads made at once are one and the same."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for name in sorted(files, key=lambda n: (n != MANIFEST, n)):  # manifest first
-            zf.writestr(name, files[name])
+            info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16  # a plain readable file
+            zf.writestr(info, files[name])
     return buf.getvalue()
 
 

@@ -158,3 +158,16 @@ def test_a_folder_reads_only_listed_files_of_the_listed_size(ict, files, tmp_pat
     (folder / "texture.png").write_bytes(files["texture.png"] + b"more")
     with pytest.raises(AvatarFileError, match="the manifest says"):
         read_avatar(folder, ict)
+
+
+def test_the_same_files_zip_to_the_same_bytes(monkeypatch, files) -> None:
+    """Zips made at different times are identical (two first downloads of an avatar at
+    once each make one: the server test that fetches 40 at once saw two different ones)."""
+    import time
+
+    first = zip_bytes(files)
+    later = time.localtime(time.time() + 3 * 86400)
+    monkeypatch.setattr(time, "localtime", lambda *args: later)
+    assert zip_bytes(files) == first
+    with zipfile.ZipFile(io.BytesIO(first)) as zf:
+        assert zf.namelist()[0] == "manifest.json" and zf.testzip() is None
