@@ -46,9 +46,13 @@ def offer_sdp(msg: dict, loopback: bool) -> str:
     return loopback_candidates_only(sdp) if loopback else sdp
 
 
+_drains: set[asyncio.Task] = set()  # the event loop keeps only weak references to tasks
+
+
 def relay_microphone(relay: MediaRelay, track: MediaStreamTrack) -> asyncio.Task:
     """Start relaying a microphone: a proxy that reads and drops, so the track is consumed
-    (and does not queue up) while nobody listens; subscribers' proxies share the reads."""
+    (and does not queue up) while nobody listens; subscribers' proxies share the reads.
+    The task ends with the track."""
     drain = relay.subscribe(track, buffered=False)
 
     async def read() -> None:
@@ -56,7 +60,10 @@ def relay_microphone(relay: MediaRelay, track: MediaStreamTrack) -> asyncio.Task
             while True:
                 await drain.recv()
 
-    return asyncio.ensure_future(read())
+    task = asyncio.ensure_future(read())
+    _drains.add(task)
+    task.add_done_callback(_drains.discard)
+    return task
 
 
 async def answer_offer(session: Session, sdp: str, ice_servers: list[str],
