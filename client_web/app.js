@@ -54,6 +54,9 @@
     roomMute: $("room-mute"),
     roomLink: $("room-link"),
     roomCopy: $("room-copy"),
+    roomBackground: $("room-background"),
+    roomObsLink: $("room-obs-link"),
+    roomObsCopy: $("room-obs-copy"),
     roomStatus: $("room-status"),
     roomGrid: $("room-grid"),
   };
@@ -102,6 +105,7 @@
   let roomWanted = new URLSearchParams(location.search).get("room");
   let roomId = null; // the room the server says we are in
   let muted = false;
+  let userChoseBackground = false; // re-sent to a new session after a reconnect
   let cameraAskedAudio = false; // the camera stream was opened with the microphone asked for
   const subs = {}; // participant id -> {pc, tile}
 
@@ -377,6 +381,7 @@
       case "avatar_chunk":
       case "hangup":
       case "hair":
+      case "background":
       case "pong":
         break;
       default:
@@ -425,6 +430,9 @@
     } else if (typeof w.mode === "string") {
       currentMode = w.mode;
       markMode(currentMode);
+    }
+    if (userChoseBackground) {
+      send({ type: "background", colour: el.roomBackground.value });
     }
     if (currentMode === "sliders") sendSlidersNow();
   }
@@ -1055,6 +1063,40 @@
     return `${location.origin}${location.pathname}?${q}`;
   }
 
+  // the avatar-only view of this member (client_web/avatar.js): by its handle, which
+  // stays the same when this page reconnects
+  function avatarOnlyLink(id) {
+    const me = ((pub.room && pub.room.participants) || []).find((p) => p.id === pub.room.you);
+    const q = new URLSearchParams({ room: id });
+    if (me && me.handle) q.set("participant", me.handle);
+    const token = new URLSearchParams(location.search).get("token");
+    if (token) q.set("token", token);
+    return `${location.origin}${location.pathname.replace(/[^/]*$/, "")}avatar.html?${q}`;
+  }
+
+  function chooseBackground() {
+    userChoseBackground = true;
+    send({ type: "background", colour: el.roomBackground.value });
+    try {
+      localStorage.setItem("vn3d-background", el.roomBackground.value); // kept over reloads,
+    } catch (e) {
+      // so that an OBS scene keyed on it stays keyed; without storage, for this page only
+    }
+  }
+
+  function restoreBackground() {
+    let saved = null;
+    try {
+      saved = localStorage.getItem("vn3d-background");
+    } catch (e) {
+      saved = null;
+    }
+    if (saved && [...el.roomBackground.options].some((o) => o.value === saved)) {
+      el.roomBackground.value = saved;
+      userChoseBackground = true;
+    }
+  }
+
   function enterWantedRoom() {
     if (!roomWanted || roomId || !wsReady || !pc) return;
     if (!cameraAskedAudio) {
@@ -1176,11 +1218,16 @@
     el.roomMute.textContent = muted ? "Unmute" : "Mute";
     el.roomMute.setAttribute("aria-pressed", String(muted));
     el.roomLink.hidden = el.roomCopy.hidden = !inRoom;
+    el.roomObsLink.hidden = el.roomObsCopy.hidden = !inRoom;
     el.roomGrid.hidden = !inRoom;
     if (inRoom) {
       el.roomLink.value = inviteLink(roomId);
-      const n = pub.room && pub.room.participants ? pub.room.participants.length : 1;
-      el.roomStatus.textContent = n > 1 ? `${n} in the room` : "Only you so far — send the link";
+      el.roomObsLink.value = avatarOnlyLink(roomId);
+      const all = (pub.room && pub.room.participants) || [];
+      const n = Math.max(1, all.filter((p) => p.video || p.id === pub.room.you).length);
+      const watching = all.length - n > 0 ? ` (+${all.length - n} watching)` : "";
+      el.roomStatus.textContent =
+        (n > 1 ? `${n} in the room` : "Only you so far — send the link") + watching;
     } else {
       el.roomStatus.textContent = roomWanted ? "Joining when the call starts…" : "";
     }
@@ -1199,11 +1246,15 @@
   el.roomCreate.addEventListener("click", createRoom);
   el.roomLeave.addEventListener("click", leaveRoom);
   el.roomMute.addEventListener("click", toggleMute);
-  el.roomCopy.addEventListener("click", () => {
-    el.roomLink.select();
-    if (navigator.clipboard) navigator.clipboard.writeText(el.roomLink.value).catch(() => {});
-  });
+  for (const [button, input] of [[el.roomCopy, el.roomLink], [el.roomObsCopy, el.roomObsLink]]) {
+    button.addEventListener("click", () => {
+      input.select();
+      if (navigator.clipboard) navigator.clipboard.writeText(input.value).catch(() => {});
+    });
+  }
+  el.roomBackground.addEventListener("change", chooseBackground);
 
+  restoreBackground();
   buildModes(DEFAULT_MODES);
   buildSliders();
   setState("idle");

@@ -181,6 +181,7 @@ class App:
             "hair": self.hair.apply, "hair_save": self.hair.save,
             "create_room": self.rooms.create, "join_room": self.rooms.join,
             "leave_room": self.rooms.leave_message, "subscribe": self.rooms.subscribe,
+            "background": self.rooms.background,
         }
         handler = handlers.get(msg["type"])
         if handler is None:

@@ -36,12 +36,14 @@ CLIENT_MESSAGES = {
     "join_room": ("room: the room's id (from the invite link); without a call, to watch",
                   "room"),
     "leave_room": ("(out of the room; the call goes on)", "room"),
+    "background": ("colour (#RRGGBB): the solid colour the avatar is rendered on, for the "
+                   "preview and the room (#00ff00 to key it out in OBS)", "background"),
     "subscribe": ("participant: another member's id, sdp: a receive-only offer (video, "
                   "audio) for that member's avatar and microphone", "subscribed"),
 }
 # sent by the server unasked: stats (about once a second in a call), room (to every member
 # whenever a room's members change: room, you, size, participants [{id, target, video,
-# call}])
+# call, handle, background}])
 
 # error code -> when it is sent
 ERRORS = {

@@ -12,12 +12,20 @@ the answer with that participant's relayed avatar and microphone out), so joinin
 leaving never renegotiate anyone's call. Every change of a room goes to all its members as
 a ``room`` message (who is in it); a member who hangs up, closes the page or whose call
 dies is removed within ``SWEEP_S`` seconds, and everyone's connections to them close.
+
+Each member also has a ``handle``: the same for the same browser (its user key) in the same
+room, across reconnects, and unrelated across rooms — the avatar-only page
+(``client_web/avatar.html``, for OBS's Browser Source) follows a member by it. A member's
+``background`` (``background`` message) is the colour its avatar is rendered on, for
+everyone who watches: chroma green lets a video mixer key the head out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 import secrets
 from collections.abc import Mapping
@@ -29,6 +37,7 @@ from aiortc.contrib.media import MediaRelay
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from avatars.restyle import parse_colour
 from server.peer import offer_sdp
 from server.protocol import ProtocolError, send
 from server.session import Session
@@ -56,6 +65,7 @@ class Rooms:
         self._ice = ice_servers
         self._loopback = loopback
         self._rooms: dict[str, Room] = {}
+        self._handle_key = secrets.token_bytes(32)  # handles are unguessable, and this run's
 
     # -- handlers ----------------------------------------------------------------------
     async def create(self, session: Session, msg: dict) -> dict:
@@ -119,12 +129,26 @@ class Rooms:
         return {"type": "subscribed", "participant": pid, "sdp": pc.localDescription.sdp,
                 "sdpType": "answer"}  # fmt: skip
 
+    async def background(self, session: Session, msg: dict) -> dict:
+        """The colour the session's avatar is rendered on, for its preview and its room."""
+        colour = msg.get("colour")
+        try:
+            rgb = parse_colour(colour)
+        except ValueError as exc:
+            raise ProtocolError("bad_message", str(exc)) from exc
+        session.background = rgb
+        room = self._rooms.get(session.room_id) if session.room_id else None
+        if room is not None:
+            await self._broadcast(room, but=session)
+        return {"type": "background", "ok": True, "colour": hex_colour(rgb)}
+
     # -- membership --------------------------------------------------------------------
     async def leave(self, session: Session) -> None:
         """Out of its room (if any): its subscriptions and everyone's to it close."""
-        for pc in session.subscriptions.values():
+        subscriptions = list(session.subscriptions.values())
+        session.subscriptions.clear()  # (others leaving meanwhile look here too)
+        for pc in subscriptions:
             await pc.close()
-        session.subscriptions.clear()
         room = self._rooms.get(session.room_id) if session.room_id else None
         session.room_id = None
         if room is None or room.members.pop(session.id, None) is None:
@@ -132,12 +156,12 @@ class Rooms:
         room.viewers.discard(session.id)
         log.info("session %s left room %s… (%d left)", session.id, room.id[:6],
                  len(room.members))  # fmt: skip
-        for other in room.members.values():
+        for other in list(room.members.values()):
             pc = other.subscriptions.pop(session.id, None)
             if pc is not None:
                 await pc.close()
-        if not room.members:
-            del self._rooms[room.id]
+        if not room.members:  # (members leaving at once: each may find it empty)
+            self._rooms.pop(room.id, None)
         await self._broadcast(room)
 
     async def sweep(self) -> None:
@@ -151,7 +175,9 @@ class Rooms:
 
     def state(self, room: Room, session: Session) -> dict:
         return {"type": "room", "room": room.id, "you": session.id, "size": self.size,
-                "participants": [{"id": s.id, "target": s.target_id,
+                "participants": [{"id": s.id, "handle": self._handle(room, s),
+                                  "target": s.target_id,
+                                  "background": hex_colour(s.background),
                                   "video": s.avatar_track is not None,
                                   # changes when the member's call is made again: watch anew
                                   "call": round(s.call_started_at, 3)}
@@ -162,6 +188,11 @@ class Rooms:
         return len(self._rooms)
 
     # -- helpers -------------------------------------------------------------------------
+    def _handle(self, room: Room, session: Session) -> str:
+        """Stable for one browser (its user key) in one room, across its reconnects."""
+        who = f"{room.id}:{session.user or session.id}".encode()
+        return hmac.new(self._handle_key, who, hashlib.sha256).hexdigest()[:16]
+
     async def _enter(self, room: Room, session: Session) -> dict:
         room.members[session.id] = session
         session.room_id = room.id
@@ -186,3 +217,8 @@ class Rooms:
     def _need_call(session: Session) -> None:
         if session.pc is None or session.avatar_track is None:
             raise ProtocolError("no_call", "start the camera call first: rooms relay its avatar")
+
+
+def hex_colour(rgb: tuple[float, float, float]) -> str:
+    """sRGB in [0, 1] as ``#rrggbb``."""
+    return "#" + "".join(f"{round(255 * c):02x}" for c in rgb)

@@ -66,6 +66,7 @@ class Session:
         self.mode = "track"
         self.hair: tuple[str | None, tuple[float, float, float] | None] = (None, None)  # tried on
         self.sliders = np.zeros(6, np.float32)
+        self.background = ctx.render_config.background  # sRGB in [0, 1]: what others key out
         self.calibration: tuple[str, int] | None = None  # (kind, frames) asked for
         # the GL context lives on this one thread (the model and the render) ...
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"s-{self.id}")
@@ -139,6 +140,8 @@ class Session:
             rt.set_mode(self.mode)
         if not np.array_equal(rt.sliders, self.sliders):
             rt.set_sliders(self.sliders)
+        if rt.background != self.background:
+            rt.set_background(self.background)
         return rt
 
     def close_retargeter(self) -> None:

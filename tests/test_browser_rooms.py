@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from selenium.webdriver.support.ui import Select
 from test_browser import (
     GRAB_JS,
     Server,
@@ -140,6 +141,86 @@ def test_two_people_and_a_third_in_a_room_of_two(server, cameras, tmp_path):
              and len((i["room"] or {}).get("participants", [])) == 1, server,
              timeout=5.0)  # fmt: skip
         print(f"B dropped A {time.monotonic() - t0:.1f} s after A's page closed")
+    finally:
+        for d in drivers:
+            d.quit()
+
+
+AVATAR_JS = """
+const v = window.vn3dAvatar;
+const video = document.getElementById('avatar');
+return {state: v && v.state, watching: v && v.watching, background: v && v.background,
+        error: v && v.error, text: document.body.innerText.trim(),
+        frames: video.getVideoPlaybackQuality().totalVideoFrames};
+"""
+
+
+def wait_avatar(driver, what: str, pred, server: Server) -> dict:
+    deadline = time.monotonic() + TIMEOUT_S
+    info = driver.execute_script(AVATAR_JS)
+    while not pred(info):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {TIMEOUT_S:.0f} s: {info}\n{_browser_log(driver)}"
+                        f"\nserver log:\n{_tail(server.log)}")  # fmt: skip
+        time.sleep(0.2)
+        info = driver.execute_script(AVATAR_JS)
+    return info
+
+
+def page_pixels(driver) -> np.ndarray:
+    import cv2
+
+    png = np.frombuffer(driver.get_screenshot_as_png(), np.uint8)
+    return cv2.imdecode(png, cv2.IMREAD_COLOR)[:, :, ::-1].astype(np.float32)  # (H, W, 3) RGB
+
+
+def test_the_avatar_only_view_for_obs(server, cameras, tmp_path):
+    """A picks the green screen and copies the avatar-only link; a second browser (OBS's
+    Browser Source, 1280x720) shows only A's avatar, full-frame, the whole page green around
+    the head, no text. A reloads its page and starts again: the view follows it (same
+    handle, new session), still green."""
+    drivers = []
+    try:
+        a = _chrome(cameras[0], tmp_path / "a")
+        drivers.append(a)
+        a.get(server.url)
+        a.find_element("id", "room-create").click()
+        info = wait(a, "A in a room", lambda i: i["room"] and i["room"]["room"], server)
+        Select(a.find_element("id", "room-background")).select_by_visible_text("green screen")
+        link = a.find_element("id", "room-obs-link").get_attribute("value")
+        assert "/avatar.html?" in link and f"room={info['room']['room']}" in link
+        assert "participant=" in link
+        a.execute_script("document.getElementById('room-group').scrollIntoView()")
+        _screenshot(a, tmp_path, "room_obs_panel.png")  # to look at
+
+        obs = _chrome(cameras[1], tmp_path / "obs")  # its camera is never asked for
+        drivers.append(obs)
+        obs.set_window_size(1280, 720)
+        obs.get(link)
+        seen = wait_avatar(obs, "the view plays A", lambda i: i["state"] == "playing"
+                           and i["background"] == "#00ff00" and i["frames"] > 30, server)
+        assert seen["watching"] == info["room"]["you"] and seen["text"] == ""
+        time.sleep(1.0)
+        page = page_pixels(obs)
+        h, w, _ = page.shape
+        green = np.array([0, 255, 0], np.float32)
+        assert np.abs(page[:, : w // 6] - green).mean() < 2  # the page around the video
+        square = page[:, (w - h) // 2 : (w + h) // 2]  # the video, full height
+        assert np.abs(square[: h // 10, : h // 10] - green).mean() < 15  # rendered on green
+        head = square[h // 4 : 3 * h // 4, h // 3 : 2 * h // 3]
+        assert np.abs(head - green).mean() > 100  # a head, not a green frame
+        _screenshot(obs, tmp_path, "avatar_only_view.png")
+
+        a.refresh()  # same browser profile: same user key, same background choice
+        a.find_element("id", "start").click()  # the ?room= link joins again
+        again = wait(a, "A back in the room", lambda i: i["room"] and i["room"]["room"]
+                     == info["room"]["room"], server)  # fmt: skip
+        assert again["room"]["you"] != info["room"]["you"]
+        wait_avatar(obs, "the view follows A", lambda i: i["state"] == "playing"
+                    and i["watching"] == again["room"]["you"], server)  # fmt: skip
+        time.sleep(1.5)
+        square = page_pixels(obs)[:, (w - h) // 2 : (w + h) // 2]
+        assert np.abs(square[: h // 10, : h // 10] - green).mean() < 15
     finally:
         for d in drivers:
             d.quit()

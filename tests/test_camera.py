@@ -171,6 +171,9 @@ async def test_remote_mode_writes_the_servers_avatar(token_server):
     assert report.frames_sent == len(camera.frames) == 20
     video = np.stack(camera.frames).astype(np.int16)  # (20, 480, 640, 3)
     assert (video[:, :, :80] == GREEN).all()  # the 128² render scaled into the frame
+    # the server rendered the head on green too: the frame is one colour around the head
+    inside = video[:, 10:60, 90:140]  # in the render's square, above the head
+    assert np.abs(inside - GREEN).mean() < 12, inside.mean(axis=(0, 1, 2))
     head = video[:, 120:360, 200:440]
     assert np.abs(head - video[:, 5:10, 100:105].mean(axis=(1, 2), keepdims=True)).mean() > 20
     with pytest.raises(RemoteError, match="unauthorized"):

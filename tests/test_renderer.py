@@ -114,6 +114,12 @@ def test_solid_background_and_rgb_output(ict) -> None:
         img = r.render(ict(*ict.zero_params(1))[0])
     assert img.shape == (48, 64, 3)
     assert tuple(img[0, 0]) == (0, 255, 0)
+    with MeshRenderer(ict.topology, cfg) as r:  # changed between frames (a live session)
+        r.set_background((0.0, 0.0, 1.0))
+        img = r.render(ict(*ict.zero_params(1))[0])
+        with pytest.raises(ValueError, match="three sRGB values"):
+            r.set_background((0.0, 2.0, 0.0))
+    assert tuple(img[0, 0]) == (0, 0, 255) and tuple(img[24, 32]) != (0, 0, 255)
 
 
 def test_render_batch_equals_single_renders(ict, renderer) -> None:

@@ -224,3 +224,53 @@ async def test_a_viewer_watches_without_a_call(server):
     finally:
         await a.close()
         await v.close()
+
+
+async def test_background_and_handles(server):
+    """``background`` re-renders A's avatar on another colour for everyone who watches (the
+    avatar-only page keys it out); a member's handle stays the same when its browser comes
+    back with a new session, and differs for another browser and in another room."""
+    a, v = Client(server + "?user=alice-key-0123456789"), Client(server)
+    a2 = Client(server + "?user=alice-key-0123456789")
+    try:
+        await a.open()
+        await v.open()
+        await a.call()
+        room = await a.ask({"type": "create_room"})
+        (me,) = room["participants"]
+        assert me["background"] == "#6b7380"  # the server's grey
+        bad = await a.ask({"type": "background", "colour": "green", "expect": "background"})
+        assert bad["type"] == "error" and bad["code"] == "bad_message"
+        joined = await v.ask({"type": "join_room", "room": room["room"]})
+        members = {p["id"]: p for p in joined["participants"]}
+        assert members[room["you"]]["handle"] != members[joined["you"]]["handle"]
+        await v.subscribe(room["you"])
+        await wait_until(lambda: len(v.received.get(room["you"], [])) > 5, 60, "A at V")
+
+        reply = await a.ask({"type": "background", "colour": "#00FF00", "expect": "background"})
+        assert reply == {"type": "background", "ok": True, "colour": "#00ff00"}
+        await wait_until(lambda: any(p["background"] == "#00ff00" for p in
+                                     v.last_room()["participants"]), 5, "V told")  # fmt: skip
+        n = len(v.received[room["you"]])
+        await wait_until(lambda: len(v.received[room["you"]]) > n + 10, 30, "new frames")
+        corner = np.stack(v.received[room["you"]][-5:])[:, :8, :8].astype(np.float32)
+        assert np.abs(corner - (0, 255, 0)).mean() < 12, corner.mean(axis=(0, 1, 2))
+        earlier = np.stack(v.received[room["you"]][:3])[:, :8, :8].astype(np.float32)
+        assert np.abs(earlier - (107, 115, 128)).mean() < 12  # grey before
+
+        # the same browser again (a reload: new session, same user key) has the same handle
+        await a2.open()
+        await a2.call()
+        again = await a2.ask({"type": "join_room", "room": room["room"]})
+        assert again["code"] == "room_full"  # A, V: --room-size 2
+        await a.close()
+        await wait_until(lambda: len(v.last_room()["participants"]) == 1, 5, "A gone")
+        again = await a2.ask({"type": "join_room", "room": room["room"]})
+        handles = {p["id"]: p["handle"] for p in again["participants"]}
+        assert handles[again["you"]] == me["handle"] and again["you"] != me["id"]
+        # ... and another in a room of its own
+        other = await a2.ask({"type": "create_room"})
+        assert other["participants"][0]["handle"] != me["handle"]
+    finally:
+        for x in (a, v, a2):
+            await x.close()

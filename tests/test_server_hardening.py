@@ -239,3 +239,35 @@ def test_a_call_takes_its_slot_at_the_offer(app) -> None:
     admission.check_call(calling, sessions)  # a new offer in a call keeps its slot
     offering.offering = False  # that offer failed: the slot is free again
     admission.check_call(waiting, sessions)
+
+
+def test_members_leaving_a_room_at_once() -> None:
+    """Every socket closing together (a server shutting down, a network drop) makes each
+    member leave while the others' connections to it close: no member is skipped, the room
+    goes, and nothing raises (it did: a dict changed while iterated, a room deleted twice)."""
+    from types import SimpleNamespace
+
+    from server.rooms import Room, Rooms
+
+    class SlowPeer:
+        closed = 0
+
+        async def close(self) -> None:
+            await asyncio.sleep(0.01)  # the others leave meanwhile
+            SlowPeer.closed += 1
+
+    rooms = Rooms(6, {}, [], loopback=True)
+    room = Room("r" * 22)
+    members = [SimpleNamespace(id=f"s{i}", room_id=room.id, subscriptions={}) for i in range(4)]
+    for m in members:
+        room.members[m.id] = m
+        m.subscriptions.update({o.id: SlowPeer() for o in members if o is not m})
+    rooms._rooms[room.id] = room
+
+    async def all_leave() -> None:
+        await asyncio.gather(*(rooms.leave(m) for m in members))
+
+    asyncio.run(all_leave())
+    assert rooms.count == 0 and not room.members
+    assert SlowPeer.closed == 4 * 3  # every subscription closed once
+    assert all(m.room_id is None and not m.subscriptions for m in members)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import moderngl
 import numpy as np
@@ -341,6 +341,13 @@ class MeshRenderer:
         self.texture.repeat_y = False
         self.texture.use(0)
         self.prog["u_texture"].value = 0
+
+    def set_background(self, rgb: tuple[float, float, float]) -> None:
+        """Render on another solid sRGB colour in [0, 1] from the next frame (e.g. chroma
+        green, for a video mixer to key the head out)."""
+        if len(rgb) != 3 or not all(0.0 <= float(c) <= 1.0 for c in rgb):
+            raise ValueError(f"a background is three sRGB values in [0, 1]; got {rgb!r}")
+        self.config = replace(self.config, background=tuple(float(c) for c in rgb))
 
     def set_iris_colour(self, rgb: tuple[float, float, float] | None) -> None:
         """The irises in an sRGB colour in [0, 1] (e.g. measured from the photo), or the

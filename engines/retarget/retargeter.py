@@ -100,6 +100,14 @@ class Retargeter:
         self._renderer.set_hair(target.hair, target.hair_rgb)
         self._renderer.set_iris_colour(target.iris_rgb)
 
+    def set_background(self, rgb: tuple[float, float, float]) -> None:
+        """The solid sRGB colour in [0, 1] the head is rendered on, from the next frame."""
+        self._renderer.set_background(rgb)
+
+    @property
+    def background(self) -> tuple[float, float, float]:
+        return self._renderer.config.background
+
     def set_mode(self, mode: str) -> None:
         """``track``, ``emotion`` or ``sliders``; the last two need the emotion models."""
         if mode not in MODES:

@@ -57,6 +57,21 @@ async def _answer(ws) -> dict:
                               f"{msg.get('message')}")
 
 
+async def _ask_background(ws, background: tuple[int, int, int], timeout_s: float) -> None:
+    """Have the server render the head on the camera's background, so the whole frame is
+    one colour around it (a chroma key keys it all out); an older server without the
+    ``background`` message keeps its own."""
+    await ws.send(json.dumps({"type": "background",
+                              "colour": "#" + "".join(f"{c:02x}" for c in background)}))
+    while True:
+        msg = json.loads(await asyncio.wait_for(ws.recv(), timeout_s))
+        if msg.get("type") == "background" or msg.get("code") == "unknown_type":
+            return
+        if msg.get("type") == "error":
+            raise RemoteError(f"the server refused the background: {msg.get('code')}: "
+                              f"{msg.get('message')}")
+
+
 async def run_remote(url: str, source: FrameSource, camera: CameraLike,
                      background: tuple[int, int, int], max_frames: int | None = None,
                      loopback: bool = False, progress=None,
@@ -88,6 +103,7 @@ async def run_remote(url: str, source: FrameSource, camera: CameraLike,
             if welcome.get("type") != "welcome":
                 raise RemoteError(f"the server refused the connection: {welcome.get('code')}: "
                                   f"{welcome.get('message')}")
+            await _ask_background(ws, background, timeout_s)
             await pc.setLocalDescription(await pc.createOffer())
             sdp = pc.localDescription.sdp
             await ws.send(json.dumps({"type": "offer", "sdpType": "offer",
