@@ -21,7 +21,8 @@
 2. GRID clips: share of frames with a face and frame-to-frame jitter of ψ and θ before
    and after the One-Euro filter.
 
-    python scripts/bench_tracking.py [--samples 120] [--encoder NPZ] [--out out/bench_tracking.json]
+    python scripts/bench_tracking.py [--samples 120] [--readers mediapipe,fit] [--encoder NPZ]
+        [--out out/bench_tracking.json]
 """
 
 from __future__ import annotations
@@ -425,10 +426,14 @@ def main() -> None:
     ap.add_argument("--fov", type=float, default=40.0, help="render camera's vertical FOV, deg")
     ap.add_argument("--encoder", default=None,
                     help="a landmark_encoder.npz (default: the shipped encoder)")
+    ap.add_argument("--readers", default="",
+                    help="comma-separated subset of the readers (default: all)")
     ap.add_argument("--out", default="out/bench_tracking.json")
     args = ap.parse_args()
     model = ICTFaceModel()
     configs = reader_configs(args.encoder)
+    if args.readers:
+        configs = {r: configs[r] for r in args.readers.split(",")}
     syn = synthetic(model, args.samples, args.identities, args.seed, args.fov, configs)
     clips = grid(model, configs)
 
