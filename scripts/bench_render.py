@@ -3,9 +3,12 @@
 Measures, per size and anti-aliasing setting, rendering alone (precomputed vertices:
 normals, upload, draw, readback), single frames (model + render + readback one at a time)
 and batches (one batched model call, then every frame rendered with the
-same GL objects). Prints a table and writes JSON. Never a pass/fail gate.
+same GL objects). With ``--hair``, also the 512 px render of the same frames with each
+named hairstyle (aligned to the default head, moved with its pose) beside none. Prints
+tables and writes JSON. Never a pass/fail gate.
 
-    python scripts/bench_render.py [--frames 60] [--batch 8] [--out out/bench_render.json]
+    python scripts/bench_render.py [--frames 60] [--batch 8] [--sizes 256,512,1024]
+        [--hair long_wavy,side_part,curly_afro] [--out out/bench_render.json]
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from pathlib import Path
 
 import torch
 
+from avatars.restyle import styled_hair
 from engines.face.ict import ICTFaceModel
+from engines.render.hair import head_transform
 from engines.render.renderer import MeshRenderer, RenderConfig
 
 
@@ -65,11 +70,34 @@ def bench_batch(model, renderer, params, frames: int, batch: int) -> float:
     return time.perf_counter() - t0
 
 
+def bench_hair(model: ICTFaceModel, params, styles: list[str], size: int) -> dict[str, float]:
+    """Median render-only ms at ``size`` (no MSAA) with no hair and with each style."""
+    vertices = model(*params)
+    moves = [head_transform(p[:3].numpy()) for p in params[2]]
+    out = {}
+    with MeshRenderer(model.topology, RenderConfig(size, size)) as r:
+        for style in ["none", *styles]:
+            strands = None if style == "none" else styled_hair(
+                style, params[0][0].numpy(), model).positions
+            r.set_hair(strands)
+            for v, m in list(zip(vertices, moves, strict=True))[:5]:  # warm-up
+                r.render(v, hair_transform=m)
+            times = []
+            for v, m in zip(vertices, moves, strict=True):
+                t0 = time.perf_counter()
+                r.render(v, hair_transform=m)
+                times.append(time.perf_counter() - t0)
+            out[style] = round(1000 * statistics.median(times), 2)
+            print(f"  {size}px hair={style}: {out[style]} ms", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--sizes", default="256,512,1024")
+    ap.add_argument("--hair", default="", help="comma-separated hairstyles to time at 512 px")
     ap.add_argument("--out", default="out/bench_render.json")
     args = ap.parse_args()
 
@@ -78,7 +106,8 @@ def main() -> None:
     rows = []
     gl_renderer = None
     with torch.no_grad():
-        for size in (int(s) for s in args.sizes.split(",")):
+        hair = bench_hair(model, params, args.hair.split(","), 512) if args.hair else {}
+        for size in (int(s) for s in args.sizes.split(",") if s):
             for samples in (0, 4):
                 cfg = RenderConfig(width=size, height=size, samples=samples)
                 with MeshRenderer(model.topology, cfg) as r:
@@ -119,6 +148,10 @@ def main() -> None:
     print("|" + "---|" * len(header))
     for row in rows:
         print("| " + " | ".join(str(row[h]) for h in header) + " |")
+    if hair:
+        print("\n| 512 px, no MSAA | render ms (median) | hair's share ms |\n|---|---|---|")
+        for style, ms in hair.items():
+            print(f"| {style} | {ms} | {round(ms - hair['none'], 2)} |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -127,7 +160,7 @@ def main() -> None:
         "cpu_count": __import__("os").cpu_count(),
         "frames": args.frames,
     }
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    out.write_text(json.dumps({"meta": meta, "rows": rows, "hair_512_ms": hair}, indent=2))
     print(f"\nwrote {out}")
 
 

@@ -6,7 +6,8 @@ guides at a random point of its cell, plus a small random drift towards its tip)
 as 1-pixel lines, shaded after Kajiya and Kay: diffuse from the sine between the strand's
 tangent and the light, a white primary and a tinted secondary highlight from the tangent's
 sine to the half vector, both tangents tilted along the head's outward direction as in
-Scheuermann's hair shading. Roots are darker (in the shade of the hair above) and each
+Scheuermann's hair shading, evaluated per vertex (a drawn strand's vertices are a few
+millimetres apart). Roots are darker (in the shade of the hair above) and each
 strand's brightness varies a little. Under the strands a cap in the hair's colour covers
 the scalp cells that grow hair, so the skin never shows through between lines.
 
@@ -25,44 +26,22 @@ import numpy as np
 from engines.face.ict import NECK_PIVOT
 from engines.render.materials import LIGHTS_GLSL
 
+# Lit per vertex: a strand's light changes little between its vertices, and the fragments
+# of the tens of thousands of lines (much of llvmpipe's cost) only interpolate it. The
+# light rig is the head's (engines.render.renderer's fragment shader), in view space.
 VERTEX_SHADER = """
 #version 330
 uniform mat4 u_view;
 uniform mat4 u_proj;
 uniform mat4 u_model;
 uniform vec3 u_centre;
-in vec3 in_pos;
-in vec3 in_tangent;
-in float in_t;
-in float in_shade;
-out vec3 v_pos;
-out vec3 v_tangent;
-out vec3 v_out;
-out float v_t;
-out float v_shade;
-void main() {
-    mat4 mv = u_view * u_model;
-    vec4 p = mv * vec4(in_pos, 1.0);
-    v_pos = p.xyz;
-    v_tangent = mat3(mv) * in_tangent;
-    v_out = mat3(mv) * (in_pos - u_centre);
-    v_t = in_t;
-    v_shade = in_shade;
-    gl_Position = u_proj * p;
-}
-"""
-
-# the light rig is the head's (engines.render.renderer.FRAGMENT_SHADER), in view space
-FRAGMENT_SHADER = """
-#version 330
 uniform vec3 u_colour;       // linear rgb
 uniform bool u_ortho;
-in vec3 v_pos;
-in vec3 v_tangent;
-in vec3 v_out;
-in float v_t;                // 0 root .. 1 tip; < 0 on the scalp cap
-in float v_shade;
-out vec4 f_colour;
+in vec3 in_pos;
+in vec3 in_tangent;
+in float in_t;               // 0 root .. 1 tip; < 0 on the scalp cap
+in float in_shade;
+out vec3 v_rgb;              // linear
 
 """ + LIGHTS_GLSL + """
 float sin_between(vec3 t, vec3 d) {
@@ -71,19 +50,22 @@ float sin_between(vec3 t, vec3 d) {
 }
 
 void main() {
-    vec3 n = normalize(v_out);
-    vec3 view_dir = u_ortho ? vec3(0.0, 0.0, 1.0) : normalize(-v_pos);
-    vec3 base = u_colour * v_shade;
+    mat4 mv = u_view * u_model;
+    vec4 p = mv * vec4(in_pos, 1.0);
+    gl_Position = u_proj * p;
+    vec3 n = normalize(mat3(mv) * (in_pos - u_centre));
+    vec3 view_dir = u_ortho ? vec3(0.0, 0.0, 1.0) : normalize(-p.xyz);
+    vec3 base = u_colour * in_shade;
     vec3 light = mix(GROUND, SKY, 0.5 + 0.5 * n.y);
     vec3 spec = vec3(0.0);
     vec3 dirs[3] = vec3[3](KEY_DIR, FILL_DIR, RIM_DIR);
     vec3 rgbs[3] = vec3[3](KEY_RGB, FILL_RGB, RIM_RGB);
-    if (v_t < 0.0) {  // scalp cap: a dull matte surface, darker than the strands
+    if (in_t < 0.0) {  // scalp cap: a dull matte surface, darker than the strands
         for (int i = 0; i < 3; ++i) light += rgbs[i] * max(dot(n, dirs[i]), 0.0);
-        f_colour = vec4(pow(clamp(base * light * 0.6, 0.0, 1.0), vec3(1.0 / 2.2)), 1.0);
+        v_rgb = base * light * 0.6;
         return;
     }
-    vec3 t = normalize(v_tangent);
+    vec3 t = normalize(mat3(mv) * in_tangent);
     vec3 t1 = normalize(t + 0.15 * n);  // primary highlight: towards the tip
     vec3 t2 = normalize(t - 0.25 * n);  // secondary: towards the root, tinted
     for (int i = 0; i < 3; ++i) {
@@ -93,9 +75,18 @@ void main() {
         spec += rgbs[i] * facing * (
             0.07 * pow(sin_between(t1, h), 90.0) + 0.5 * base * pow(sin_between(t2, h), 22.0));
     }
-    float root_shade = mix(0.45, 1.0, smoothstep(0.0, 0.35, v_t));
-    vec3 rgb = (base * light + spec) * root_shade;
-    f_colour = vec4(pow(clamp(rgb, 0.0, 1.0), vec3(1.0 / 2.2)), 1.0);
+    float root_shade = mix(0.45, 1.0, smoothstep(0.0, 0.35, in_t));
+    v_rgb = (base * light + spec) * root_shade;
+}
+"""
+
+FRAGMENT_SHADER = """
+#version 330
+in vec3 v_rgb;
+out vec4 f_colour;
+
+void main() {
+    f_colour = vec4(pow(clamp(v_rgb, 0.0, 1.0), vec3(1.0 / 2.2)), 1.0);
 }
 """
 
