@@ -25,7 +25,7 @@ from avatars.hair.choice import depth_buffer, in_front, measure_hair
 from avatars.hair.photo import choose_style, hair_colour
 from avatars.hair.scalp import skin_faces
 from avatars.hair.strands import Hairstyle
-from avatars.hair.styles import list_styles, load_style
+from avatars.hair.styles import STYLE_TRAITS, list_styles, load_style
 from avatars.identity_fit import FitConfig, LandmarkFitter, PhotoFit
 from avatars.texture_unwrap import unwrap_texture
 from engines.face.correspondence import load_ict_correspondence
@@ -228,14 +228,17 @@ class AvatarBuilder:
         photo = cv2.resize(hair_mask.astype(np.uint8), size, interpolation=cv2.INTER_AREA) > 0
         rot, t = cv2.Rodrigues(fit.rotation)[0], fit.translation  # model -> camera
         buffer = depth_buffer(fit.project(head) * k, head @ rot[2] + t[2], size)
+        traits = measure_hair(photo, fit.landmarks_px * k, np.isfinite(buffer)).traits()
+        # the traits rank first (choose_style): only the styles that agree best need a
+        # silhouette
+        agree = {n: traits.agreement(STYLE_TRAITS[n]) for n in list_styles()}
         silhouettes = {}
-        for name in list_styles():
+        for name in (n for n, a in agree.items() if a == max(agree.values())):
             style = load_style(name)
             strands = anchor_aligned(style, skin)[style.active.reshape(-1)].reshape(-1, 3)
             pixels = fit.project(strands) * k
             shown = in_front(pixels, strands @ rot[2] + t[2], buffer)
             silhouettes[name] = splat_mask(pixels[shown], size)
-        traits = measure_hair(photo, fit.landmarks_px * k, np.isfinite(buffer)).traits()
         best = choose_style(photo, silhouettes, traits)
         return align_to_head(load_style(best), head, self.model.topology)
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from avatars.builder import SILHOUETTE_SIDE, AvatarBuilder, decode_photo
+from avatars.hair import styles
 from avatars.hair.align import anchor_aligned
 from avatars.hair.choice import depth_buffer, in_front, measure_hair
 from avatars.hair.photo import FACE_OVAL, hair_colour
@@ -52,9 +53,14 @@ def test_labels_cover_every_photo() -> None:
 def test_every_style_has_traits() -> None:
     assert set(STYLE_TRAITS) == set(list_styles())
     assert {t.length for t in STYLE_TRAITS.values()} == {"short", "medium", "long"}
-    assert {n for n, t in STYLE_TRAITS.items() if t.tied} == {"ponytail", "top_knot"}
-    assert HairTraits("long", tied=True).agreement(STYLE_TRAITS["ponytail"]) == 5
-    assert HairTraits("short").agreement(STYLE_TRAITS["long_straight"]) == 3
+    tied = {n for n, t in STYLE_TRAITS.items() if t.tied}
+    assert {"ponytail", "top_knot", "low_bun"} <= tied
+    assert all(styles.STYLES[n].gather is not None for n in tied)  # tied styles are gathered
+    assert HairTraits("long", tied=True).agreement(STYLE_TRAITS["ponytail"]) == 6
+    assert HairTraits("short").agreement(STYLE_TRAITS["long_straight"]) == 4
+    # what a photo says (never receding) prefers a full head of short hair to a thinning one
+    short = HairTraits("short")
+    assert short.agreement(STYLE_TRAITS["buzz"]) > short.agreement(STYLE_TRAITS["thinning_crown"])
 
 
 @pytest.fixture(scope="module")

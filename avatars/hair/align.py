@@ -57,7 +57,9 @@ def align_to_head(
     identity there; a multiplicative C_s, unlike an additive one, also recovers a head's
     uniform scale exactly). Then the mends: each root is moved along the skin normal to
     ``offset`` cm out of the skin, its strand with it, and the points left inside the head
-    (or closer than ``offset``) are pushed out along the normal.
+    (or closer than ``offset``) are pushed out along the normal; a strand that still runs
+    into the body (long hair on broader shoulders than the neutral head's, deeper than a
+    push reaches) ends where it enters.
     """
     faces = skin_faces(topology) if isinstance(topology, MeshTopology) else topology
     vertices = np.asarray(head_vertices, np.float64).reshape(-1, 3)
@@ -66,8 +68,28 @@ def align_to_head(
 
     sd, normal = surface.query(strands[:, 0])
     strands += ((offset - sd)[:, None] * normal)[:, None]  # roots onto the skin
+    for _ in range(3):  # by the ears a moved root can meet another vertex's plane: again
+        sd, normal = surface.query(strands[:, 0], exact=True)
+        low = sd < 0.5 * offset
+        if not low.any():
+            break
+        strands[low] += ((offset - sd[low])[:, None] * normal[low])[:, None]
     for _ in range(2):  # a push can land a point near another vertex's plane: twice
         flat = surface.push_out(strands[:, 1:].reshape(-1, 3), offset)
         strands[:, 1:] = flat.reshape(len(strands), POINTS - 1, 3)
+    end_where_entering(strands, surface)
     positions = strands.reshape(style.positions.shape).astype(np.float32)
     return replace(style, positions=positions, extra=curvature(positions))
+
+
+def end_where_entering(strands: np.ndarray, surface: HeadSurface) -> None:
+    """Strands (S, P, 3), in place: from its first point inside the skin on, a strand
+    stays at the point before (it ends there, as if cut at the shoulder)."""
+    sd, _ = surface.query(strands.reshape(-1, 3), exact=True)
+    inside = (sd < 0.0).reshape(strands.shape[:2])  # (S, P)
+    inside[:, 0] = False  # roots sit on the skin
+    hit = inside.any(1)
+    first = np.where(hit, inside.argmax(1), strands.shape[1])  # (S,)
+    after = np.arange(strands.shape[1])[None] >= first[:, None]  # (S, P)
+    last = strands[np.arange(len(strands)), np.maximum(first - 1, 0)]  # (S, 3)
+    strands[after] = np.repeat(last, after.sum(1), axis=0)

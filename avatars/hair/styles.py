@@ -1,4 +1,10 @@
-"""The hairstyle database: 13 procedural styles grown on the scalp, cached on disk.
+"""The hairstyle database: 41 procedural styles grown on the scalp, cached on disk (keyed
+by each style's spec, so an edited style is grown again). Short cuts (buzz, crew, quiff,
+side parts, pixie, short curls and afro), medium and long (straight, wavy, curly, with and
+without a fringe, side or middle parting), tied (ponytails high and low, buns), textured
+(afros, twists, locs) and receding or balding; ``scripts/hairstyle_sheet.py`` draws them
+all. Not yet: braids, cornrows, hair tucked behind the ears (the growth has no means to
+plait or to route a strand behind an ear).
 
 Styles are grown all 1024 strands at once, one segment per step: each segment turns
 towards a blend of the style's comb direction (slid along the skin), an outward lift that
@@ -139,6 +145,112 @@ STYLES: dict[str, StyleSpec] = {
     "balding": StyleSpec(
         1.8, comb=(0, -0.5, -0.2), lift=0.2, gravity=0.8, volume=0.2, recede=0.8, bald_crown=0.62
     ),
+    # -- short cuts ---------------------------------------------------------------------
+    "crew_cut": StyleSpec(
+        2.8, crown=0.6, comb=(0, 0.4, 0.3), lift=1.0, gravity=0.3, volume=0.3, taper=0.35
+    ),
+    "buzz_fade": StyleSpec(
+        0.9, crown=1.0, lift=0.4, gravity=0.2, bend_length=0.6, volume=0.0, noise=0.3, taper=0.3
+    ),
+    "quiff": StyleSpec(
+        6.0, comb=(0, 1.0, -0.5), lift=0.9, lift_length=2.0, gravity=0.3, volume=0.4,
+        taper=0.2, cut_y=1.0,
+    ),
+    "caesar": StyleSpec(
+        3.5, crown=1.0, comb=(0, -0.2, 0.8), fringe_y=9.0, lift=0.5, gravity=0.5, volume=0.3
+    ),
+    "spiky": StyleSpec(
+        3.5, crown=0.3, lift=1.6, lift_length=2.5, gravity=0.1, volume=0.2, noise=0.5, taper=0.4
+    ),
+    "side_part_left": StyleSpec(
+        8.0, part_x=-3.0, comb=(0, 0.2, -0.6), lift=0.4, gravity=1.0, volume=0.4, taper=0.35,
+        cut_y=-6.0,
+    ),
+    "pixie": StyleSpec(
+        6.0, part_x=2.5, comb=(0, 0.2, -0.3), fringe_y=8.0, taper=0.5, lift=0.6, gravity=0.8,
+        volume=0.5, cut_y=-4.0,
+    ),
+    "short_curly": StyleSpec(
+        4.5, crown=0.5, lift=1.2, gravity=0.3, volume=0.6, curl_radius=0.35, curl_period=1.2,
+        noise=0.3,
+    ),
+    "short_afro": StyleSpec(
+        3.5, crown=0.3, lift=2.5, lift_length=5.0, gravity=0.1, volume=0.8, curl_radius=0.35,
+        curl_period=1.0, noise=0.4,
+    ),
+    # -- medium ---------------------------------------------------------------------------
+    "medium_straight": StyleSpec(
+        14.0, part_x=0.0, comb=(0, 0.3, -0.6), cut_y=-4.0, lift=0.6, gravity=1.2, volume=0.6
+    ),
+    "medium_side_part": StyleSpec(
+        14.0, part_x=3.0, comb=(0, 0.3, -0.6), cut_y=-4.0, lift=0.6, gravity=1.2, volume=0.6
+    ),
+    "medium_wavy": StyleSpec(
+        15.0, part_x=-1.5, comb=(0, 0.3, -0.6), cut_y=-5.0, lift=0.8, gravity=1.1, volume=0.9,
+        curl_radius=0.7, curl_period=6.0, curl_roundness=0.3,
+    ),
+    "medium_curly": StyleSpec(
+        13.0, crown=0.3, comb=(0, 0.2, -0.3), cut_y=-5.0, lift=1.2, lift_length=3.0,
+        gravity=0.8, volume=1.0, curl_radius=0.6, curl_period=2.5, noise=0.3,
+    ),
+    "shag": StyleSpec(
+        16.0, part_x=0.0, comb=(0, 0.3, -0.6), fringe_y=7.0, taper=0.7, cut_y=-6.0, lift=0.8,
+        gravity=1.1, volume=0.9, curl_radius=0.5, curl_period=5.0, curl_roundness=0.3,
+        noise=0.3,
+    ),
+    "bob_fringe": StyleSpec(
+        22.0, part_x=0.0, comb=(0, 0.3, -0.6), fringe_y=6.5, cut_y=-7.0, lift=0.7, gravity=1.2,
+        volume=1.0,
+    ),
+    "lob": StyleSpec(
+        26.0, part_x=0.0, comb=(0, 0.3, -0.6), cut_y=-10.0, lift=0.7, gravity=1.3, volume=0.8
+    ),
+    # -- long -----------------------------------------------------------------------------
+    "long_curly": StyleSpec(
+        26.0, part_x=0.0, comb=(0, 0.3, -0.6), cut_y=-14.0, lift=1.0, gravity=1.0, volume=1.2,
+        curl_radius=0.7, curl_period=3.2,
+    ),
+    "long_fringe": StyleSpec(
+        34.0, part_x=0.0, comb=(0, 0.3, -0.6), fringe_y=6.5, cut_y=-13.0, lift=0.6,
+        gravity=1.5, volume=0.8,
+    ),
+    "long_side_part": StyleSpec(
+        34.0, part_x=-2.5, comb=(0, 0.3, -0.9), cut_y=-13.0, lift=0.6, gravity=1.5, volume=0.8
+    ),
+    # -- tied -----------------------------------------------------------------------------
+    "low_ponytail": StyleSpec(
+        40.0, gather=(0.0, 1.5, -10.5), lift=0.2, gravity=0.0, volume=0.2, cut_y=-14.0
+    ),
+    "high_ponytail": StyleSpec(
+        42.0, gather=(0.0, 12.0, -8.0), lift=0.2, gravity=0.0, volume=0.2, cut_y=-10.0
+    ),
+    "low_bun": StyleSpec(
+        30.0, gather=(0.0, 3.0, -10.6), bun_radius=2.4, lift=0.2, gravity=0.0, volume=0.2
+    ),
+    "messy_bun": StyleSpec(
+        32.0, gather=(0.0, 15.8, -3.5), bun_radius=2.8, lift=0.3, gravity=0.0, volume=0.3,
+        noise=0.4,
+    ),
+    # -- textured -------------------------------------------------------------------------
+    "afro_large": StyleSpec(
+        10.0, crown=0.3, lift=3.0, lift_length=9.0, gravity=0.15, volume=1.2,
+        curl_radius=0.7, curl_period=1.6, noise=0.45,
+    ),
+    "twists": StyleSpec(
+        12.0, part_x=0.0, comb=(0, 0.3, -0.6), lift=1.0, gravity=1.0, volume=0.6,
+        curl_radius=0.2, curl_period=0.6, noise=0.3, cut_y=-6.0,
+    ),
+    "locs_long": StyleSpec(
+        30.0, part_x=0.0, comb=(0, 0.3, -0.6), lift=0.8, gravity=1.3, volume=0.7,
+        curl_radius=0.22, curl_period=0.6, cut_y=-15.0,
+    ),
+    # -- receding -------------------------------------------------------------------------
+    "receding_swept_back": StyleSpec(
+        6.0, comb=(0, 0.3, -1.0), lift=0.3, gravity=0.6, volume=0.3, taper=0.5, recede=0.45
+    ),
+    "thinning_crown": StyleSpec(
+        3.0, crown=1.0, lift=0.5, gravity=0.4, volume=0.3, bald_crown=0.45
+    ),
 }
 
 
@@ -146,20 +258,24 @@ STYLES: dict[str, StyleSpec] = {
 class HairTraits:
     """What a person would say of a hairstyle, or of the hair in a photo: its length class
     ("short": above the ears and collar, "medium": to the jaw or shoulders, "long": below
-    the shoulders), whether it is tied (a ponytail, a bun) and whether a fringe covers the
-    forehead."""
+    the shoulders), whether it is tied (a ponytail, a bun), whether a fringe covers the
+    forehead and whether the hairline recedes or the crown thins (a photo's measures do
+    not tell that yet, so they say no: the choice never balds anyone by itself; the
+    styles stay there to try on)."""
 
     length: str
     tied: bool = False
     fringe: bool = False
+    receding: bool = False
 
     def agreement(self, other: HairTraits) -> int:
         """How far two sets of traits agree: 2 for the length class, 2 for tied or loose,
-        1 for the fringe (0..5)."""
+        1 for the fringe, 1 for a receding hairline (0..6)."""
         return (
             2 * (self.length == other.length)
             + 2 * (self.tied == other.tied)
             + (self.fringe == other.fringe)
+            + (self.receding == other.receding)
         )
 
 
@@ -176,8 +292,36 @@ STYLE_TRAITS: dict[str, HairTraits] = {
     "ponytail": HairTraits("long", tied=True),
     "top_knot": HairTraits("long", tied=True),
     "slicked_back": HairTraits("short"),
-    "receding": HairTraits("short"),
-    "balding": HairTraits("short"),
+    "receding": HairTraits("short", receding=True),
+    "balding": HairTraits("short", receding=True),
+    "crew_cut": HairTraits("short"),
+    "buzz_fade": HairTraits("short"),
+    "quiff": HairTraits("short"),
+    "caesar": HairTraits("short", fringe=True),
+    "spiky": HairTraits("short"),
+    "side_part_left": HairTraits("short"),
+    "pixie": HairTraits("short", fringe=True),
+    "short_curly": HairTraits("short"),
+    "short_afro": HairTraits("short"),
+    "medium_straight": HairTraits("medium"),
+    "medium_side_part": HairTraits("medium"),
+    "medium_wavy": HairTraits("medium"),
+    "medium_curly": HairTraits("medium"),
+    "shag": HairTraits("medium", fringe=True),
+    "bob_fringe": HairTraits("medium", fringe=True),
+    "lob": HairTraits("medium"),
+    "long_curly": HairTraits("long"),
+    "long_fringe": HairTraits("long", fringe=True),
+    "long_side_part": HairTraits("long"),
+    "low_ponytail": HairTraits("long", tied=True),
+    "high_ponytail": HairTraits("long", tied=True),
+    "low_bun": HairTraits("long", tied=True),
+    "messy_bun": HairTraits("long", tied=True),
+    "afro_large": HairTraits("medium"),
+    "twists": HairTraits("medium"),
+    "locs_long": HairTraits("long"),
+    "receding_swept_back": HairTraits("short", receding=True),
+    "thinning_crown": HairTraits("short", receding=True),
 }
 
 
@@ -201,7 +345,7 @@ def grow_style(name: str) -> Hairstyle:
     return Hairstyle(name, positions, curvature(positions))
 
 
-STYLE_CACHE_VERSION = "hair-v1"  # bump when growing changes
+STYLE_CACHE_VERSION = "hair-v1"  # bump when growing changes (a spec's own change is seen)
 
 
 @cache
@@ -209,7 +353,8 @@ def _cached_style(name: str) -> Hairstyle:
     """A grown style from memory, else from the disk cache, else grown and saved."""
     if name not in STYLES:
         raise ValueError(f"unknown hairstyle {name!r}; valid names: {', '.join(STYLES)}")
-    path = cache_root() / STYLE_CACHE_VERSION / f"{name}.npz"
+    spec = zlib.crc32(repr(STYLES[name]).encode())  # a changed spec is grown again
+    path = cache_root() / STYLE_CACHE_VERSION / f"{name}-{spec:08x}.npz"
     arrays = load_arrays(path)
     if arrays is not None and arrays.get("positions", np.zeros(0)).shape == (GRID, GRID, POINTS, 3):
         return Hairstyle(name, arrays["positions"], arrays["extra"])
