@@ -48,15 +48,17 @@ return s ? s.getAudioTracks().map(t => t.readyState) : null;
 """
 
 
-def wait(driver, what: str, pred, server: Server, timeout: float = TIMEOUT_S) -> dict:
+def wait(driver, what: str, pred, server: Server, timeout: float = TIMEOUT_S,
+         script: str = ROOM_JS) -> dict:  # fmt: skip
+    """Poll ``script`` in the page until ``pred`` holds of what it returns."""
     deadline = time.monotonic() + timeout
-    info = driver.execute_script(ROOM_JS)
+    info = driver.execute_script(script)
     while not pred(info):
         if time.monotonic() > deadline:
             pytest.fail(f"{what}: not within {timeout:.0f} s: {info}\n{_browser_log(driver)}\n"
                         f"server log:\n{_tail(server.log)}")  # fmt: skip
         time.sleep(0.2)
-        info = driver.execute_script(ROOM_JS)
+        info = driver.execute_script(script)
     return info
 
 
@@ -156,15 +158,7 @@ return {state: v && v.state, watching: v && v.watching, background: v && v.backg
 
 
 def wait_avatar(driver, what: str, pred, server: Server) -> dict:
-    deadline = time.monotonic() + TIMEOUT_S
-    info = driver.execute_script(AVATAR_JS)
-    while not pred(info):
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {TIMEOUT_S:.0f} s: {info}\n{_browser_log(driver)}"
-                        f"\nserver log:\n{_tail(server.log)}")  # fmt: skip
-        time.sleep(0.2)
-        info = driver.execute_script(AVATAR_JS)
-    return info
+    return wait(driver, what, pred, server, script=AVATAR_JS)
 
 
 def page_pixels(driver) -> np.ndarray:
