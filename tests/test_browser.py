@@ -137,7 +137,7 @@ class Server:
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait(5)
+            self.proc.wait(30)  # a loaded machine takes a while to tear a big process down
 
 
 def _chrome(camera: Path, profile: Path, fake_ui: str = ""):
@@ -317,13 +317,18 @@ def page(server: Server, camera_file: Path, workdir: Path):
 def test_page_goes_live_with_a_rendered_avatar(page, server: Server, workdir: Path):
     driver = page
     # stats arrive about once a second while media flows; let a few come (steadier numbers)
+    # (every stats message's FPS is kept: a starved machine can stall for a second, so one
+    # window may read 0, but they must not all)
     deadline = time.monotonic() + 15
     info = _playback(driver)
-    while time.monotonic() < deadline and info["nstats"] < 3:
+    fps_seen = [info["stats"]["fps"]] if info["stats"] else []
+    while time.monotonic() < deadline and (info["nstats"] < 3 or max(fps_seen, default=0) == 0):
         time.sleep(0.25)
         info = _playback(driver)
+        if info["stats"]:
+            fps_seen.append(info["stats"]["fps"])
     assert info["stats"], f"no stats message arrived: {info}\nserver log:\n{_tail(server.log)}"
-    assert info["stats"]["fps"] > 0, info["stats"]
+    assert max(fps_seen, default=0) > 0, (fps_seen, info["stats"])
     print(f"stats: {json.dumps(info['stats'])}")
 
     # the overlay shows them
