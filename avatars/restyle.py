@@ -29,6 +29,11 @@ def parse_colour(text: str) -> tuple[float, float, float]:
     return tuple((value >> shift & 255) / 255.0 for shift in (16, 8, 0))
 
 
+def hex_colour(rgb: tuple[float, float, float]) -> str:
+    """sRGB in [0, 1] as ``#rrggbb`` (the inverse of :func:`parse_colour`)."""
+    return "#" + "".join(f"{round(255 * c):02x}" for c in rgb)
+
+
 def styled_hair(style: str, shape: np.ndarray, model: FaceModel) -> Hairstyle | None:
     """A named style (or ``none``) aligned to the head of identity ``shape`` (n,)."""
     if style == NO_HAIR:

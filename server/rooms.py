@@ -37,7 +37,7 @@ from aiortc.contrib.media import MediaRelay
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from avatars.restyle import parse_colour
+from avatars.restyle import hex_colour, parse_colour
 from server.peer import offer_sdp
 from server.protocol import ProtocolError, send
 from server.session import Session
@@ -217,8 +217,3 @@ class Rooms:
     def _need_call(session: Session) -> None:
         if session.pc is None or session.avatar_track is None:
             raise ProtocolError("no_call", "start the camera call first: rooms relay its avatar")
-
-
-def hex_colour(rgb: tuple[float, float, float]) -> str:
-    """sRGB in [0, 1] as ``#rrggbb``."""
-    return "#" + "".join(f"{round(255 * c):02x}" for c in rgb)
