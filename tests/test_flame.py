@@ -7,135 +7,29 @@ while the pickle is written), ``J_regressor`` a ``scipy.sparse.csc_matrix``, pro
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import pickle
-import struct
 import sys
-import types
-from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 import torch
+from flame_files import (
+    GROUPS,
+    JAW,
+    LEGACY_MODULES,
+    N_SHAPE_FILE,
+    PARENTS,
+    V,
+    fake_chumpy,
+    make_arrays,
+    one_hot_weights,
+    write_flame_pickle,
+)
 
 from engines.face.flame import FLAME_ENV_VAR, FlameModel, load_flame_pickle
 from engines.files.assets import AssetMissingError
-
-V = 40
-N_SHAPE_FILE, N_EXPR_FILE = 300, 100
-PARENTS = [-1, 0, 1, 1, 1]
-# Vertex groups bound fully to one joint in the "one-hot" weights.
-GROUPS = {0: range(0, 8), 1: range(8, 16), 2: range(16, 28), 3: range(28, 34), 4: range(34, 40)}
-JAW = 2
-
-
-# ---------------------------------------------------------------------------------------
-# Generating FLAME-like pickles
-# ---------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def fake_chumpy() -> Iterator[type]:
-    """A ``chumpy.ch.Ch`` importable only inside the ``with`` block (for pickling)."""
-
-    class Ch:
-        def __init__(self, x: np.ndarray) -> None:
-            self.x = x
-            self._dirty_vars: set[str] = set()
-            self._itr = None
-            self._make_dense = False
-            self._make_sparse = False
-            self._depends_on_deps: dict[str, object] = {}
-
-        def __getstate__(self) -> dict[str, object]:  # chumpy drops _parents/_cache
-            return dict(self.__dict__)
-
-    Ch.__module__, Ch.__qualname__ = "chumpy.ch", "Ch"
-    chumpy, ch = types.ModuleType("chumpy"), types.ModuleType("chumpy.ch")
-    ch.Ch = Ch  # type: ignore[attr-defined]
-    chumpy.ch = ch  # type: ignore[attr-defined]
-    sys.modules.update({"chumpy": chumpy, "chumpy.ch": ch})
-    try:
-        yield Ch
-    finally:
-        del sys.modules["chumpy"], sys.modules["chumpy.ch"]
-
-
-def one_hot_weights() -> np.ndarray:
-    w = np.zeros((V, 5))
-    for j, ids in GROUPS.items():
-        w[list(ids), j] = 1.0
-    return w
-
-
-def make_arrays(
-    seed: int = 0, posedirs: bool = True, weights: np.ndarray | None = None
-) -> dict[str, np.ndarray]:
-    """float64 arrays as in the real file (before the chumpy/sparse wrapping)."""
-    rng = np.random.default_rng(seed)
-    j_reg = np.zeros((5, V))
-    for j, ids in GROUPS.items():
-        j_reg[j, list(ids)] = 1.0 / len(ids)
-    if weights is None:
-        weights = rng.dirichlet(np.ones(5), size=V)
-    return {
-        "v_template": rng.normal(scale=0.1, size=(V, 3)),
-        "shapedirs": rng.normal(scale=0.01, size=(V, 3, N_SHAPE_FILE + N_EXPR_FILE)),
-        "posedirs": rng.normal(scale=0.01, size=(V, 3, 36)) if posedirs else np.zeros((V, 3, 36)),
-        "J_regressor": j_reg,
-        "weights": weights,
-        "kintree_table": np.array([[4294967295, 0, 1, 1, 1], [0, 1, 2, 3, 4]], dtype=np.uint32),
-        "f": np.array([[i, i + 1, i + 2] for i in range(V - 2)], dtype=np.uint32),
-    }
-
-
-class Py2Pickler(pickle._Pickler):  # type: ignore[name-defined]
-    """Writes ``bytes`` as Python 2 ``str`` opcodes, as the real (Python 2) files hold them."""
-
-    dispatch: ClassVar[dict] = dict(pickle._Pickler.dispatch)  # type: ignore[attr-defined]
-
-    def save_py2_str(self, obj: bytes) -> None:
-        if len(obj) < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
-        self.memoize(obj)
-
-    dispatch[bytes] = save_py2_str
-
-
-LEGACY_MODULES = (  # module names as written by the numpy/scipy of the real files
-    (b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"),
-    (b"scipy.sparse._csc\n", b"scipy.sparse.csc\n"),
-)
-
-
-def write_flame_pickle(
-    path: Path, arrays: dict[str, np.ndarray], protocol: int = 2, py2: bool = False
-) -> Path:
-    """Pickle like the real files; ``py2`` also mimics Python 2 strings and module names."""
-    with fake_chumpy() as ch:
-        data = dict(arrays)
-        data["shapedirs"] = ch(arrays["shapedirs"])
-        data["J_regressor"] = sp.csc_matrix(arrays["J_regressor"])
-        data["J"] = arrays["J_regressor"] @ arrays["v_template"]
-        data["bs_style"], data["bs_type"] = "lbs", "lrotmin"
-        if py2:
-            buf = io.BytesIO()
-            Py2Pickler(buf, protocol=2).dump(data)
-            raw = buf.getvalue()
-            for new, old in LEGACY_MODULES:
-                raw = raw.replace(new, old)
-        else:
-            raw = pickle.dumps(data, protocol=protocol)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(raw)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -88,18 +88,22 @@ def loads_as_ict(path: Path) -> bool:
     return model.n_vertices == 26719 and model.n_expression == 53 and model.n_shape == 100
 
 
-def check_flame() -> list[Check]:
-    from engines.face.flame import FLAME_DEFAULT_RELPATH, FLAME_ENV_VAR, FLAME_URL
+def check_registered_files() -> list[Check]:
+    """FLAME, its landmark embedding, DECA and MICA: optional, found or where to get them."""
+    from engines.files.registered import REGISTERED_FILES
 
-    name, default = "FLAME model (optional)", asset_root() / FLAME_DEFAULT_RELPATH
-    path = Path(os.environ.get(FLAME_ENV_VAR) or default).expanduser()
-    if path.is_file():
-        return [Check(name, OK, str(path.resolve()))]
-    fix = (
-        f"only for --model flame: register at {FLAME_URL}, download FLAME 2020 and put "
-        f"generic_model.pkl at {default.resolve()}, or set ${FLAME_ENV_VAR} to its path"
-    )
-    return [Check(name, WARN, f"not found at {path.resolve()} (not redistributable)", fix)]
+    checks = []
+    for f in REGISTERED_FILES:
+        path, source = f.candidate()
+        name = f"{f.what} (optional)"
+        if path.is_file():
+            checks.append(Check(name, OK, f"{path.resolve()} (from {source})"))
+            continue
+        detail = f"not found at {path.resolve()} (from {source}; not redistributable)"
+        fix = (f"only for {f.used_for}: {f.how_to_get}; put it at {f.default_path.resolve()} "
+               f"or set ${f.env_var}")
+        checks.append(Check(name, WARN, detail, fix))
+    return checks
 
 
 def check_renderer() -> list[Check]:
@@ -209,7 +213,7 @@ def check_sample_gallery() -> list[Check]:
 CHECKS: tuple[Callable[[], list[Check]], ...] = (
     check_asset_root,
     check_assets,
-    check_flame,
+    check_registered_files,
     check_renderer,
     check_mediapipe,
     check_onnx_landmarker,

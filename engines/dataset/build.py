@@ -51,6 +51,7 @@ from engines.emotion.facs import EMOTIONS, LABELS
 from engines.face.model import FaceModel
 from engines.files.assets import AssetMissingError, asset_root
 from engines.files.disk_cache import cache_root, write_atomic
+from engines.files.mesh_obj import write_obj
 from engines.render.renderer import MeshRenderer, RenderConfig
 from engines.tracking.landmarkers import DEFAULT_LANDMARKER
 
@@ -241,9 +242,3 @@ def head_rotation(rotation_cv: np.ndarray) -> np.ndarray:
     rotation (a frontal face is the identity)."""
     rot = np.diag([1.0, -1.0, -1.0]) @ cv2.Rodrigues(np.asarray(rotation_cv, np.float64))[0]
     return cv2.Rodrigues(rot)[0].ravel().astype(np.float32)
-
-
-def write_obj(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
-    with open(path, "w") as f:
-        np.savetxt(f, vertices, fmt="v %.5f %.5f %.5f")
-        np.savetxt(f, faces + 1, fmt="f %d %d %d")

@@ -233,7 +233,7 @@ def evaluate_synthetic(
     angles = rng.uniform(
         [-MAX_YAW_DEG, -MAX_PITCH_DEG], [MAX_YAW_DEG, MAX_PITCH_DEG], (len(items), 2)
     )
-    camera = PerspectiveCamera.portrait(model.units_in_metres)
+    camera = PerspectiveCamera.portrait(model.units_in_metres, centre=model.view_centre)
     per_vertex = np.zeros(len(region.vertex_ids))
     builder = AvatarBuilder(model, AvatarConfig(texture_size=512, hair="none"))
     if save_renders is not None:

@@ -22,9 +22,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from engines.face.lbs import lbs
+from engines.face.lbs import blend_shapes, lbs
 from engines.face.model import FaceModel, MeshTopology
-from engines.files.assets import AssetMissingError, asset_root
+from engines.files.registered import FLAME_MODEL
 
 try:
     from numpy._core import multiarray as _np_multiarray
@@ -33,9 +33,7 @@ except ImportError:  # numpy < 2
     from numpy.core import multiarray as _np_multiarray
     from numpy.core import numeric as _np_numeric
 
-FLAME_ENV_VAR = "VN3D_FLAME_MODEL"
-FLAME_DEFAULT_RELPATH = Path("flame") / "generic_model.pkl"
-FLAME_URL = "https://flame.is.tue.mpg.de"
+FLAME_ENV_VAR = FLAME_MODEL.env_var
 
 _FILE_N_SHAPE = 300  # shapedirs columns [0, 300) are identity, [300, 400) expression
 _N_JOINTS = 5
@@ -68,6 +66,13 @@ _OTHER_GLOBALS: dict[tuple[str, str], Any] = {
     ("copyreg", "_reconstructor"): copyreg._reconstructor,  # protocol 0/1 objects
     ("_codecs", "encode"): codecs.encode,  # bytes in protocol-2 pickles written by Python 3
 }
+
+
+def numpy_pickle_global(module: str, name: str) -> Any | None:
+    """The numpy class or function a pickled array names, if whitelisted; else None."""
+    if module in _NUMPY_MODULES and name in _NUMPY_GLOBALS:
+        return _NUMPY_GLOBALS[name]
+    return None
 
 
 class _ChumpyStandIn:
@@ -115,8 +120,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
             module = _compat_pickle.IMPORT_MAPPING[module]
         if module == "chumpy" or module.startswith("chumpy."):
             return _chumpy_stand_in(module, name)
-        if module in _NUMPY_MODULES and name in _NUMPY_GLOBALS:
-            return _NUMPY_GLOBALS[name]
+        if (numpy_global := numpy_pickle_global(module, name)) is not None:
+            return numpy_global
         if module == "builtins" and name in _BUILTINS:
             return _BUILTINS[name]
         if (module, name) in _OTHER_GLOBALS:
@@ -166,26 +171,6 @@ def load_flame_pickle(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------------------
 
 
-def _find_flame_file(path: str | os.PathLike[str] | None) -> Path:
-    """The FLAME pickle: ``path``, else ``$VN3D_FLAME_MODEL``, else the asset root's."""
-    default = asset_root() / FLAME_DEFAULT_RELPATH
-    if path is not None:
-        candidate, source = Path(path).expanduser(), "the path argument"
-    elif os.environ.get(FLAME_ENV_VAR):
-        candidate, source = Path(os.environ[FLAME_ENV_VAR]).expanduser(), f"${FLAME_ENV_VAR}"
-    else:
-        candidate, source = default, "the default location under the asset root"
-    if candidate.is_file():
-        return candidate
-    raise AssetMissingError(
-        f"FLAME model file not found.\n"
-        f"  searched: {candidate.absolute()} (from {source})\n"
-        f"  FLAME may not be redistributed: register at {FLAME_URL}, download FLAME 2020 "
-        f"(`generic_model.pkl`) or FLAME 2023 (`flame2023.pkl`), then either put it at "
-        f"{default.absolute()} (named generic_model.pkl) or set ${FLAME_ENV_VAR} to its path"
-    )
-
-
 def _check_flame_arrays(data: dict[str, np.ndarray], file: Path) -> None:
     """Raise ``ValueError`` when a FLAME entry is missing or mis-shaped."""
     n_verts = data["v_template"].shape[0] if "v_template" in data else -1
@@ -223,14 +208,15 @@ class FlameModel(FaceModel):
         self,
         path: str | os.PathLike[str] | None = None,
         n_shape: int = _FILE_N_SHAPE,
-        n_expression: int = 100,
+        n_expression: int | None = 100,
     ) -> None:
         super().__init__()
-        file = _find_flame_file(path)
+        file = FLAME_MODEL.find(path)
         data = load_flame_pickle(file)
         _check_flame_arrays(data, file)
         shapedirs = data["shapedirs"]  # (V, 3, 300 + n_expression_in_file)
         n_expr_file = shapedirs.shape[2] - _FILE_N_SHAPE
+        n_expression = n_expr_file if n_expression is None else n_expression
         if not (0 <= n_shape <= _FILE_N_SHAPE and 0 <= n_expression <= n_expr_file):
             raise ValueError(
                 f"{file}: n_shape must be in [0, {_FILE_N_SHAPE}] and n_expression in "
@@ -285,24 +271,23 @@ class FlameModel(FaceModel):
         self, shape: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor
     ) -> torch.Tensor:
         self.check_params(shape, expression, pose)
+        return self.forward_prepared(self.prepare_identity(shape), expression, pose)
+
+    def prepare_identity(self, shape: torch.Tensor) -> torch.Tensor:  # (B, V, 3)
+        """The identity's neutral vertices: template + identity blendshapes."""
         dtype = self.v_template.dtype
-        pad = torch.nn.functional.pad
-        betas = torch.cat(
-            [
-                pad(shape.to(dtype), (0, self.n_shape - shape.shape[1])),
-                pad(expression.to(dtype), (0, self.n_expression - expression.shape[1])),
-            ],
-            dim=1,
-        )  # (B, n_shape + n_expression)
-        dirs = torch.cat([self.shapedirs, self.exprdirs], dim=0)  # (K, V, 3)
+        shape = torch.nn.functional.pad(shape.to(dtype), (0, self.n_shape - shape.shape[1]))
+        return self.v_template[None] + blend_shapes(shape, self.shapedirs)
+
+    def forward_prepared(  # (B, V, 3)
+        self, prepared: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor
+    ) -> torch.Tensor:
+        """Expression blendshapes, pose correctives and skinning on identity vertices."""
+        dtype = self.v_template.dtype
+        expression = torch.nn.functional.pad(
+            expression.to(dtype), (0, self.n_expression - expression.shape[1]))
         vertices, _ = lbs(
-            betas,
-            pose.to(dtype),
-            self.v_template,
-            dirs,
-            self.posedirs,
-            self.J_regressor,
-            self.parents,
-            self.lbs_weights,
+            expression, pose.to(dtype), prepared.to(dtype), self.exprdirs, self.posedirs,
+            self.J_regressor, self.parents, self.lbs_weights,
         )
         return vertices

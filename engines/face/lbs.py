@@ -34,6 +34,20 @@ def batch_rodrigues(rot_vecs: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return ident + sin * k + (1 - cos) * torch.bmm(k, k)
 
 
+def matrix_to_axis_angle(rot: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices to axis-angle, for angles below 180°.
+
+    rot: (N, 3, 3)  ->  (N, 3) radians
+    """
+    trace = rot[:, 0, 0] + rot[:, 1, 1] + rot[:, 2, 2]
+    angle = torch.acos(((trace - 1) / 2).clamp(-1.0, 1.0))  # (N,)
+    vee = torch.stack([rot[:, 2, 1] - rot[:, 1, 2], rot[:, 0, 2] - rot[:, 2, 0],
+                       rot[:, 1, 0] - rot[:, 0, 1]], 1)  # (N, 3) = 2 sin(angle) axis
+    sin = torch.sin(angle)
+    factor = torch.where(sin > 1e-6, angle / (2 * sin.clamp(min=1e-6)), 0.5 + angle**2 / 12)
+    return vee * factor[:, None]
+
+
 def transform_mat(rot: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Stack rotations and translations into homogeneous transforms.
 
@@ -116,12 +130,14 @@ def lbs(
     """Shape blendshapes, pose correctives and linear blend skinning (SMPL/FLAME).
 
     betas: (B, K) shape+expression coefficients; pose: (B, J*3) axis-angle per joint;
-    v_template: (V, 3); shapedirs: (K, V, 3); posedirs: (P, V*3) with P = (J-1)*9;
-    j_regressor: (J, V); parents: (J,); lbs_weights: (V, J).
+    v_template: (V, 3), or (B, V, 3) per item (e.g. identities already applied);
+    shapedirs: (K, V, 3); posedirs: (P, V*3) with P = (J-1)*9; j_regressor: (J, V);
+    parents: (J,); lbs_weights: (V, J).
     Returns vertices (B, V, 3) and posed joints (B, J, 3).
     """
     b = betas.shape[0]
-    v_shaped = v_template[None] + blend_shapes(betas, shapedirs)  # (B, V, 3)
+    template = v_template if v_template.ndim == 3 else v_template[None]  # (B or 1, V, 3)
+    v_shaped = template + blend_shapes(betas, shapedirs)  # (B, V, 3)
     joints = vertices2joints(j_regressor, v_shaped)  # (B, J, 3)
     rot_mats = batch_rodrigues(pose.reshape(-1, 3)).reshape(b, -1, 3, 3)  # (B, J, 3, 3)
     pose_offsets = torch.matmul(pose_feature(rot_mats), posedirs).reshape(b, -1, 3)

@@ -41,11 +41,13 @@ class FaceModel(torch.nn.Module):
     """Base class: subclasses register buffers and implement :meth:`forward`.
 
     Class attributes a subclass sets: ``name``, ``units_in_metres`` (how many metres one
-    model unit is), and in ``__init__`` the sizes and ``expression_names``.
+    model unit is), ``view_centre`` when its head is not centred on the origin, and in
+    ``__init__`` the sizes and ``expression_names``.
     """
 
     name: str = "face-model"
     units_in_metres: float = 1.0
+    view_centre: tuple[float, float, float] = (0.0, 0.0, 0.0)  # where cameras aim (model units)
     n_shape: int
     n_expression: int
     n_pose: int

@@ -1,5 +1,6 @@
 """Every network the project owns (landmark encoder, ERM, emotion detector), by name, and
-``vn3d engines export``: all of them as ONNX files in one folder."""
+``vn3d engines export``: all of them as ONNX files in one folder; with ``flame``, also
+DECA's encoder and MICA from the user's registered files."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from engines.encoder.network import N_INPUTS, load_encoder
 from engines.inference.onnx_export import export_onnx
 
 NETWORKS = ("landmark_encoder", "erm", "emotion_detector")
+FLAME_NETWORKS = ("deca_encoder", "mica")
 
-Network = tuple[torch.nn.Module, int, str, str]  # module, n_inputs, input name, output name
+# module, n_inputs (an int, or the item's shape), input name, output name
+Network = tuple[torch.nn.Module, int | tuple[int, ...], str, str]
 
 
 def project_networks(expression_names: tuple[str, ...]) -> dict[str, Network]:
@@ -26,7 +29,20 @@ def project_networks(expression_names: tuple[str, ...]) -> dict[str, Network]:
     }
 
 
-def export_all(out: Path, expression_names: tuple[str, ...]) -> dict[str, Path]:
-    """Write ``<name>.onnx`` for every network into ``out``."""
+def flame_networks() -> dict[str, Network]:
+    """DECA's coarse encoder and MICA, loaded from the files ``vn3d doctor`` lists."""
+    from engines.flame_encoders.deca import CROP_SIZE, load_deca
+    from engines.flame_encoders.mica import ARCFACE_SIZE, load_mica
+
+    return {
+        "deca_encoder": (load_deca(), (3, CROP_SIZE, CROP_SIZE), "image", "code"),
+        "mica": (load_mica(), (3, ARCFACE_SIZE, ARCFACE_SIZE), "aligned_face", "shape"),
+    }
+
+
+def export_all(out: Path, expression_names: tuple[str, ...], flame: bool = False
+               ) -> dict[str, Path]:
+    """Write ``<name>.onnx`` for every network into ``out`` (``flame``: DECA and MICA too)."""
+    networks = project_networks(expression_names) | (flame_networks() if flame else {})
     return {name: export_onnx(m, n, Path(out) / f"{name}.onnx", i, o)
-            for name, (m, n, i, o) in project_networks(expression_names).items()}
+            for name, (m, n, i, o) in networks.items()}

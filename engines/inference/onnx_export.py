@@ -1,6 +1,7 @@
-"""ONNX export of a network: one float32 input and one output, both with a dynamic batch
-axis named ``batch``, so ONNX Runtime, and TensorRT through ``trt_build/``, run it at any
-batch size. :func:`onnx_parity` is the check the tests run (ONNX Runtime vs PyTorch)."""
+"""ONNX export of a network: one float32 input (B, n) or (B, C, H, W) and one output, both
+with a dynamic batch axis named ``batch``, so ONNX Runtime, and TensorRT through
+``trt_build/``, run it at any batch size. :func:`onnx_parity` is the check the tests run
+(ONNX Runtime vs PyTorch)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import torch
 from engines.inference.backend import OnnxRunner
 
 
-def export_onnx(module: torch.nn.Module, n_inputs: int, path: Path, input_name: str,
-                output_name: str) -> Path:
-    """Export ``module`` (B, n_inputs) -> (B, ...) with a dynamic batch axis."""
+def export_onnx(module: torch.nn.Module, n_inputs: int | tuple[int, ...], path: Path,
+                input_name: str, output_name: str) -> Path:
+    """Export ``module`` (B, n_inputs) -> (B, ...) with a dynamic batch axis; ``n_inputs``
+    is a tuple for inputs with more axes (an image: (3, 224, 224))."""
+    item = n_inputs if isinstance(n_inputs, tuple) else (n_inputs,)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = module.training
@@ -23,7 +26,7 @@ def export_onnx(module: torch.nn.Module, n_inputs: int, path: Path, input_name: 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated, not broken
         torch.onnx.export(
-            module, (torch.zeros(2, n_inputs),), str(path),
+            module, (torch.zeros(2, *item),), str(path),
             input_names=[input_name], output_names=[output_name],
             dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
             dynamo=False,
@@ -33,7 +36,7 @@ def export_onnx(module: torch.nn.Module, n_inputs: int, path: Path, input_name: 
 
 
 def onnx_parity(module: torch.nn.Module, path: Path, x: np.ndarray) -> float:
-    """Max |ONNX Runtime - PyTorch| on the CPU for inputs ``x`` (B, n_inputs)."""
+    """Max |ONNX Runtime - PyTorch| on the CPU for inputs ``x`` (B, ...)."""
     with torch.no_grad():
         ref = module(torch.as_tensor(x, dtype=torch.float32)).numpy()
     return float(np.abs(OnnxRunner(path)(np.asarray(x, np.float32)) - ref).max())

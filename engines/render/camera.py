@@ -37,14 +37,18 @@ class PerspectiveCamera:
     far: float = 1000.0
 
     @classmethod
-    def portrait(cls, units_in_metres: float = 0.01, fov_y_deg: float = 20.0) -> PerspectiveCamera:
-        """A head-and-shoulders framing of a head centred near the origin."""
+    def portrait(
+        cls, units_in_metres: float = 0.01, fov_y_deg: float = 20.0,
+        centre: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    ) -> PerspectiveCamera:
+        """A head-and-shoulders framing of a head centred near ``centre`` (model units)."""
         cm = 0.01 / units_in_metres  # model units per centimetre
         dist = 21.0 / math.tan(math.radians(fov_y_deg) / 2.0) * cm
+        x, y, z = centre
         return cls(
             fov_y_deg=fov_y_deg,
-            eye=(0.0, -1.5 * cm, dist),
-            target=(0.0, -1.5 * cm, 0.0),
+            eye=(x, y - 1.5 * cm, z + dist),
+            target=(x, y - 1.5 * cm, z),
             near=dist * 0.2,
             far=dist * 5.0,
         )

@@ -74,7 +74,8 @@ class Retargeter:
         emotion_models: EmotionModels | None = None,
     ) -> None:
         self.model = model
-        self.camera = camera or PerspectiveCamera.portrait(model.units_in_metres)
+        self.camera = camera or PerspectiveCamera.portrait(model.units_in_metres,
+                                                           centre=model.view_centre)
         self.tracker_config = tracker_config
         self.emotion_models = emotion_models
         self.history: deque[dict[str, float]] = deque(maxlen=600)

@@ -56,6 +56,12 @@ def mediapipe_to_arkit(name: str) -> tuple[str, ...]:
     return (name,)
 
 
+def arkit_names() -> tuple[str, ...]:
+    """Every ICT/ARKit name MediaPipe's categories feed, in MediaPipe's order: the
+    expression names of a tracker that only reads landmarks for a model without them."""
+    return tuple(t for name in BLENDSHAPE_NAMES for t in mediapipe_to_arkit(name))
+
+
 def mapping_matrix(source_names: list[str], target_names: tuple[str, ...]) -> np.ndarray:
     """A (len(target), len(source)) 0/1 matrix with ``target = M @ source``.
 

@@ -9,11 +9,12 @@ from engines.face.model import FaceModel
 
 
 def load_model(name: str) -> FaceModel:
-    """The face model by name: ``ict`` (open default) or ``flame`` (needs the FLAME file)."""
+    """The face model by name: ``ict`` (open default) or ``flame`` (FLAME's head driven by
+    ICT's parameters; needs the FLAME file and DECA's landmark embedding)."""
     if name == "flame":
-        from engines.face.flame import FlameModel
+        from engines.face.flame_arkit import load_flame_arkit
 
-        return FlameModel()
+        return load_flame_arkit()
     from engines.face.ict import ICTFaceModel
 
     return ICTFaceModel()

@@ -14,6 +14,9 @@ from engines.encoder.config import EncoderConfig
 from engines.face.model import FaceModel
 from vn3d.commands.common import load_model, output_path
 
+FLAME_HELP = ("also DECA's encoder (deca_encoder) and MICA (mica) from your deca_model.tar and "
+              "mica.tar (vn3d doctor says where they are looked for)")
+
 
 def load_records(spec: str, model: FaceModel) -> Records:
     """``default`` (FACS records), a records ``.npz``, a photo folder or a CSV of photos."""
@@ -77,7 +80,8 @@ def cmd_encoder_train(args: argparse.Namespace) -> int:
 def cmd_engines_export(args: argparse.Namespace) -> int:
     from engines.inference.networks import export_all
 
-    for name, path in export_all(Path(args.out), load_model("ict").expression_names).items():
+    names = load_model("ict").expression_names
+    for name, path in export_all(Path(args.out), names, flame=args.flame).items():
         print(f"{name}: {path}")
     return 0
 
@@ -94,7 +98,7 @@ def cmd_engines_build(args: argparse.Namespace) -> int:
         print(f"vn3d engines build: {exc}", file=sys.stderr)
         return 2
     cache = EngineCache(args.cache)
-    onnx = export_all(Path(args.out), load_model("ict").expression_names)
+    onnx = export_all(Path(args.out), load_model("ict").expression_names, flame=args.flame)
     for name, path in onnx.items():
         for precision in args.precision:
             engine = build_engine(path, precision, cache, max_batch=args.max_batch,
@@ -130,6 +134,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     eng_sub = eng.add_subparsers(dest="engines_command", required=True)
     p = eng_sub.add_parser("export", help="write every network as ONNX (dynamic batch)")
     p.add_argument("--out", default="out/onnx")
+    p.add_argument("--flame", action="store_true", help=FLAME_HELP)
     p.set_defaults(func=cmd_engines_export)
     p = eng_sub.add_parser("build", help="TensorRT engines from the ONNX files (GPU, cached)")
     p.add_argument("--out", default="out/onnx", help="where the ONNX files are written")
@@ -137,6 +142,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--cache", default=None, help="engine cache (default $VN3D_CACHE/engines)")
     p.add_argument("--force", action="store_true", help="rebuild even when cached")
+    p.add_argument("--flame", action="store_true", help=FLAME_HELP)
     p.set_defaults(func=cmd_engines_build)
 
     erm = sub.add_parser("erm", help="the emotion regressive model").add_subparsers(

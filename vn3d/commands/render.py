@@ -137,7 +137,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="treat the first N frames with a face as the neutral face",
     )
-    p.add_argument("--model", choices=["ict"], default="ict")
+    p.add_argument("--model", choices=["ict", "flame"], default="ict",
+                   help="flame: targets 'default' or a .npz from `vn3d flame reconstruct`")
     p.add_argument("--reader", choices=READERS, default=DEFAULT_READER, help=READER_HELP)
     add_landmarker_flag(p)
     p.set_defaults(func=cmd_retarget_clip)

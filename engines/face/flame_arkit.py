@@ -1,0 +1,106 @@
+"""FLAME's head driven by ICT's parameters: ``--model flame`` everywhere ICT works.
+
+The tracker, the ERM and the sliders speak ICT's language (53 ARKit weights, head and gaze
+rotations). :class:`FlameArkitModel` keeps that interface and turns it into FLAME's: ψ
+through the fitted :class:`~engines.face.arkit_to_flame.ArkitMap` (expression
+coefficients, and the jaw rotation of the jaw shapes), the head rotation on FLAME's
+global joint, the gaze and the eyeLook shapes on its eye joints (as ICT turns its eyes).
+The map is fitted once per FLAME file and cached.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from engines.face.arkit_to_flame import ArkitMap, fit_arkit_map
+from engines.face.flame import FlameModel
+from engines.face.flame_landmarks import load_landmark_embedding
+from engines.face.ict import ICTFaceModel, eye_rotations
+from engines.face.lbs import matrix_to_axis_angle
+from engines.face.model import FaceModel
+from engines.files.assets import asset_path, sha256_file
+from engines.files.disk_cache import cache_root, load_arrays, save_arrays
+from engines.files.registered import FLAME_LANDMARKS, FLAME_MODEL
+
+MAP_VERSION = "arkit-to-flame-v1"
+
+
+class FlameArkitModel(FaceModel):
+    """FLAME's mesh; ICT's 53 expression names and pose layout (head 3, gaze 3)."""
+
+    name = "flame"
+    units_in_metres = 1.0
+
+    def __init__(self, flame: FlameModel, arkit: ArkitMap) -> None:
+        super().__init__()
+        if arkit.matrix.shape[0] > flame.n_expression:
+            raise ValueError(f"the ARKit map has {arkit.matrix.shape[0]} FLAME expression rows; "
+                             f"the model has {flame.n_expression}")
+        self.flame = flame
+        self.arkit = arkit
+        self.n_shape = flame.n_shape
+        self.expression_names = arkit.names
+        self.n_expression = len(arkit.names)
+        self.pose_names = ("head_rx", "head_ry", "head_rz", "gaze_rx", "gaze_ry", "gaze_rz")
+        self.n_pose = 6
+        self.topology = flame.topology
+        lo, hi = flame.v_template.min(0).values, flame.v_template.max(0).values
+        self.view_centre = tuple(float(c) for c in (lo + hi) / 2)  # the file's own framing
+        self._idx = {n: i for i, n in enumerate(arkit.names)}
+        self.register_buffer("arkit_matrix", torch.as_tensor(arkit.matrix))  # (E, 53)
+        self.register_buffer("arkit_jaw", torch.as_tensor(arkit.jaw))  # (53, 3)
+
+    @property
+    def n_vertices(self) -> int:
+        return self.flame.n_vertices
+
+    def flame_parameters(  # (B, E), (B, 15)
+        self, expression: torch.Tensor, pose: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """FLAME's expression coefficients and 15 joint rotations for ARKit ψ (B, <= 53)
+        and (head, gaze) θ (B, 6)."""
+        psi = torch.nn.functional.pad(expression, [0, self.n_expression - expression.shape[1]])
+        exp = psi @ self.arkit_matrix.T  # (B, E)
+        jaw = psi @ self.arkit_jaw  # (B, 3)
+        left, right = eye_rotations(psi, pose[:, 3:6], self._idx)  # (B, 3, 3) each
+        neck = torch.zeros_like(jaw)
+        full = torch.cat([pose[:, :3], neck, jaw, matrix_to_axis_angle(left),
+                          matrix_to_axis_angle(right)], 1)  # (B, 15)
+        return exp, full
+
+    def forward(  # (B, V, 3)
+        self, shape: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor
+    ) -> torch.Tensor:
+        self.check_params(shape, expression, pose)
+        return self.forward_prepared(self.prepare_identity(shape), expression, pose)
+
+    def prepare_identity(self, shape: torch.Tensor) -> torch.Tensor:  # (B, V, 3)
+        return self.flame.prepare_identity(shape)
+
+    def forward_prepared(  # (B, V, 3)
+        self, prepared: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor
+    ) -> torch.Tensor:
+        exp, full = self.flame_parameters(expression.to(torch.float32), pose.to(torch.float32))
+        return self.flame.forward_prepared(prepared, exp, full)
+
+
+def load_flame_arkit(flame_path: str | os.PathLike[str] | None = None,
+                     landmarks_path: str | os.PathLike[str] | None = None) -> FlameArkitModel:
+    """FLAME (with every expression component its file has) driven by ARKit ψ; the map is
+    read from the cache, or fitted (needs ICT and DECA's landmark embedding) and cached."""
+    flame_file = FLAME_MODEL.find(flame_path)
+    landmarks_file = FLAME_LANDMARKS.find(landmarks_path)
+    flame = FlameModel(flame_file, n_expression=None)  # every component the file has
+    ict_file = asset_path("ict_facekit")
+    key = "-".join(sha256_file(f)[:16] for f in (flame_file, landmarks_file, ict_file))
+    cached = cache_root() / MAP_VERSION / f"{key}.npz"
+    arrays = load_arrays(cached)
+    if arrays is not None:
+        arkit = ArkitMap.from_arrays(arrays)
+    else:
+        embedding = load_landmark_embedding(landmarks_file)
+        arkit = fit_arkit_map(ICTFaceModel(ict_file), flame, embedding)
+        save_arrays(cached, **arkit.to_arrays())
+    return FlameArkitModel(flame, arkit)

@@ -1,0 +1,156 @@
+"""``--model flame``: FLAME's head driven by ICT's parameters through the fitted ARKit ->
+FLAME map. The FLAME files here are made from ICT's own face (turned and moved, in
+metres, its 53 ARKit shapes as FLAME expression components), so the right map is known:
+it must give ICT's shapes back; a second file skins the lower face to a jaw joint and
+drops jawOpen, so only turning the jaw can match it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from flame_files import (
+    ICT_TO_TEST_FLAME_DEG,
+    flame_from_ict,
+    with_skinned_jaw,
+    write_embedding,
+    write_flame_pickle,
+)
+
+import engines.face.flame_arkit as flame_arkit
+from engines.face.arkit_to_flame import fit_arkit_map
+from engines.face.flame import FlameModel
+from engines.face.flame_arkit import FlameArkitModel, load_flame_arkit
+from engines.face.flame_landmarks import load_landmark_embedding
+from engines.files.assets import asset_root
+from vn3d.cli import main
+
+GRID = asset_root() / "video" / "grid_corpus"
+
+
+@pytest.fixture(scope="module")
+def ict_flame(ict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("flame_from_ict")
+    arrays, emb, keep = flame_from_ict(ict)
+    jaw = with_skinned_jaw(arrays, 300 + ict.expression_names.index("jawOpen"))
+    return {
+        "flame": write_flame_pickle(root / "generic_model.pkl", arrays),
+        "jaw_flame": write_flame_pickle(root / "jaw" / "generic_model.pkl", jaw),
+        "landmarks": write_embedding(root / "landmark_embedding.npy", emb),
+        "keep": keep, "arrays": arrays,
+    }
+
+
+@pytest.fixture(scope="module")
+def model(ict_flame: dict, tmp_path_factory: pytest.TempPathFactory) -> FlameArkitModel:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VN3D_CACHE", str(tmp_path_factory.mktemp("cache")))
+        return load_flame_arkit(ict_flame["flame"], ict_flame["landmarks"])
+
+
+def test_the_map_gives_icts_shapes_back(ict, model: FlameArkitModel) -> None:
+    arkit = model.arkit
+    assert arkit.names == ict.expression_names and arkit.n_points == len(model.flame.v_template)
+    moving = np.abs(ict.expression_dirs.numpy()).reshape(53, -1).max(1) > 0.05  # cm
+    assert moving.sum() >= 40
+    assert arkit.residual[moving].max() < 0.03
+    diagonal = np.diag(arkit.matrix[:53])
+    assert np.abs(diagonal[moving] - 1).max() < 0.1
+    off = arkit.matrix[:53] - np.diag(diagonal)
+    assert np.abs(off).max() < 0.1 and np.abs(arkit.matrix[53:]).max() < 0.1  # the extras
+    assert not arkit.jaw.any()  # nothing is skinned to the jaw: no jaw turn helps
+
+
+def test_flame_moves_like_ict(ict, model: FlameArkitModel, ict_flame: dict) -> None:
+    """Random ARKit weights: FLAME's vertices within 0.3 mm of ICT's (turned, in metres)."""
+    rng = np.random.default_rng(1)
+    psi = torch.as_tensor(rng.uniform(0, 1, (4, 53)), dtype=torch.float32)
+    psi[:, [ict.expression_names.index(n) for n in ict.expression_names
+            if n.startswith("eyeLook")]] = 0  # ICT turns its eyeballs for these: not skin
+    pose = torch.zeros(4, 6)
+    with torch.no_grad():
+        ours = model(torch.zeros(4, 300), psi, pose).numpy()  # (4, V, 3) m
+        theirs = ict(torch.zeros(4, 100), psi, pose)[:, ict_flame["keep"]].numpy()
+    a = np.radians(ICT_TO_TEST_FLAME_DEG)
+    rot = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    theirs = theirs * 0.01 @ rot.T + [0.01, -0.02, 0.03]
+    moved = np.linalg.norm(theirs - ict_flame["arrays"]["v_template"], axis=2).max()
+    assert moved > 0.005  # the weights move the face by more than 5 mm somewhere
+    assert np.linalg.norm(ours - theirs, axis=2).max() < 3e-4
+
+
+def test_head_and_gaze_go_to_flames_joints(model: FlameArkitModel) -> None:
+    pose = torch.tensor([[0.1, -0.2, 0.05, 0.0, 0.15, 0.0]])
+    psi = torch.zeros(1, 53)
+    psi[0, model.expression_names.index("eyeLookUp_L")] = 1.0
+    _, full = model.flame_parameters(psi, pose)  # (1, 15)
+    torch.testing.assert_close(full[0, :3], pose[0, :3])
+    assert not full[0, 3:9].any()  # neck and jaw still
+    assert full[0, 9:12].norm() > 0.15 and full[0, 12:15].norm() > 0.1  # both eyes turn
+    assert (full[0, 9:12] - full[0, 12:15]).abs().max() > 0.05  # the left eye looks up too
+
+
+def test_jaw_open_turns_flames_jaw(ict, ict_flame: dict) -> None:
+    flame = FlameModel(ict_flame["jaw_flame"], n_expression=None)
+    arkit = fit_arkit_map(ict, flame, load_landmark_embedding(ict_flame["landmarks"]))
+    k = ict.expression_names.index("jawOpen")
+    assert arkit.jaw[k, 0] > 0.03 and not arkit.jaw[k, 1:].any()
+    assert arkit.residual[k] < 0.5  # the expression basis alone cannot do it (ratio ~1)
+    model = FlameArkitModel(flame, arkit)
+    psi = torch.zeros(1, 53)
+    psi[0, k] = 1.0
+    with torch.no_grad():
+        rest = model(torch.zeros(1, 300), torch.zeros(1, 53), torch.zeros(1, 6))[0]
+        open_ = model(torch.zeros(1, 300), psi, torch.zeros(1, 6))[0]
+    assert (rest[:, 1] - open_[:, 1]).max() > 0.005  # the chin drops by > 5 mm
+
+
+def test_the_map_is_fitted_once_and_cached(ict_flame: dict, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VN3D_CACHE", str(tmp_path))
+    first = load_flame_arkit(ict_flame["flame"], ict_flame["landmarks"])
+    assert len(list(tmp_path.rglob("*.npz"))) == 1
+
+    def no_fit(*args: object) -> None:
+        raise AssertionError("the cached map should have been used")
+
+    monkeypatch.setattr(flame_arkit, "fit_arkit_map", no_fit)
+    again = load_flame_arkit(ict_flame["flame"], ict_flame["landmarks"])
+    np.testing.assert_array_equal(first.arkit.matrix, again.arkit.matrix)
+
+
+def test_render_and_retarget_a_clip_with_model_flame(
+        ict_flame: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("VN3D_FLAME_MODEL", str(ict_flame["flame"]))
+    monkeypatch.setenv("VN3D_FLAME_LANDMARKS", str(ict_flame["landmarks"]))
+    monkeypatch.setenv("VN3D_CACHE", str(tmp_path / "cache"))
+    import cv2
+
+    images = {}
+    for name, expression in (("rest", ""), ("open", "jawOpen=1")):
+        out = tmp_path / f"{name}.png"
+        assert main(["render", "--model", "flame", "--size", "160", "--samples", "0",
+                     "--expression", expression, "--out", str(out)]) == 0
+        images[name] = cv2.imread(str(out)).astype(int)
+    changed = np.abs(images["open"] - images["rest"]).sum(2) > 30
+    ys = np.nonzero(changed)[0]
+    assert changed.sum() > 100 and ys.mean() > 80  # the lower half of the head moved
+
+    target = tmp_path / "someone.npz"
+    np.savez(target, shape=np.random.default_rng(0).normal(size=300).astype(np.float32))
+    clip = tmp_path / "clip.mp4"
+    assert main(["retarget-clip", str(GRID / "bbaf2n.mpg"), "--model", "flame", "--target",
+                 str(target), "--size", "128", "--out", str(clip)]) == 0
+    with av.open(str(clip)) as c:
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    assert len(frames) == 75
+    lower = frames[:, 70:110, 44:84].astype(float).mean(axis=(1, 2, 3))  # (T,) mouth area
+    assert lower.std() > 0.5  # the FLAME head speaks
+
+    assert main(["retarget-clip", str(GRID / "bbaf2n.mpg"), "--model", "flame",
+                 "--target", "sample:london_001", "--out", str(clip)]) == 2
+    assert "built on the ICT head" in capsys.readouterr().err
