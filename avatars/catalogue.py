@@ -6,6 +6,7 @@ clips and the server share.
                       (``vn3d dataset sample``); otherwise the dataset's folder name (served
                       with ``vn3d serve --dataset DIR``) or, on the command line, its path
     <16 hex digits>   an avatar in the store (an upload: its owner's, unless made public)
+    file:NAME         a target ``.npz`` a server was given (``vn3d serve --target-file``)
     FILE              command line only: a target ``.npz`` (``shape`` [, ``texture``]), an
                       avatar folder or ``.zip``
 
@@ -46,6 +47,8 @@ class TargetCatalogue:
 
     def __init__(self, model: FaceModel, store: AvatarStore | None = None) -> None:
         self.model = model
+        # avatars and dataset subjects are ICT heads: another model offers neither
+        self.takes_avatars = model.name == "ict"
         self.store = store or AvatarStore()
         self.shared: dict[str, Target] = {"default": default_target(model)}
         self.names = {"default": "Default head"}
@@ -54,6 +57,9 @@ class TargetCatalogue:
     def add_dataset(self, dataset: Dataset, name: str | None = None) -> list[str]:
         """Every subject of ``dataset`` as ``NAME:SUBJECT`` (NAME: its folder's name)."""
         name = name or dataset.root.name
+        if not self.takes_avatars:
+            raise ValueError(f"dataset {name}: its subjects are ICT heads; a {self.model.name} "
+                             "head takes target files (--target-file)")
         ids = []
         for subject in dataset.subjects:
             tid = f"{name}:{subject}"
@@ -66,6 +72,10 @@ class TargetCatalogue:
         """The out-of-the-box gallery, when the set-up step built it. Without it (a hint in
         the log) or with a damaged one (a warning), the catalogue goes on without it."""
         folder = sample_dataset_dir()
+        if not self.takes_avatars:
+            log.info("no sample gallery on a %s head (its subjects are ICT heads)",
+                     self.model.name)
+            return []
         if not (folder / "manifest.json").is_file():
             log.info("no sample gallery at %s (build it: vn3d dataset sample)", folder)
             return []
@@ -75,8 +85,19 @@ class TargetCatalogue:
             log.warning("sample gallery left out: %s (rebuild: vn3d dataset sample)", exc)
             return []
 
+    def add_target_file(self, path: Path) -> str:
+        """A target ``.npz`` as ``file:NAME`` (NAME: the file's stem), for everyone."""
+        tid = f"file:{path.stem}"
+        if tid in self.shared:
+            raise ValueError(f"two target files are named {path.stem!r}: rename one")
+        self.shared[tid] = read_target_file(path, self.model)
+        self.names[tid] = path.stem
+        return tid
+
     def visible_avatar(self, avatar_id: object, user: str | None) -> bool:
         """Whether ``avatar_id`` names a store avatar that ``user`` may use."""
+        if not self.takes_avatars:
+            return False
         if not (isinstance(avatar_id, str) and ID_PATTERN.match(avatar_id)):
             return False
         try:
@@ -124,13 +145,17 @@ def load_target(spec: str, model: FaceModel, store: AvatarStore | None = None) -
 
 
 def read_target_file(path: Path, model: FaceModel) -> Target:
-    """A target ``.npz``: ``shape`` (n,) and optionally ``texture`` (H, k*H, 3) uint8."""
+    """A target ``.npz``: ``shape`` (n,), optionally ``texture`` (H, k*H, 3) uint8 and
+    ``model`` (the face model it is for: ``vn3d flame reconstruct`` writes ``flame``)."""
     try:
         with np.load(path, allow_pickle=False) as data:
             shape = np.asarray(data["shape"], np.float32).reshape(1, -1)
             texture = data["texture"] if "texture" in data.files else None
+            made_for = str(data["model"]) if "model" in data.files else None
     except (OSError, KeyError, ValueError) as exc:
         raise ValueError(f"target file {path} is not a valid target: {exc}") from exc
+    if made_for is not None and made_for != model.name:
+        raise ValueError(f"target file {path} is a {made_for} head; use --model {made_for}")
     if shape.shape[1] > model.n_shape or not np.isfinite(shape).all():
         raise ValueError(f"target file {path}: shape must be <= {model.n_shape} finite values")
     if texture is not None and (texture.dtype != np.uint8 or texture.ndim != 3):

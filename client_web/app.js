@@ -43,6 +43,8 @@
     conn: $("conn"),
     connText: $("conn-text"),
     avatarPhoto: $("avatar-photo"),
+    makeAvatar: $("make-avatar"),
+    hairGroup: $("hair-group"),
     avatarPublic: $("avatar-public"),
     avatarStatus: $("avatar-status"),
     avatarLinks: $("avatar-links"),
@@ -399,6 +401,10 @@
     buildTargets(Array.isArray(msg.targets) ? msg.targets : []);
     if (Array.isArray(msg.hairstyles)) buildHairStyles(msg.hairstyles);
     resetHair(); // a new session: the targets' own hair
+    // avatars, uploads and hair exist on the ICT head only (a --model flame server: none)
+    const avatars = msg.avatars !== false;
+    if (el.makeAvatar) el.makeAvatar.hidden = !avatars;
+    if (el.hairGroup) el.hairGroup.hidden = !avatars;
     buildModes(Array.isArray(msg.modes) && msg.modes.length ? msg.modes : DEFAULT_MODES);
     buildSliders();
     // A new socket is a new server session: re-apply what the user chose before.

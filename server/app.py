@@ -22,14 +22,13 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from avatars.catalogue import TargetCatalogue, UnknownTargetError
+from avatars.catalogue import UnknownTargetError
 from avatars.hair.styles import list_styles
 from avatars.restyle import NO_HAIR
 from avatars.store import AvatarStore
-from engines.dataset.loader import Dataset
 from engines.emotion.facs import EMOTIONS
 from engines.emotion.models import EmotionModels, default_emotion_models
-from engines.face.ict import ICTFaceModel
+from engines.face.by_name import load_face_model
 from engines.render.renderer import RenderConfig
 from engines.retarget.retargeter import MODES
 from server.access import token_ok, user_key
@@ -44,7 +43,7 @@ from server.protocol import ProtocolError, calibration, error, parse, send, slid
 from server.rooms import Rooms
 from server.routes import HttpRoutes
 from server.session import Session, SessionContext
-from server.targets import TargetPicker
+from server.targets import TargetPicker, shared_targets
 from server.uploads import MB, AvatarBuilds, Quotas, Uploads
 
 log = logging.getLogger("vn3d.server")
@@ -55,16 +54,9 @@ class App:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.model = ICTFaceModel()
+        self.model = load_face_model(config.model)
         self.store = AvatarStore(config.avatar_store)
-        self.catalogue = TargetCatalogue(self.model, self.store)
-        for path in config.datasets:  # dataset subjects: the gallery, shown to everyone
-            self.catalogue.add_dataset(Dataset(path))
-        if config.sample_gallery:
-            self.catalogue.add_sample_gallery()
-        if config.default_target not in self.catalogue.shared:
-            raise ValueError(f"unknown target {config.default_target!r}; known: "
-                             f"{', '.join(self.catalogue.shared)}")
+        self.catalogue = shared_targets(config, self.model, self.store)
         self.picker = TargetPicker(self.catalogue, config.token)
         self.routes = HttpRoutes(config.web_root, self.picker, self.store, config.token,
                                  config.downloads_per_minute)
@@ -165,7 +157,8 @@ class App:
                 {"id": "sliders", "available": emotion_ok, "reason": self.emotion_reason},
             ],
             "emotions": list(EMOTIONS),
-            "hairstyles": [*list_styles(), NO_HAIR],
+            "hairstyles": [*list_styles(), NO_HAIR] if self.catalogue.takes_avatars else [],
+            "avatars": self.catalogue.takes_avatars,  # uploads and hair: ICT heads only
             "target": session.target_id,
             "mode": session.mode,
             "maxSessions": self.config.max_sessions,

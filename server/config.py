@@ -12,6 +12,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from engines.face.by_name import FACE_MODEL_HELP, FACE_MODELS
 from engines.inference.backend import BACKENDS
 from engines.tracking.landmarkers import DEFAULT_LANDMARKER, LANDMARKER_HELP, LANDMARKERS
 from engines.tracking.tracker import DEFAULT_READER, READERS
@@ -61,6 +62,11 @@ class ServerConfig:
     sample_gallery: bool = flag(True, flag="--no-sample-gallery", action="store_false",
                                 help="leave out the sample gallery (built by "
                                 "`vn3d dataset sample`)")
+    model: str = flag("ict", choices=FACE_MODELS, help=FACE_MODEL_HELP)
+    target_files: list[str] = flag(factory=list, flag="--target-file", action="append",
+                                   metavar="NPZ", help="a target .npz (e.g. from `vn3d flame "
+                                   "reconstruct --target`) for the picker as file:NAME "
+                                   "(repeatable)")
     reader: str = flag(DEFAULT_READER, choices=READERS, help=READER_HELP)
     landmarker: str = flag(DEFAULT_LANDMARKER, choices=LANDMARKERS, help=LANDMARKER_HELP)
     backend: str = flag("auto", choices=["auto", *BACKENDS],

@@ -9,7 +9,7 @@ import asyncio
 from avatars.restyle import parse_colour, restyle_avatar, restyle_target
 from avatars.store import AvatarStore
 from engines.face.model import FaceModel
-from server.protocol import ProtocolError
+from server.protocol import ProtocolError, ict_only_message
 from server.session import Session
 from server.targets import TargetPicker
 from server.uploads import AvatarBuilds
@@ -35,7 +35,12 @@ class HairTryOn:
                  builds: AvatarBuilds) -> None:
         self.model, self.picker, self.store, self.builds = model, picker, store, builds
 
+    def check_head(self) -> None:
+        if not self.picker.catalogue.takes_avatars:
+            raise ProtocolError("ict_only", ict_only_message(self.model.name))
+
     async def apply(self, session: Session, msg: dict) -> dict:
+        self.check_head()
         style, colour = hair_choice(msg)
         loop = asyncio.get_running_loop()
         try:  # aligning a style takes ~0.1-0.3 s: off the loop
@@ -50,6 +55,7 @@ class HairTryOn:
 
     async def save(self, session: Session, msg: dict) -> dict:
         """The ``avatar`` reply for the restyled avatar, stored as the user's (private)."""
+        self.check_head()
         avatar_id = session.target_id
         if session.hair == (None, None):
             raise ProtocolError("bad_message", "no hair change to save (send 'hair' first)")

@@ -59,6 +59,8 @@ ERRORS = {
     "unavailable": "the mode needs the emotion models, which could not be loaded",
     "too_large": "an upload is larger than announced or than the server's limit",
     "bad_photo": "the uploaded portrait cannot be made into an avatar (no face, ...)",
+    "ict_only": "avatars, their hair and portrait uploads are ICT heads: a server running "
+                "another face model (--model flame) offers none",
     "quota": "this user's avatars, builds per hour, or the whole store are at their limit",
     "internal": "a bug on the server; the session goes on",
     "no_call": "a room needs the camera call first (its avatar is what the room sees)",
@@ -91,6 +93,11 @@ def parse(raw: str | bytes) -> dict:
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise ProtocolError("bad_message", "a message is a JSON object with a string 'type'")
     return msg
+
+
+def ict_only_message(model_name: str) -> str:
+    return (f"this server runs the {model_name} head (--model {model_name}): avatars, their "
+            "hair and portrait uploads are ICT heads; use target files (--target-file)")
 
 
 def slider_values(values: object) -> np.ndarray:

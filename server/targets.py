@@ -3,17 +3,42 @@ a thumbnail URL (and, for avatars, zip/GLB download links), and the thumbnails t
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import quote
 
 import cv2
 import numpy as np
 
 from avatars.catalogue import TargetCatalogue
+from avatars.store import AvatarStore
+from engines.dataset.loader import Dataset
+from engines.face.model import FaceModel
 from engines.render.renderer import RenderConfig
 from engines.retarget.retargeter import Retargeter
 from engines.retarget.target import Target
+from server.config import ServerConfig
 
 THUMBNAIL = RenderConfig(160, 160, samples=4)
+
+
+def shared_targets(config: ServerConfig, model: FaceModel, store: AvatarStore
+                   ) -> TargetCatalogue:
+    """The catalogue a server starts with: the default head, the datasets' subjects and the
+    sample gallery (ICT heads, so on ICT only), the target files; the start target checked."""
+    catalogue = TargetCatalogue(model, store)
+    if config.datasets and not catalogue.takes_avatars:  # refused before any is read
+        raise ValueError(f"--dataset: its subjects are ICT heads; a {model.name} head takes "
+                         "target files (--target-file)")
+    for path in config.datasets:  # dataset subjects: the gallery, shown to everyone
+        catalogue.add_dataset(Dataset(path))
+    if config.sample_gallery:
+        catalogue.add_sample_gallery()
+    for path in config.target_files:
+        catalogue.add_target_file(Path(path))
+    if config.default_target not in catalogue.shared:
+        raise ValueError(f"unknown target {config.default_target!r}; known: "
+                         f"{', '.join(catalogue.shared)}")
+    return catalogue
 
 
 def thumbnail_png(target: Target, retargeter: Retargeter) -> bytes:
@@ -58,8 +83,9 @@ class TargetPicker:
              "thumbnail": f"/targets/{quote(t, safe='')}.png"}
             for t in self.catalogue.shared
         ]
-        for entry in self.catalogue.store.entries(user):
-            out.append(self.avatar_entry(entry.id, entry.name, user))
+        if self.catalogue.takes_avatars:
+            for entry in self.catalogue.store.entries(user):
+                out.append(self.avatar_entry(entry.id, entry.name, user))
         return out
 
     def new_avatar_reply(self, avatar_id: str, name: str, user: str | None) -> dict:

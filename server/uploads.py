@@ -19,7 +19,7 @@ from avatars.builder import AvatarBuilder, AvatarError, PhotoLimits, decode_phot
 from avatars.store import AvatarStore
 from engines.face.model import FaceModel
 from engines.files.assets import sha256_bytes
-from server.protocol import ProtocolError
+from server.protocol import ProtocolError, ict_only_message
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MB = 1024 * 1024
@@ -151,6 +151,8 @@ class Uploads:
         self.pending: dict[str, Upload] = {}
 
     async def begin(self, session_id: str, user: str, msg: dict) -> None:
+        if self.builds.model.name != "ict":
+            raise ProtocolError("ict_only", ict_only_message(self.builds.model.name))
         upload = begin_upload(msg, self.max_bytes)
         loop = asyncio.get_running_loop()  # refused before any byte is sent when at a quota
         await loop.run_in_executor(None, self.builds.check_quota, user, upload.size)

@@ -731,3 +731,46 @@ def test_sigterm_stops_the_server_and_the_page_reconnects(page, server: Server):
     )
     assert "Connection lost" not in after["message"], after
     print(f"page live again {time.monotonic() - t0:.2f} s after the restart began")
+
+
+def test_a_flame_server_in_the_page(camera_file: Path, workdir: Path, ict):
+    """``vn3d serve --model flame --target-file ...``: the page goes live on the FLAME head
+    (a FLAME-format file made of ICT's face), lists the target file, and hides what FLAME
+    cannot offer (Make my avatar, hair)."""
+    from flame_files import flame_from_ict, write_embedding, write_flame_pickle
+
+    root = workdir / "flame"
+    arrays, emb, _ = flame_from_ict(ict)
+    env = {"VN3D_FLAME_MODEL": str(write_flame_pickle(root / "generic_model.pkl", arrays)),
+           "VN3D_FLAME_LANDMARKS": str(write_embedding(root / "landmark_embedding.npy", emb))}
+    target = root / "someone.npz"
+    np.savez(target, shape=np.random.default_rng(0).normal(size=300).astype(np.float32),
+             model="flame")
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the server subprocess inherits them
+    srv = Server(_free_port(), workdir / "flame_server.log",
+                 ("--max-sessions", "1", "--model", "flame", "--target-file", str(target),
+                  "--target", "file:someone"))
+    try:
+        srv.start()
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    driver = _chrome(camera_file, workdir / "flame_profile")
+    try:
+        driver.get(srv.url)
+        driver.find_element("id", "start").click()
+        _wait_for(driver, "the FLAME page goes live", lambda i: i["state"] == "live",
+                  LIVE_TIMEOUT_S)
+        _wait_for(driver, "stats from the FLAME session", lambda i: i["nstats"] >= 2, 20)
+        ids = [e.get_attribute("data-id")
+               for e in driver.find_elements("css selector", ".target")]
+        assert ids == ["default", "file:someone"], ids
+        for hidden in ("make-avatar", "hair-group"):
+            assert not driver.find_element("id", hidden).is_displayed(), hidden
+        px = _avatar_pixels(driver)
+        assert px.std() > 10, "the FLAME avatar video is blank"
+        _screenshot(driver, workdir, "browser_flame.png")
+    finally:
+        driver.quit()
+        srv.kill()

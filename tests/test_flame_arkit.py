@@ -154,3 +154,64 @@ def test_render_and_retarget_a_clip_with_model_flame(
     assert main(["retarget-clip", str(GRID / "bbaf2n.mpg"), "--model", "flame",
                  "--target", "sample:london_001", "--out", str(clip)]) == 2
     assert "built on the ICT head" in capsys.readouterr().err
+
+
+def test_serve_with_model_flame(ict_flame: dict, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live server on FLAME: the default head and target files in the picker, no
+    avatars, uploads or hair (ICT heads), the modes rendering through the map."""
+    import asyncio
+    import time
+    from fractions import Fraction
+
+    from server.app import App
+    from server.config import ServerConfig
+    from server.protocol import ProtocolError
+
+    monkeypatch.setenv("VN3D_FLAME_MODEL", str(ict_flame["flame"]))
+    monkeypatch.setenv("VN3D_FLAME_LANDMARKS", str(ict_flame["landmarks"]))
+    monkeypatch.setenv("VN3D_CACHE", str(tmp_path / "cache"))
+    someone = tmp_path / "someone.npz"
+    np.savez(someone, shape=np.random.default_rng(0).normal(size=300).astype(np.float32),
+             model="flame")
+    config = ServerConfig(size=64, model="flame", target_files=[str(someone)],
+                          avatar_store=str(tmp_path / "store"))
+    app = App(config)
+    app.prepare()
+    assert [e["id"] for e in app.picker.entries(None)] == ["default", "file:someone"]
+    assert app.picker.thumbnail("file:someone", None)[:4] == b"\x89PNG"
+    session = app.new_session()
+    welcome = app.welcome(session)
+    assert welcome["avatars"] is False and welcome["hairstyles"] == []
+
+    async def refused(msg: dict) -> str:
+        with pytest.raises(ProtocolError) as err:
+            await app.dispatch(session, msg)
+        return err.value.code
+
+    assert asyncio.run(refused({"type": "avatar_begin", "name": "me.jpg", "size": 10})) \
+        == "ict_only"
+    assert asyncio.run(refused({"type": "hair", "style": "none"})) == "ict_only"
+    assert asyncio.run(app.dispatch(session, {"type": "target", "id": "file:someone"}))["ok"]
+
+    frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), 90, np.uint8), "rgb24")
+    frame.pts, frame.time_base = 0, Fraction(1, 90000)
+
+    def render() -> np.ndarray:
+        session.prepare()
+        return session.render(frame, time.perf_counter(), session.track(frame))
+
+    neutral = render()
+    session.mode = "sliders"
+    session.sliders = np.array([0, 0, 0, 0, 1, 0], np.float32)  # surprised, by the ERM
+    surprised = render()
+    assert neutral.shape == (64, 64, 3)
+    assert np.abs(neutral.astype(int) - surprised.astype(int)).max() > 40
+    session.close_retargeter()
+
+    with pytest.raises(ValueError, match="ICT heads"):
+        App(ServerConfig(size=64, model="flame", datasets=[str(tmp_path)],
+                         avatar_store=str(tmp_path / "store")))
+    with pytest.raises(ValueError, match="is a flame head; use --model flame"):
+        App(ServerConfig(size=64, target_files=[str(someone)], sample_gallery=False,
+                         avatar_store=str(tmp_path / "store")))

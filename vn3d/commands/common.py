@@ -9,15 +9,10 @@ from engines.face.model import FaceModel
 
 
 def load_model(name: str) -> FaceModel:
-    """The face model by name: ``ict`` (open default) or ``flame`` (FLAME's head driven by
-    ICT's parameters; needs the FLAME file and DECA's landmark embedding)."""
-    if name == "flame":
-        from engines.face.flame_arkit import load_flame_arkit
+    """The face model by name (``engines.face.by_name``)."""
+    from engines.face.by_name import load_face_model
 
-        return load_flame_arkit()
-    from engines.face.ict import ICTFaceModel
-
-    return ICTFaceModel()
+    return load_face_model(name)
 
 
 def add_landmarker_flag(p: argparse.ArgumentParser) -> None:

@@ -57,7 +57,7 @@ def cmd_flame_reconstruct(args: argparse.Namespace) -> int:
     params.write_text(json.dumps(report, indent=1))
     print(f"wrote {params} (shape from {fit.shape_from}, DECA's expression, pose, camera)")
     if args.target:
-        np.savez(output_path(args.target), shape=fit.shape.astype(np.float32))
+        np.savez(output_path(args.target), shape=fit.shape.astype(np.float32), model="flame")
         print(f"wrote {args.target}: this identity as a target for --model flame (e.g. "
               f"vn3d retarget-clip CLIP --model flame --target {args.target})")
     if args.obj:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from engines.face.by_name import FACE_MODEL_HELP, FACE_MODELS
 from engines.retarget.demo import DemoConfig
 from engines.tracking.tracker import DEFAULT_READER, READERS, TrackerConfig
 from server.config import READER_HELP
@@ -106,7 +107,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--samples", type=int, default=4, help="MSAA samples (0 = off)")
     p.add_argument("--transparent", action="store_true", help="transparent background (PNG)")
-    p.add_argument("--model", choices=["ict", "flame"], default="ict")
+    p.add_argument("--model", choices=FACE_MODELS, default="ict", help=FACE_MODEL_HELP)
     p.add_argument("--out", default="head.png")
     p.set_defaults(func=cmd_render)
 
@@ -118,7 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--seconds-per-expression", type=float, default=DemoConfig.seconds_per_expression
     )
     p.add_argument("--samples", type=int, default=4, help="MSAA samples (0 = off)")
-    p.add_argument("--model", choices=["ict", "flame"], default="ict")
+    p.add_argument("--model", choices=FACE_MODELS, default="ict", help=FACE_MODEL_HELP)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("retarget-clip", help="put a video's expressions onto a target's head")
@@ -137,8 +138,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="treat the first N frames with a face as the neutral face",
     )
-    p.add_argument("--model", choices=["ict", "flame"], default="ict",
-                   help="flame: targets 'default' or a .npz from `vn3d flame reconstruct`")
+    p.add_argument("--model", choices=FACE_MODELS, default="ict",
+                   help=f"{FACE_MODEL_HELP}; flame takes the targets 'default' or a .npz from "
+                   "`vn3d flame reconstruct --target`")
     p.add_argument("--reader", choices=READERS, default=DEFAULT_READER, help=READER_HELP)
     add_landmarker_flag(p)
     p.set_defaults(func=cmd_retarget_clip)
