@@ -48,7 +48,7 @@
     avatarPublic: $("avatar-public"),
     avatarStatus: $("avatar-status"),
     avatarLinks: $("avatar-links"),
-    hairStyle: $("hair-style"),
+    hairStyles: $("hair-styles"),
     hairColour: $("hair-colour"),
     hairSave: $("hair-save"),
     roomCreate: $("room-create"),
@@ -573,18 +573,56 @@
   }
 
   // ---- hair try-on: style and colour on the live head; an avatar can keep them --------
+  // A picture of each style on the mean head (/hairstyles/NAME.png, made on first request);
+  // "as built" (the target's own hair) first, "none" last, both as words.
   function buildHairStyles(styles) {
-    el.hairStyle.textContent = "";
-    for (const [value, label] of [["", "as built"], ...styles.map((s) => [s, s.replace(/_/g, " ")])]) {
-      const opt = document.createElement("option");
-      opt.value = value;
-      opt.textContent = label;
-      el.hairStyle.appendChild(opt);
+    el.hairStyles.textContent = "";
+    for (const value of ["", ...styles]) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "hairstyle";
+      b.dataset.style = value;
+      b.setAttribute("role", "option");
+      const label = value ? value.replace(/_/g, " ") : "as built";
+      b.title = label;
+      if (value && value !== "none") {
+        const img = document.createElement("img");
+        const url = `/hairstyles/${encodeURIComponent(value)}.png`;
+        let tries = 0; // a picture not made yet answers 503: ask again a little later
+        img.onerror = () => {
+          if (++tries > 60) img.remove();
+          else setTimeout(() => { img.src = `${url}?try=${tries}`; }, 2000);
+        };
+        img.src = url;
+        img.alt = "";
+        img.loading = "lazy";
+        b.appendChild(img);
+      }
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = label;
+      b.appendChild(name);
+      b.addEventListener("click", () => {
+        if (!value) {
+          if (selectedTarget) chooseTarget(selectedTarget); // the target again: its own hair
+          return;
+        }
+        markHairStyle(value);
+        tryHair({ style: value });
+      });
+      el.hairStyles.appendChild(b);
+    }
+    markHairStyle("");
+  }
+
+  function markHairStyle(value) {
+    for (const b of el.hairStyles.querySelectorAll(".hairstyle")) {
+      b.setAttribute("aria-selected", b.dataset.style === value ? "true" : "false");
     }
   }
 
   function resetHair() {
-    el.hairStyle.value = "";
+    markHairStyle("");
     el.hairSave.disabled = true;
   }
 
@@ -595,9 +633,6 @@
     }
   }
 
-  el.hairStyle.addEventListener("change", () => {
-    if (el.hairStyle.value) tryHair({ style: el.hairStyle.value });
-  });
   el.hairColour.addEventListener("change", () => tryHair({ colour: el.hairColour.value }));
   el.hairSave.addEventListener("click", () => {
     if (send({ type: "hair_save" })) el.avatarStatus.textContent = "Saving the new hair…";

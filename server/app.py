@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 
 from avatars.catalogue import UnknownTargetError
 from avatars.hair.styles import list_styles
+from avatars.hair.thumbnails import StyleThumbnails
 from avatars.restyle import NO_HAIR
 from avatars.store import AvatarStore
 from engines.emotion.facs import EMOTIONS
@@ -58,8 +59,9 @@ class App:
         self.store = AvatarStore(config.avatar_store)
         self.catalogue = shared_targets(config, self.model, self.store)
         self.picker = TargetPicker(self.catalogue, config.token)
+        styles = StyleThumbnails(self.model) if self.catalogue.takes_avatars else None
         self.routes = HttpRoutes(config.web_root, self.picker, self.store, config.token,
-                                 config.downloads_per_minute)
+                                 config.downloads_per_minute, styles)
         quotas = Quotas(config.max_avatars_per_user, config.max_user_store_mb * MB,
                         config.builds_per_hour, config.max_store_mb * MB)
         self.builds = AvatarBuilds(self.model, self.store, config.max_upload_bytes, quotas)

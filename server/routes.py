@@ -29,6 +29,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from avatars.hair.thumbnails import StyleThumbnails
 from avatars.store import AvatarStore, StoreError
 from server.access import token_ok, valid_user
 from server.targets import TargetPicker
@@ -93,13 +94,16 @@ class HttpRoutes:
     and file reads take milliseconds to seconds, and the loop carries every live call."""
 
     def __init__(self, web_root: Path, picker: TargetPicker, store: AvatarStore,
-                 token: str | None = None, downloads_per_minute: int = 30) -> None:
+                 token: str | None = None, downloads_per_minute: int = 30,
+                 styles: StyleThumbnails | None = None) -> None:
         self.web_root = web_root.resolve()
+        self.styles = styles  # None: no hair on this server's head
         self.downloads = RateLimit(downloads_per_minute, 60.0)
         self.picker, self.store, self.token = picker, store, token
         self.pool = ThreadPoolExecutor(max_workers=HTTP_THREADS, thread_name_prefix="http")
         self.routes: list[tuple[re.Pattern, Handler]] = [
             (re.compile(r"/targets/(?P<id>[^/]+)\.png"), self.target_thumbnail),
+            (re.compile(r"/hairstyles/(?P<name>[a-z0-9_]+)\.png"), self.style_thumbnail),
             (re.compile(r"/avatars/(?P<id>[0-9a-f]{16})\.(?P<ext>png|zip|glb)"), self.avatar_file),
             (re.compile(r"/(?P<file>.*)"), self.page_file),
         ]
@@ -126,6 +130,17 @@ class HttpRoutes:
         png = self.picker.thumbnail(unquote(match["id"]), None)
         if png is None or not png:
             return not_found()
+        return http_response(HTTPStatus.OK, png, "image/png")
+
+    def style_thumbnail(self, match: re.Match, query: Query) -> Response:
+        png = self.styles.png(match["name"]) if self.styles is not None else None
+        if png is None:
+            return not_found()
+        if not png:  # queued: the page asks again (Retry-After), no thread waits for it
+            response = http_response(HTTPStatus.SERVICE_UNAVAILABLE, b"being made\n",
+                                     "text/plain")
+            response.headers["Retry-After"] = "2"
+            return response
         return http_response(HTTPStatus.OK, png, "image/png")
 
     def avatar_file(self, match: re.Match, query: Query) -> Response:

@@ -638,6 +638,17 @@ def test_make_my_avatar_in_the_page(page, server: Server, workdir: Path):
     _screenshot(driver, workdir, "browser_avatar.png")
 
 
+def _wait_for_picture(driver, button, timeout: float = 60) -> None:
+    """Until the style button's picture has loaded (made on the server's first request)."""
+    deadline = time.monotonic() + timeout
+    while not driver.execute_script(
+            "const i = arguments[0].querySelector('img');"
+            "return !!i && i.complete && i.naturalWidth > 0;", button):
+        if time.monotonic() > deadline:
+            pytest.fail(f"no hairstyle picture within {timeout:.0f} s")
+        time.sleep(0.25)
+
+
 def test_try_on_hair_live_and_save_it(page, server: Server, workdir: Path):
     """On the avatar made above: another style and colour change the live video's hair
     without reconnecting; "Save" makes a new avatar whose files carry the new hair."""
@@ -648,9 +659,14 @@ def test_try_on_hair_live_and_save_it(page, server: Server, workdir: Path):
     made = driver.execute_script("return window.vn3d.avatar;")
     assert made, "needs the avatar made by test_make_my_avatar_in_the_page"
     before = _avatar_pixels(driver)
+    pictures = driver.find_elements("css selector", ".hairstyle img")
+    assert len(pictures) >= 40  # every style but "as built" and "none" has its picture
+    style = driver.find_element("css selector", ".hairstyle[data-style='long_straight']")
+    driver.execute_script("arguments[0].scrollIntoView();", style)
+    _wait_for_picture(driver, style)
+    style.click()
+    assert style.get_attribute("aria-selected") == "true"
     driver.execute_script(
-        "const s = document.getElementById('hair-style'); s.value = 'long_straight';"
-        "s.dispatchEvent(new Event('change'));"
         "const c = document.getElementById('hair-colour'); c.value = '#d02020';"
         "c.dispatchEvent(new Event('change'));"
     )

@@ -183,6 +183,7 @@ def test_serve_with_model_flame(ict_flame: dict, tmp_path: Path,
     session = app.new_session()
     welcome = app.welcome(session)
     assert welcome["avatars"] is False and welcome["hairstyles"] == []
+    assert app.routes.respond("/hairstyles/bob.png").status_code == 404  # no hair on FLAME
 
     async def refused(msg: dict) -> str:
         with pytest.raises(ProtocolError) as err:

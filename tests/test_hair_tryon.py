@@ -93,3 +93,44 @@ def test_restyle_from_the_command_line(ict, probe_avatar, tmp_path, capsys) -> N
     assert restyled.hair_rgb == pytest.approx((170 / 255, 85 / 255, 0.0))
     with pytest.raises(SystemExit, match="unknown hairstyle"):
         main(["avatar", "restyle", old_id, "--hair", "mullet", "--store", str(tmp_path / "store")])
+
+
+def test_hairstyle_pictures_are_served_and_kept(app, monkeypatch) -> None:
+    """``/hairstyles/NAME.png``: each style on the mean head, made once in the background
+    (the request is answered at once: 503 until it is made), then from disk."""
+    import time
+
+    import cv2
+
+    import avatars.hair.thumbnails as thumbnails
+    from engines.files.disk_cache import cache_root
+
+    def picture(name: str) -> np.ndarray:
+        deadline = time.monotonic() + 60
+        response = app.routes.respond(f"/hairstyles/{name}.png")
+        while response.status_code == 503 and time.monotonic() < deadline:
+            assert response.headers["Retry-After"] == "2"
+            time.sleep(0.2)
+            response = app.routes.respond(f"/hairstyles/{name}.png")
+        assert response.status_code == 200, name
+        return cv2.imdecode(np.frombuffer(response.body, np.uint8), cv2.IMREAD_COLOR)
+
+    t0 = time.monotonic()
+    first = app.routes.respond("/hairstyles/bob.png")
+    assert first.status_code == 503 and time.monotonic() - t0 < 0.5  # queued, not waited on
+    bob, buzz = picture("bob"), picture("buzz")
+    assert bob.shape == buzz.shape == (thumbnails.SIZE, thumbnails.SIZE, 3)
+    background = np.round(np.array(thumbnails.BACKGROUND[::-1]) * 255)  # BGR
+    head = (np.abs(bob - background).sum(2) > 30).mean()
+    shaved = (np.abs(buzz - background).sum(2) > 30).mean()
+    assert head > shaved + 0.03  # a bob covers more of the picture than a buzz cut
+    for bad in ("nope", "none", "BOB", "..%2Fetc"):
+        assert app.routes.respond(f"/hairstyles/{bad}.png").status_code == 404, bad
+    assert len(list((cache_root() / thumbnails.THUMBNAIL_CACHE).glob("bob-*.png"))) == 1
+
+    def no_render(*args: object) -> None:
+        raise AssertionError("the picture on disk should have been used")
+
+    monkeypatch.setattr(thumbnails, "style_picture", no_render)
+    again = thumbnails.StyleThumbnails(app.model).png("bob")
+    assert again == app.routes.respond("/hairstyles/bob.png").body

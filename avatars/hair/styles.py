@@ -348,13 +348,18 @@ def grow_style(name: str) -> Hairstyle:
 STYLE_CACHE_VERSION = "hair-v1"  # bump when growing changes (a spec's own change is seen)
 
 
+def style_key(name: str) -> str:
+    """``NAME-CRC`` of the style's spec: files made from a style are named by it, so a
+    changed spec makes them again."""
+    if name not in STYLES:
+        raise ValueError(f"unknown hairstyle {name!r}; valid names: {', '.join(STYLES)}")
+    return f"{name}-{zlib.crc32(repr(STYLES[name]).encode()):08x}"
+
+
 @cache
 def _cached_style(name: str) -> Hairstyle:
     """A grown style from memory, else from the disk cache, else grown and saved."""
-    if name not in STYLES:
-        raise ValueError(f"unknown hairstyle {name!r}; valid names: {', '.join(STYLES)}")
-    spec = zlib.crc32(repr(STYLES[name]).encode())  # a changed spec is grown again
-    path = cache_root() / STYLE_CACHE_VERSION / f"{name}-{spec:08x}.npz"
+    path = cache_root() / STYLE_CACHE_VERSION / f"{style_key(name)}.npz"
     arrays = load_arrays(path)
     if arrays is not None and arrays.get("positions", np.zeros(0)).shape == (GRID, GRID, POINTS, 3):
         return Hairstyle(name, arrays["positions"], arrays["extra"])
