@@ -301,3 +301,41 @@ def test_points_inside_head(identities, ict) -> None:
     np.testing.assert_array_equal(
         scalp.points_inside_head(pts, head, faces), [True, False, False, True]
     )
+
+
+def test_tucked_hair_goes_behind_the_ears() -> None:
+    """At the ears' height, beside the head, tucked hair keeps behind the ear; the same
+    length loose falls in front of it."""
+
+    def in_front_of_ears(name: str) -> int:
+        p = styles.load_style(name).positions.reshape(-1, 3)
+        x, y, z = p.T
+        beside = (np.abs(x) > styles.EAR[0] - 1.0) & (np.abs(y - styles.EAR[1]) < 2.0)
+        return int((beside & (z > styles.EAR[2])).sum())
+
+    assert in_front_of_ears("medium_straight") > 200
+    assert in_front_of_ears("tucked_behind_ears") < 0.1 * in_front_of_ears("medium_straight")
+
+
+def test_braids_are_tight_clumps_with_partings() -> None:
+    """Box braids: every 4 x 4 clump of roots is one rope (its strands within about a
+    braid's width of their mean path, where loose hair of the same cut spreads wide) with
+    bare partings between clumps; cornrows lie on the skin."""
+    from avatars.hair.scalp import neutral_surface
+
+    def spread(name: str) -> float:
+        p = styles.load_style(name).positions  # (32, 32, 100, 3)
+        blocks = p[:28, :28].reshape(7, 4, 7, 4, 100, 3)[:, :3, :, :3]  # the grown 3 x 3
+        mean = blocks.mean(axis=(1, 3), keepdims=True)
+        return float(np.median(np.linalg.norm(blocks - mean, axis=-1)[..., 40:]))
+
+    spec = styles.STYLES["box_braids"]
+    assert spread("box_braids") < 2.5 * spec.plait_radius < spread("locs_long")
+    braids = styles.load_style("box_braids")
+    assert not braids.active[3::4, :].any() and not braids.active[:, 3::4].any()  # partings
+    rows = styles.load_style("cornrows")
+    assert not rows.active[:, 2::3].any() and rows.active.sum() > 300
+    sd, _ = neutral_surface().query(rows.positions[rows.active].reshape(-1, 3))
+    crop, _ = neutral_surface().query(
+        styles.load_style("short_crop").positions[rows.active].reshape(-1, 3))
+    assert np.percentile(sd, 95) < 0.6 < np.percentile(crop, 95)  # flat on the skin, in cm

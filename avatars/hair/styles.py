@@ -1,17 +1,18 @@
-"""The hairstyle database: 41 procedural styles grown on the scalp, cached on disk (keyed
+"""The hairstyle database: 44 procedural styles grown on the scalp, cached on disk (keyed
 by each style's spec, so an edited style is grown again). Short cuts (buzz, crew, quiff,
 side parts, pixie, short curls and afro), medium and long (straight, wavy, curly, with and
-without a fringe, side or middle parting), tied (ponytails high and low, buns), textured
-(afros, twists, locs) and receding or balding; ``scripts/hairstyle_sheet.py`` draws them
-all. Not yet: braids, cornrows, hair tucked behind the ears (the growth has no means to
-plait or to route a strand behind an ear).
+without a fringe, side or middle parting, tucked behind the ears), tied (ponytails high
+and low, buns), textured (afros, twists, locs, box braids, cornrows) and receding or
+balding; ``scripts/hairstyle_sheet.py`` draws them all.
 
 Styles are grown all 1024 strands at once, one segment per step: each segment turns
 towards a blend of the style's comb direction (slid along the skin), an outward lift that
 fades from the root and gravity that grows along the strand, at a rate set by the style's
 stiffness; a segment that ends inside the head (or closer than the strand's settle height)
-is pushed out along the skin normal. Then haircuts (cut planes, a fringe line), curls or
-waves, and a last push out of the head.
+is pushed out along the skin normal. Then haircuts (cut planes, a fringe line), tucking
+behind the ears, curls or waves, plaits (clumps of roots drawn into three crossing
+sub-bundles, with bare partings between them; lying on the skin for cornrows), and a last
+push out of the head.
 """
 
 from __future__ import annotations
@@ -65,6 +66,14 @@ class StyleSpec:
     recede: float = 0.0  # how far the temples recede (disk radius)
     bald_crown: float = 0.0  # radius of a bald patch round the crown (disk radius)
     noise: float = 0.15  # random comb deviation per strand
+    tuck: bool = False  # the side strands go behind the ears
+    # plaits: the root grid's cells of clump = (rows, columns) strands become one braid,
+    # its three sub-bundles crossing every plait_period cm, plait_radius wide; with
+    # flat_rows the braids lie on the scalp (cornrows) until they leave it
+    clump: tuple[int, int] | None = None
+    plait_radius: float = 0.25
+    plait_period: float = 1.6
+    flat_rows: bool = False
 
 
 STYLES: dict[str, StyleSpec] = {
@@ -244,6 +253,18 @@ STYLES: dict[str, StyleSpec] = {
         30.0, part_x=0.0, comb=(0, 0.3, -0.6), lift=0.8, gravity=1.3, volume=0.7,
         curl_radius=0.22, curl_period=0.6, cut_y=-15.0,
     ),
+    "box_braids": StyleSpec(
+        36.0, part_x=0.0, comb=(0, 0.3, -0.6), lift=0.7, gravity=1.4, volume=0.8, cut_y=-16.0,
+        clump=(4, 4), plait_radius=0.4, plait_period=1.6, noise=0.1,
+    ),
+    "cornrows": StyleSpec(
+        16.0, comb=(0, 0.0, -1.5), lift=0.0, gravity=0.2, volume=0.0, cut_y=2.5,
+        clump=(32, 3), plait_radius=0.12, plait_period=0.8, flat_rows=True, noise=0.05,
+    ),
+    "tucked_behind_ears": StyleSpec(
+        22.0, part_x=1.0, comb=(0, 0.3, -0.6), cut_y=-9.0, lift=0.5, gravity=1.3, volume=0.6,
+        tuck=True,
+    ),
     # -- receding -------------------------------------------------------------------------
     "receding_swept_back": StyleSpec(
         6.0, comb=(0, 0.3, -1.0), lift=0.3, gravity=0.6, volume=0.3, taper=0.5, recede=0.45
@@ -320,6 +341,9 @@ STYLE_TRAITS: dict[str, HairTraits] = {
     "afro_large": HairTraits("medium"),
     "twists": HairTraits("medium"),
     "locs_long": HairTraits("long"),
+    "box_braids": HairTraits("long"),
+    "cornrows": HairTraits("short"),
+    "tucked_behind_ears": HairTraits("medium"),
     "receding_swept_back": HairTraits("short", receding=True),
     "thinning_crown": HairTraits("short", receding=True),
 }
@@ -455,11 +479,17 @@ def grow(spec: StyleSpec, sc: Scalp, surface: HeadSurface, rng: np.random.Genera
         out[:, k] = p = q
 
     out = cut(out, spec, sc)
+    if spec.tuck:
+        out = tuck(out)
     if spec.curl_radius > 0.0:
         out = curl(out, spec, rng)
+    if spec.clump is not None:
+        out = plait(out, spec, surface, rng)
     flat = surface.push_out(out[:, 1:].reshape(-1, 3), ROOT_OFFSET)
     out[:, 1:] = flat.reshape(n, POINTS - 1, 3)
     bald = ~hair_mask(spec, sc).reshape(-1)
+    if spec.clump is not None:  # partings between the braids: the skin shows there
+        bald |= partings(spec.clump).reshape(-1)
     out[bald] = roots[bald, None]
     return out.reshape(GRID, GRID, POINTS, 3).astype(np.float32)
 
@@ -521,6 +551,78 @@ def cut(strands: np.ndarray, spec: StyleSpec, sc: Scalp) -> np.ndarray:
     w = (idx - lo)[..., None]
     rows = np.arange(n)[:, None]
     return strands[rows, lo] * (1 - w) + strands[rows, hi] * w
+
+
+EAR = np.array([8.0, 1.5, -0.5])  # cm: the right ear's middle (x mirrored for the left)
+EAR_BACK_Z = -3.0  # tucked hair passes behind this
+
+
+def tuck(strands: np.ndarray) -> np.ndarray:
+    """Side strands (N, P, 3) that pass in front of an ear go behind it: from where a
+    strand comes within reach of the ear, its points are pushed back past ``EAR_BACK_Z``
+    (smoothly, over 3 cm of height), and stay behind for the rest of its length."""
+    out = strands.copy()
+    x, y, z = (strands[..., i] for i in range(3))
+    near = (np.abs(x) > 4.0) & (np.abs(y - EAR[1]) < 4.0) & (z > EAR_BACK_Z - 1.0)
+    past = np.maximum.accumulate(near, axis=1)  # (N, P) from the first point near an ear
+    weight = past * ramp((EAR[1] + 4.0 - y) / 3.0)  # full from the ear's top down
+    back = np.minimum(z, EAR_BACK_Z - 0.5 * np.abs(y - EAR[1]) / 4.0)
+    out[..., 2] = z + weight * (back - z)
+    out[..., 0] = x + weight * np.sign(x) * np.maximum(EAR[0] + 0.8 - np.abs(x), 0.0)
+    return out
+
+
+def partings(clump: tuple[int, int]) -> np.ndarray:
+    """(32, 32) bool: the root-grid lines between clumps (the last row and column of each;
+    a clump of every row parts by columns only), which grow nothing, so the scalp cap
+    leaves the skin bare along them."""
+    rows, cols = clump
+    i, j = np.meshgrid(np.arange(GRID), np.arange(GRID), indexing="ij")
+    line = j % cols == cols - 1
+    if rows < GRID:
+        line |= i % rows == rows - 1
+    return line
+
+
+def plait(strands: np.ndarray, spec: StyleSpec, surface: HeadSurface,
+          rng: np.random.Generator) -> np.ndarray:
+    """Strands (N, P, 3) gathered into braids: each clump of the root grid (``spec.clump``)
+    is drawn onto its mean path within 6 mm of the root (the scalp shows between them), in
+    three sub-bundles that cross like a plait (a figure of eight round the path). Cornrows
+    (``flat_rows``) lie on the skin, a braid's radius out."""
+    rows, cols = spec.clump
+    ids = np.arange(GRID * GRID).reshape(GRID, GRID)  # rows run back to front
+    clump = (ids // GRID // rows) * (GRID // cols + 1) + (ids % GRID) // cols  # (32, 32)
+    clump = clump.reshape(-1)
+    n = len(strands)
+    centre = np.zeros_like(strands)
+    for c in np.unique(clump):
+        sel = clump == c
+        if spec.flat_rows:  # a row: each strand's own path (partings keep rows apart)
+            centre[sel] = strands[sel]
+        else:  # a braid: the clump's mean path
+            centre[sel] = strands[sel].mean(0)
+    if spec.flat_rows:  # the rows lie on the skin, a braid's radius out
+        flat = centre.reshape(-1, 3)
+        sd, nrm = surface.query(flat)
+        centre = (flat - (sd - ROOT_OFFSET - spec.plait_radius)[:, None] * nrm).reshape(
+            centre.shape)
+    seg = np.linalg.norm(np.diff(centre, axis=1), axis=2)
+    arc = np.concatenate([np.zeros((n, 1)), np.cumsum(seg, 1)], 1)  # (N, P)
+    tangent = unit(np.gradient(centre, axis=1))
+    b1 = unit(np.cross(tangent, unit(centre - SCALP_CENTRE)))
+    b1 = np.where(np.linalg.norm(b1, axis=-1, keepdims=True) > 0, b1, (1.0, 0.0, 0.0))
+    b2 = np.cross(tangent, b1)
+    bundle = (np.arange(n) % 3)[:, None]  # (N, 1) which of the three sub-bundles
+    phase = 2 * np.pi * arc / spec.plait_period + 2 * np.pi * bundle / 3
+    r = spec.plait_radius
+    if spec.flat_rows:  # flat on the scalp: the plait's figure of eight stays in its plane
+        offset = r * (np.cos(phase)[..., None] * b1 + 0.3 * np.sin(2 * phase)[..., None] * b2)
+    else:
+        offset = r * (np.cos(phase)[..., None] * b1 + 0.5 * np.sin(2 * phase)[..., None] * b2)
+    braided = centre + offset + 0.04 * rng.normal(size=strands.shape)  # loose hairs
+    pull = ramp(arc / 0.6)[..., None]  # (N, P, 1) root where it grows, braided from 6 mm
+    return strands + pull * (braided - strands)
 
 
 def curl(strands: np.ndarray, spec: StyleSpec, rng: np.random.Generator) -> np.ndarray:
