@@ -421,5 +421,11 @@ def test_doctor_lists_each_registered_file_found_or_where_to_get_it(
     for key, spec in zip(("flame", "landmarks", "deca", "mica"), REGISTERED_FILES, strict=True):
         monkeypatch.setenv(spec.env_var, str(files[key]))
     checks = check_registered_files()
-    assert [c.status for c in checks] == [OK] * 4
+    assert [c.status for c in checks] == [OK] * 4, checks
     assert all(f"${s.env_var}" in c.detail for c, s in zip(checks, REGISTERED_FILES, strict=True))
+    assert "expression components" in checks[0].detail and "loads" in checks[2].detail
+    truncated = tmp_path / "mica.tar"
+    truncated.write_bytes(files["mica"].read_bytes()[:50_000])
+    monkeypatch.setenv("VN3D_MICA_MODEL", str(truncated))
+    mica = check_registered_files()[3]
+    assert mica.status == WARN and "does not load" in mica.detail and "replace it" in mica.fix

@@ -97,13 +97,43 @@ def check_registered_files() -> list[Check]:
         path, source = f.candidate()
         name = f"{f.what} (optional)"
         if path.is_file():
-            checks.append(Check(name, OK, f"{path.resolve()} (from {source})"))
+            try:  # found is not enough: a truncated download or another file must say so
+                loaded = load_registered(f.env_var, path)
+            except Exception as exc:
+                detail = f"{path.resolve()} (from {source}) does not load: " + \
+                    str(exc).splitlines()[0][:300]
+                checks.append(Check(name, WARN, detail, f"replace it: {f.how_to_get}"))
+                continue
+            checks.append(Check(name, OK, f"{path.resolve()} (from {source}): {loaded}"))
             continue
         detail = f"not found at {path.resolve()} (from {source}; not redistributable)"
         fix = (f"only for {f.used_for}: {f.how_to_get}; put it at {f.default_path.resolve()} "
                f"or set ${f.env_var}")
         checks.append(Check(name, WARN, detail, fix))
     return checks
+
+
+def load_registered(env_var: str, path: Path) -> str:
+    """Load a registered file as the project will; a line on what it holds."""
+    if env_var == "VN3D_FLAME_MODEL":
+        from engines.face.flame import FlameModel
+
+        flame = FlameModel(path, n_expression=None)
+        return f"{flame.n_vertices} vertices, {flame.n_expression} expression components"
+    if env_var == "VN3D_FLAME_LANDMARKS":
+        from engines.face.flame_landmarks import load_landmark_embedding
+
+        load_landmark_embedding(path)
+        return "51 fixed + 17 contour landmarks"
+    if env_var == "VN3D_DECA_MODEL":
+        from engines.flame_encoders.deca import load_deca
+
+        load_deca(path)
+        return "DECA's coarse encoder loads"
+    from engines.flame_encoders.mica import load_mica
+
+    load_mica(path)
+    return "MICA (ArcFace + mapping network) loads"
 
 
 def check_renderer() -> list[Check]:
