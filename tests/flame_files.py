@@ -316,3 +316,38 @@ def with_skinned_jaw(arrays: dict, jaw_open_column: int) -> dict:
     j_reg[2, pivot[:10]] = 0.1
     out.update(shapedirs=dirs, weights=weights, J_regressor=j_reg)
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# DECA's UV template and the albedo model
+# ---------------------------------------------------------------------------------------
+
+
+def write_head_template(path: Path, arrays: dict) -> Path:
+    """An OBJ like DECA's head_template.obj: FLAME's vertices and triangles, with texture
+    coordinates (here a cylindrical projection, one per vertex) in ``f v/vt`` faces."""
+    v, f = arrays["v_template"], arrays["f"].astype(np.int64)
+    centre = v.mean(0)
+    u = (np.arctan2(v[:, 0] - centre[0], v[:, 2] - centre[2]) / (2 * np.pi) + 0.5)
+    w = (v[:, 1] - v[:, 1].min()) / np.ptp(v[:, 1])
+    lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in v]
+    lines += [f"vt {a:.6f} {b:.6f}" for a, b in zip(u, w, strict=True)]
+    lines += [f"f {a}/{a} {b}/{b} {c}/{c}" for a, b, c in (f + 1).tolist()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_albedo(path: Path, bgr: tuple[float, float, float], n: int = 50, seed: int = 0,
+                 flame_space: bool = False) -> Path:
+    """``FLAME_albedo_from_BFM.npz`` (MU, PC in [0, 1], BGR, 512² × 3) whose mean is the
+    colour ``bgr`` everywhere; ``flame_space``: FLAME_texture.npz's keys and 0..255 scale."""
+    rng = np.random.default_rng(seed)
+    mean = np.tile(np.asarray(bgr, np.float32), 512 * 512)
+    basis = rng.normal(scale=0.01, size=(512 * 512 * 3, n)).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if flame_space:
+        np.savez(path, mean=mean * 255, tex_dir=basis * 255)
+    else:
+        np.savez(path, MU=mean, PC=basis)
+    return path

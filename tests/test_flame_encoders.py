@@ -19,9 +19,11 @@ from flame_files import (
     deca_state,
     embedding_dict,
     head_arrays,
+    write_albedo,
     write_deca,
     write_embedding,
     write_flame_pickle,
+    write_head_template,
     write_mica,
 )
 
@@ -51,6 +53,7 @@ from engines.inference.onnx_export import export_onnx, onnx_parity
 from vn3d.cli import main
 
 PHOTO = asset_root() / "faces" / "london_set" / "london_004_neutral.jpg"
+GREEN_BGR = (0.1, 0.8, 0.1)  # the test albedo's mean colour
 
 
 def known_code(scale: float = 5.0) -> np.ndarray:
@@ -77,6 +80,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                                      embedding_dict(len(arrays["f"]))),
         "deca": write_deca(root / "deca_model.tar", known_code()),
         "mica": write_mica(root / "mica.tar", beta, IResNet100().state_dict()),
+        "uvs": write_head_template(root / "head_template.obj", arrays),
+        "albedo": write_albedo(root / "FLAME_albedo_from_BFM.npz", GREEN_BGR),
         "beta": beta,  # type: ignore[dict-item]
     }
 
@@ -314,9 +319,11 @@ def photo_landmarks(photo: np.ndarray) -> np.ndarray:
 def test_a_photo_reads_as_micas_shape_and_decas_expression_and_pose(
         files: dict, photo: np.ndarray, photo_landmarks: np.ndarray) -> None:
     reader, notes = load_photo_to_flame(files["flame"], files["deca"], files["mica"],
-                                        files["landmarks"])
+                                        files["landmarks"], files["uvs"], files["albedo"])
     assert notes == []
     fit = reader(photo, photo_landmarks)
+    assert fit.texture is not None and fit.texture.shape == (512, 512, 3)
+    assert abs(fit.texture[..., 1].mean() - 0.8 * 255) < 10  # DECA's code on the mean green
     code = known_code()
     assert fit.shape_from == "mica"
     np.testing.assert_allclose(fit.shape, files["beta"], atol=1e-5)
@@ -345,7 +352,7 @@ def test_a_photo_reads_as_micas_shape_and_decas_expression_and_pose(
 def test_the_sheet_draws_the_mesh_where_the_camera_projects_it(
         files: dict, photo: np.ndarray, photo_landmarks: np.ndarray) -> None:
     reader, _ = load_photo_to_flame(files["flame"], files["deca"], files["mica"],
-                                    files["landmarks"])
+                                    files["landmarks"], files["uvs"], files["albedo"])
     fit = reader(photo, photo_landmarks)
     sheet = reconstruction_sheet(fit, photo, photo_landmarks[MEDIAPIPE_IBUG68], reader.flame,
                                  height=photo.shape[0])
@@ -360,16 +367,21 @@ def test_the_sheet_draws_the_mesh_where_the_camera_projects_it(
                                 px[:, 1].max()], atol=4.0)
     front = sheet[:, 2 * w:]
     assert (front.astype(int).sum(2) < 600).mean() > 0.1  # the mesh, not a white panel
+    drawn = over[changed].mean(0) - photo[changed].mean(0)  # what the mesh added, RGB
+    assert drawn[1] > drawn[0] + 20 and drawn[1] > drawn[2] + 20  # the green albedo
 
 
 def test_vn3d_flame_reconstruct(files: dict, tmp_path: Path, capsys: pytest.CaptureFixture,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     for key, var in (("flame", "VN3D_FLAME_MODEL"), ("deca", "VN3D_DECA_MODEL"),
-                     ("mica", "VN3D_MICA_MODEL"), ("landmarks", "VN3D_FLAME_LANDMARKS")):
+                     ("mica", "VN3D_MICA_MODEL"), ("landmarks", "VN3D_FLAME_LANDMARKS"),
+                     ("uvs", "VN3D_FLAME_UVS"), ("albedo", "VN3D_FLAME_ALBEDO")):
         monkeypatch.setenv(var, str(files[key]))
     out = tmp_path / "sheet.png"
     assert main(["flame", "reconstruct", str(PHOTO), "--out", str(out),
-                 "--obj", str(tmp_path / "head.obj")]) == 0
+                 "--obj", str(tmp_path / "head.obj"), "--target", str(tmp_path / "me.npz")]) == 0
+    with np.load(tmp_path / "me.npz") as target:
+        assert target["texture"].shape == (512, 512, 3) and str(target["model"]) == "flame"
     printed = capsys.readouterr().out
     assert "of the eye-corner distance" in printed
     params = json.loads(out.with_suffix(".json").read_text())
@@ -414,14 +426,15 @@ def test_doctor_lists_each_registered_file_found_or_where_to_get_it(
         monkeypatch.delenv(spec.env_var, raising=False)
     monkeypatch.setenv("VN3D_ASSETS", str(tmp_path))
     checks = check_registered_files()
-    assert [c.status for c in checks] == [WARN] * 4
+    assert [c.status for c in checks] == [WARN] * 6
     for check, spec in zip(checks, REGISTERED_FILES, strict=True):
         assert str(spec.default_path.resolve()) in check.detail
         assert spec.env_var in check.fix and ("tue.mpg.de" in check.fix or "DECA" in check.fix)
-    for key, spec in zip(("flame", "landmarks", "deca", "mica"), REGISTERED_FILES, strict=True):
+    keys = ("flame", "landmarks", "deca", "mica", "uvs", "albedo")
+    for key, spec in zip(keys, REGISTERED_FILES, strict=True):
         monkeypatch.setenv(spec.env_var, str(files[key]))
     checks = check_registered_files()
-    assert [c.status for c in checks] == [OK] * 4, checks
+    assert [c.status for c in checks] == [OK] * 6, checks
     assert all(f"${s.env_var}" in c.detail for c, s in zip(checks, REGISTERED_FILES, strict=True))
     assert "expression components" in checks[0].detail and "loads" in checks[2].detail
     truncated = tmp_path / "mica.tar"
@@ -429,3 +442,25 @@ def test_doctor_lists_each_registered_file_found_or_where_to_get_it(
     monkeypatch.setenv("VN3D_MICA_MODEL", str(truncated))
     mica = check_registered_files()[3]
     assert mica.status == WARN and "does not load" in mica.detail and "replace it" in mica.fix
+
+
+def test_the_albedo_model_and_the_uv_template(files: dict, tmp_path: Path) -> None:
+    """DECA's two albedo formats give the same texture (BGR files, an RGB image); a UV
+    template of another mesh is refused, naming the file."""
+    from engines.face.flame_texture import FlameAlbedo, load_flame_uvs
+
+    code = np.random.default_rng(2).normal(size=50).astype(np.float32)
+    bfm = FlameAlbedo.load(files["albedo"]).texture(code)
+    flame_space = write_albedo(tmp_path / "FLAME_texture.npz", GREEN_BGR, flame_space=True)
+    np.testing.assert_allclose(FlameAlbedo.load(flame_space).texture(code), bfm, atol=1)
+    raw = np.load(files["albedo"])
+    first = raw["MU"][:3] + raw["PC"][:3] @ code  # the top-left texel, B, G, R
+    np.testing.assert_allclose(bfm[0, 0] / 255, first[::-1], atol=1 / 255)
+    flame = FlameModel(files["flame"])
+    uvs, face_uvs = load_flame_uvs(flame.topology.faces, files["uvs"])
+    assert face_uvs.shape == flame.topology.faces.shape and uvs.min() >= 0 and uvs.max() <= 1
+    with pytest.raises(ValueError, match="not this FLAME model's"):
+        load_flame_uvs(flame.topology.faces[:-1], files["uvs"])
+    with pytest.raises(ValueError, match="not a FLAME albedo model"):
+        np.savez(tmp_path / "bad.npz", MU=np.zeros(10), PC=np.zeros((10, 50)))
+        FlameAlbedo.load(tmp_path / "bad.npz")

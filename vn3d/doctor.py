@@ -115,25 +115,26 @@ def check_registered_files() -> list[Check]:
 
 def load_registered(env_var: str, path: Path) -> str:
     """Load a registered file as the project will; a line on what it holds."""
-    if env_var == "VN3D_FLAME_MODEL":
-        from engines.face.flame import FlameModel
-
-        flame = FlameModel(path, n_expression=None)
-        return f"{flame.n_vertices} vertices, {flame.n_expression} expression components"
-    if env_var == "VN3D_FLAME_LANDMARKS":
-        from engines.face.flame_landmarks import load_landmark_embedding
-
-        load_landmark_embedding(path)
-        return "51 fixed + 17 contour landmarks"
-    if env_var == "VN3D_DECA_MODEL":
-        from engines.flame_encoders.deca import load_deca
-
-        load_deca(path)
-        return "DECA's coarse encoder loads"
+    from engines.face.flame import FlameModel
+    from engines.face.flame_landmarks import load_landmark_embedding
+    from engines.face.flame_texture import FlameAlbedo, read_obj_uvs
+    from engines.flame_encoders.deca import load_deca
     from engines.flame_encoders.mica import load_mica
 
-    load_mica(path)
-    return "MICA (ArcFace + mapping network) loads"
+    def flame() -> str:
+        model = FlameModel(path, n_expression=None)
+        return f"{model.n_vertices} vertices, {model.n_expression} expression components"
+
+    loads = {
+        "VN3D_FLAME_MODEL": flame,
+        "VN3D_FLAME_LANDMARKS": lambda: load_landmark_embedding(path) and
+        "51 fixed + 17 contour landmarks",
+        "VN3D_DECA_MODEL": lambda: load_deca(path) and "DECA's coarse encoder loads",
+        "VN3D_MICA_MODEL": lambda: load_mica(path) and "MICA (ArcFace + mapping) loads",
+        "VN3D_FLAME_UVS": lambda: f"{len(read_obj_uvs(path)[1])} textured triangles",
+        "VN3D_FLAME_ALBEDO": lambda: FlameAlbedo.load(path) and "512² albedo, 50 components",
+    }
+    return loads[env_var]()
 
 
 def check_renderer() -> list[Check]:

@@ -17,6 +17,7 @@ import torch
 from engines.face.arkit_to_flame import ArkitMap, fit_arkit_map
 from engines.face.flame import FlameModel
 from engines.face.flame_landmarks import load_landmark_embedding
+from engines.face.flame_texture import attach_flame_uvs
 from engines.face.ict import ICTFaceModel, eye_rotations
 from engines.face.lbs import matrix_to_axis_angle
 from engines.face.model import FaceModel
@@ -103,4 +104,6 @@ def load_flame_arkit(flame_path: str | os.PathLike[str] | None = None,
         embedding = load_landmark_embedding(landmarks_file)
         arkit = fit_arkit_map(ICTFaceModel(ict_file), flame, embedding)
         save_arrays(cached, **arkit.to_arrays())
-    return FlameArkitModel(flame, arkit)
+    model = FlameArkitModel(flame, arkit)
+    attach_flame_uvs(model)  # textured targets when DECA's UV template is there
+    return model

@@ -83,4 +83,22 @@ MICA_MODEL = RegisteredFile(
     "MICA's install.sh does (github.com/Zielon/MICA)",
     "MICA: the identity shape (300 FLAME coefficients) from a photo",
 )
-REGISTERED_FILES = (FLAME_MODEL, FLAME_LANDMARKS, DECA_MODEL, MICA_MODEL)
+FLAME_UVS = RegisteredFile(
+    "FLAME UV layout",
+    "VN3D_FLAME_UVS",
+    "flame/head_template.obj",
+    "take `data/head_template.obj` from DECA (github.com/yfeng95/DECA, its `data/` folder)",
+    "textures on FLAME (with the albedo model)",
+)
+FLAME_ALBEDO = RegisteredFile(
+    "FLAME albedo model",
+    "VN3D_FLAME_ALBEDO",
+    "flame/FLAME_albedo_from_BFM.npz",
+    "make `FLAME_albedo_from_BFM.npz` from the Basel Face Model (register at "
+    "https://faces.dmi.unibas.ch/bfm/bfm2017.html) with github.com/TimoBolkart/BFM_to_FLAME, "
+    "or download FLAME's own texture space `FLAME_texture.npz` from https://flame.is.tue.mpg.de "
+    "(renamed)",
+    "DECA's albedo texture on FLAME",
+)
+REGISTERED_FILES = (FLAME_MODEL, FLAME_LANDMARKS, DECA_MODEL, MICA_MODEL, FLAME_UVS,
+                    FLAME_ALBEDO)

@@ -9,7 +9,9 @@ point projected back into the photo with DECA's orthographic camera.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -17,11 +19,13 @@ import torch
 from engines.face.correspondence import MEDIAPIPE_IBUG68
 from engines.face.flame import FlameModel
 from engines.face.flame_landmarks import LandmarkEmbedding, flame_landmarks68
+from engines.face.flame_texture import FlameAlbedo, load_flame_uvs
 from engines.files.assets import AssetMissingError
 from engines.flame_encoders.deca import CROP_SIZE, DecaCode, DecaEncoder, crop_face, load_deca
 from engines.flame_encoders.mica import Mica, align_face, load_mica
 
 PathArg = str | os.PathLike[str] | None
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class FlameFit:
     crop_tform: np.ndarray  # (3, 3) photo pixels -> DECA's 224² crop pixels
     vertices: np.ndarray  # (V, 3) the posed mesh
     landmarks68: np.ndarray | None  # (68, 3) on the mesh, when the embedding is there
+    texture: np.ndarray | None = None  # (512, 512, 3) uint8 DECA's albedo, with the model
 
     def project(self, points: np.ndarray) -> np.ndarray:  # (N, 2) photo pixels
         """DECA's ``batch_orth_proj`` (y flipped), then the crop's inverse similarity."""
@@ -52,8 +57,10 @@ class PhotoToFlame:
     """Holds FLAME, DECA and (optionally) MICA and the landmark embedding across photos."""
 
     def __init__(self, flame: FlameModel, deca: DecaEncoder, mica: Mica | None = None,
-                 embedding: LandmarkEmbedding | None = None) -> None:
+                 embedding: LandmarkEmbedding | None = None,
+                 albedo: FlameAlbedo | None = None) -> None:
         self.flame, self.deca, self.mica, self.embedding = flame, deca, mica, embedding
+        self.albedo = albedo  # used when the model has FLAME's UVs
 
     @torch.no_grad()
     def __call__(self, image_rgb: np.ndarray, landmarks_px: np.ndarray) -> FlameFit:
@@ -72,34 +79,47 @@ class PhotoToFlame:
         if self.embedding is not None:
             faces = torch.as_tensor(self.flame.topology.faces, dtype=torch.long)
             landmarks = flame_landmarks68(vertices, faces, pose, self.embedding)[0].numpy()
+        texture = None
+        if self.albedo is not None and self.flame.topology.uvs is not None:
+            texture = self.albedo.texture(code.tex[0].numpy())
         return FlameFit(
             shape[0].numpy(), shape_from, code.exp[0].numpy(), pose[0].numpy(),
             code.cam[0].numpy(), code.tex[0].numpy(), code.light[0].numpy(), tform,
-            vertices[0].numpy(), landmarks,
+            vertices[0].numpy(), landmarks, texture,
         )
 
 
+def optional(load: Callable[[PathArg], T], path: PathArg, missing: str, notes: list[str]
+             ) -> T | None:
+    """``load(path)``, or None with a note when the file is not there and no ``path`` named
+    it (a named file must exist)."""
+    try:
+        return load(path)
+    except AssetMissingError as exc:
+        if path is not None:
+            raise
+        notes.append(f"{missing}: {exc.args[0].splitlines()[1].strip()}")
+        return None
+
+
 def load_photo_to_flame(flame: PathArg = None, deca: PathArg = None, mica: PathArg = None,
-                        landmarks: PathArg = None) -> tuple[PhotoToFlame, list[str]]:
-    """FLAME and DECA must be found; MICA and the landmark embedding are used when found.
-    Returns the reader and a line per optional file that was not found."""
+                        landmarks: PathArg = None, uvs: PathArg = None, albedo: PathArg = None
+                        ) -> tuple[PhotoToFlame, list[str]]:
+    """FLAME and DECA must be found; MICA, the landmark embedding, the UV template and the
+    albedo model are used when found. Returns the reader and a line per optional file that
+    was not found."""
     from engines.face.flame_landmarks import load_landmark_embedding
 
     model = FlameModel(flame, n_shape=300, n_expression=50)
     encoder = load_deca(deca)
-    notes = []
-    try:
-        identity = load_mica(mica)
-    except AssetMissingError as exc:
-        if mica is not None:
-            raise
-        identity = None
-        notes.append(f"MICA not found, DECA's shape is used: {exc.args[0].splitlines()[1]}")
-    try:
-        embedding = load_landmark_embedding(landmarks)
-    except AssetMissingError as exc:
-        if landmarks is not None:
-            raise
-        embedding = None
-        notes.append(f"no FLAME landmarks: {exc.args[0].splitlines()[1]}")
-    return PhotoToFlame(model, encoder, identity, embedding), notes
+    notes: list[str] = []
+    identity = optional(load_mica, mica, "MICA not found, DECA's shape is used", notes)
+    embedding = optional(load_landmark_embedding, landmarks, "no FLAME landmarks", notes)
+    layout = optional(lambda p: load_flame_uvs(model.topology.faces, p), uvs,
+                      "no texture (no UV template)", notes)
+    albedo_model = None
+    if layout is not None:
+        model.topology = replace(model.topology, uvs=layout[0], face_uvs=layout[1])
+        albedo_model = optional(FlameAlbedo.load, albedo, "no texture (no albedo model)",
+                                notes)
+    return PhotoToFlame(model, encoder, identity, embedding, albedo_model), notes

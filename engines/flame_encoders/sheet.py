@@ -60,7 +60,7 @@ def reconstruction_sheet(
     if fit.landmarks68 is not None:
         draw_points(marked, fit.project(fit.landmarks68), RED)
     config = RenderConfig(width=2 * CROP_SIZE, height=2 * CROP_SIZE, transparent=True, samples=4)
-    with MeshRenderer(flame.topology, config) as renderer:
+    with MeshRenderer(flame.topology, config, texture=fit.texture) as renderer:
         over = mesh_over_photo(fit, image, renderer)
         pose = torch.as_tensor(fit.pose)[None].clone()
         pose[:, :6] = 0  # face the camera: no global or neck rotation, the jaw kept

@@ -23,7 +23,8 @@ def cmd_flame_reconstruct(args: argparse.Namespace) -> int:
     from engines.tracking.tracker import FaceTracker, TrackerConfig
 
     image = decode_photo(Path(args.photo).read_bytes())
-    reader, notes = load_photo_to_flame(args.flame, args.deca, args.mica, args.landmarks)
+    reader, notes = load_photo_to_flame(args.flame, args.deca, args.mica, args.landmarks,
+                                        args.uvs, args.albedo)
     for note in notes:
         print(f"note: {note}")
     tracker = FaceTracker(arkit_names(), TrackerConfig(
@@ -57,7 +58,9 @@ def cmd_flame_reconstruct(args: argparse.Namespace) -> int:
     params.write_text(json.dumps(report, indent=1))
     print(f"wrote {params} (shape from {fit.shape_from}, DECA's expression, pose, camera)")
     if args.target:
-        np.savez(output_path(args.target), shape=fit.shape.astype(np.float32), model="flame")
+        extra = {} if fit.texture is None else {"texture": fit.texture}
+        np.savez(output_path(args.target), shape=fit.shape.astype(np.float32), model="flame",
+                 **extra)
         print(f"wrote {args.target}: this identity as a target for --model flame (e.g. "
               f"vn3d retarget-clip CLIP --model flame --target {args.target})")
     if args.obj:
@@ -82,5 +85,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--deca", default=None, help="deca_model.tar")
     p.add_argument("--mica", default=None, help="mica.tar (absent: DECA's shape is used)")
     p.add_argument("--landmarks", default=None, help="DECA's landmark_embedding.npy")
+    p.add_argument("--uvs", default=None, help="DECA's head_template.obj (FLAME's UVs)")
+    p.add_argument("--albedo", default=None,
+                   help="FLAME_albedo_from_BFM.npz or FLAME_texture.npz (with --uvs: texture)")
     add_landmarker_flag(p)
     p.set_defaults(func=cmd_flame_reconstruct)
