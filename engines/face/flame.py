@@ -267,12 +267,6 @@ class FlameModel(FaceModel):
         zeros = pose6.new_zeros(pose6.shape[0], 3)  # (B, 3)
         return torch.cat([pose6[:, :3], zeros, pose6[:, 3:], zeros, zeros], dim=1)
 
-    def forward(  # (B, V, 3)
-        self, shape: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor
-    ) -> torch.Tensor:
-        self.check_params(shape, expression, pose)
-        return self.forward_prepared(self.prepare_identity(shape), expression, pose)
-
     def prepare_identity(self, shape: torch.Tensor) -> torch.Tensor:  # (B, V, 3)
         """The identity's neutral vertices: template + identity blendshapes."""
         dtype = self.v_template.dtype

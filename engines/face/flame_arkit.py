@@ -71,12 +71,6 @@ class FlameArkitModel(FaceModel):
                           matrix_to_axis_angle(right)], 1)  # (B, 15)
         return exp, full
 
-    def forward(  # (B, V, 3)
-        self, shape: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor
-    ) -> torch.Tensor:
-        self.check_params(shape, expression, pose)
-        return self.forward_prepared(self.prepare_identity(shape), expression, pose)
-
     def prepare_identity(self, shape: torch.Tensor) -> torch.Tensor:  # (B, V, 3)
         return self.flame.prepare_identity(shape)
 

@@ -151,12 +151,6 @@ class ICTFaceModel(FaceModel):
         right = vertices[:, self.right_eye_ids].mean(1) + self.eye_offsets[1]
         return torch.stack([left, right], 1)
 
-    def forward(  # (B, V, 3)
-        self, shape: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor
-    ) -> torch.Tensor:
-        self.check_params(shape, expression, pose)
-        return self.forward_prepared(self.prepare_identity(shape), expression, pose)
-
     def prepare_identity(self, shape: torch.Tensor) -> torch.Tensor:  # (B, V, 3)
         """The identity's neutral vertices: template + identity blendshapes."""
         shape = torch.nn.functional.pad(shape, [0, self.n_shape - shape.shape[1]])

@@ -38,7 +38,8 @@ class MeshTopology:
 
 
 class FaceModel(torch.nn.Module):
-    """Base class: subclasses register buffers and implement :meth:`forward`.
+    """Base class: subclasses register buffers and implement :meth:`forward_prepared` (and
+    :meth:`prepare_identity` when an identity costs something to apply).
 
     Class attributes a subclass sets: ``name``, ``units_in_metres`` (how many metres one
     model unit is), ``view_centre`` when its head is not centred on the origin, and in
@@ -58,7 +59,10 @@ class FaceModel(torch.nn.Module):
     def forward(  # (B, V, 3)
         self, shape: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor
     ) -> torch.Tensor:
-        raise NotImplementedError
+        """Vertices of identity ``shape`` with ``expression`` and ``pose``: the identity
+        prepared (:meth:`prepare_identity`), then :meth:`forward_prepared`."""
+        self.check_params(shape, expression, pose)
+        return self.forward_prepared(self.prepare_identity(shape), expression, pose)
 
     @property
     def n_vertices(self) -> int:
@@ -72,11 +76,12 @@ class FaceModel(torch.nn.Module):
         """
         return shape
 
-    def forward_prepared(
+    def forward_prepared(  # (B, V, 3)
         self, prepared: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor
     ) -> torch.Tensor:
-        """``forward`` with the output of :meth:`prepare_identity` in place of the shape."""
-        return self(prepared, expression, pose)
+        """``forward`` with the output of :meth:`prepare_identity` in place of the shape
+        (what a subclass implements)."""
+        raise NotImplementedError
 
     def zero_params(
         self, batch: int = 1, device: torch.device | str | None = None
