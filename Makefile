@@ -61,6 +61,7 @@ gpu: setup
 run: setup
 	$(VENV)/bin/vn3d doctor || true
 	$(VENV)/bin/vn3d dataset sample  # the sample gallery (once; later runs skip built subjects)
+	$(VENV)/bin/vn3d avatar styles --pictures  # the hair picker's pictures (once)
 	MALLOC_ARENA_MAX=2 $(VENV)/bin/vn3d serve  # see server/malloc_arenas.py
 
 demo: setup

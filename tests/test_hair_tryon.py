@@ -134,3 +134,18 @@ def test_hairstyle_pictures_are_served_and_kept(app, monkeypatch) -> None:
     monkeypatch.setattr(thumbnails, "style_picture", no_render)
     again = thumbnails.StyleThumbnails(app.model).png("bob")
     assert again == app.routes.respond("/hairstyles/bob.png").body
+
+
+def test_the_pictures_are_made_ahead_from_the_command_line(monkeypatch, tmp_path, capsys):
+    """``vn3d avatar styles --pictures`` (make run) makes what the page asks for, once."""
+    import avatars.hair.styles as styles
+    from avatars.hair.thumbnails import THUMBNAIL_CACHE
+    from vn3d.cli import main
+
+    monkeypatch.setenv("VN3D_CACHE", str(tmp_path))
+    monkeypatch.setattr(styles, "list_styles", lambda: ["buzz", "bob"])
+    assert main(["avatar", "styles", "--pictures"]) == 0
+    assert "2 made now" in capsys.readouterr().out
+    assert len(list((tmp_path / THUMBNAIL_CACHE).glob("*.png"))) == 2
+    assert main(["avatar", "styles", "--pictures"]) == 0
+    assert "0 made now" in capsys.readouterr().out

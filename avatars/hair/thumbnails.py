@@ -83,15 +83,22 @@ class StyleThumbnails:
     def _path(self, name: str) -> Path:
         return cache_root() / THUMBNAIL_CACHE / f"{style_key(name)}-{self.size}.png"
 
+    def on_disk(self, name: str) -> bool:
+        return self._path(name).is_file()
+
+    def make(self, name: str) -> bytes:
+        """Render ``name``'s picture now and keep it on disk (and in memory)."""
+        rgb = style_picture(name, self.model, self.size)
+        data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+        with contextlib.suppress(OSError):  # a read-only cache: kept in memory only
+            write_atomic(self._path(name), data)
+        with self._lock:
+            self._png[name] = data
+            self._queued.discard(name)
+        return data
+
     def _make(self) -> None:
         with contextlib.suppress(OSError, AttributeError):  # Linux: this thread only
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         while True:
-            name = self._queue.get()
-            rgb = style_picture(name, self.model, self.size)
-            data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
-            with contextlib.suppress(OSError):  # a read-only cache: kept in memory only
-                write_atomic(self._path(name), data)
-            with self._lock:
-                self._png[name] = data
-                self._queued.discard(name)
+            self.make(self._queue.get())

@@ -122,7 +122,19 @@ def cmd_avatar_restyle(args: argparse.Namespace) -> int:
 def list_hairstyles(args: argparse.Namespace) -> int:
     from avatars.hair.styles import list_styles
 
-    print("\n".join(list_styles()))
+    if not args.pictures:
+        print("\n".join(list_styles()))
+        return 0
+    from tqdm import tqdm
+
+    from avatars.hair.thumbnails import StyleThumbnails
+
+    pictures = StyleThumbnails(load_model("ict"))
+    missing = [n for n in list_styles() if not pictures.on_disk(n)]
+    for name in tqdm(missing, desc="hairstyle pictures", unit="style"):
+        pictures.make(name)
+    print(f"{len(list_styles())} hairstyle pictures ready ({len(missing)} made now) for the "
+          "page's hair picker")
     return 0
 
 
@@ -141,6 +153,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_landmarker_flag(p)
     p.set_defaults(func=cmd_avatar_build)
     p = avatar_sub.add_parser("styles", help="list the hairstyles")
+    p.add_argument("--pictures", action="store_true", help="make the page's picture of "
+                   "each style now (once per machine; make run does it)")
     p.set_defaults(func=list_hairstyles)
     p = avatar_sub.add_parser("restyle", help="try another hairstyle or hair colour: a new "
                               "avatar (the old one is kept)")
