@@ -154,8 +154,11 @@ def read_target_file(path: Path, model: FaceModel) -> Target:
             made_for = str(data["model"]) if "model" in data.files else None
     except (OSError, KeyError, ValueError) as exc:
         raise ValueError(f"target file {path} is not a valid target: {exc}") from exc
-    if made_for is not None and made_for != model.name:
-        raise ValueError(f"target file {path} is a {made_for} head; use --model {made_for}")
+    made_for = made_for or "ict"  # files from before the field are ICT identities
+    if made_for != model.name:
+        raise ValueError(f"target file {path} is a {made_for} head; use --model {made_for}"
+                         + (" (a FLAME target comes from vn3d flame reconstruct --target)"
+                            if made_for == "ict" else ""))
     if shape.shape[1] > model.n_shape or not np.isfinite(shape).all():
         raise ValueError(f"target file {path}: shape must be <= {model.n_shape} finite values")
     if texture is not None and (texture.dtype != np.uint8 or texture.ndim != 3):

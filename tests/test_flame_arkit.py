@@ -141,7 +141,13 @@ def test_render_and_retarget_a_clip_with_model_flame(
     assert changed.sum() > 100 and ys.mean() > 80  # the lower half of the head moved
 
     target = tmp_path / "someone.npz"
-    np.savez(target, shape=np.random.default_rng(0).normal(size=300).astype(np.float32))
+    ict_file = tmp_path / "ict_identity.npz"  # no model field: an ICT identity
+    np.savez(ict_file, shape=np.zeros(100, np.float32))
+    assert main(["retarget-clip", str(GRID / "bbaf2n.mpg"), "--model", "flame", "--target",
+                 str(ict_file), "--out", str(tmp_path / "no.mp4")]) == 2
+    assert "is a ict head; use --model ict" in capsys.readouterr().err
+    np.savez(target, shape=np.random.default_rng(0).normal(size=300).astype(np.float32),
+             model="flame")
     clip = tmp_path / "clip.mp4"
     assert main(["retarget-clip", str(GRID / "bbaf2n.mpg"), "--model", "flame", "--target",
                  str(target), "--size", "128", "--out", str(clip)]) == 0
