@@ -3,8 +3,9 @@
 The tracker, the ERM and the sliders speak ICT's language (53 ARKit weights, head and gaze
 rotations). :class:`FlameArkitModel` keeps that interface and turns it into FLAME's: ψ
 through the fitted :class:`~engines.face.arkit_to_flame.ArkitMap` (expression
-coefficients, and the jaw rotation of the jaw shapes), the head rotation on FLAME's
-global joint, the gaze and the eyeLook shapes on its eye joints (as ICT turns its eyes).
+coefficients, and the jaw rotation of the jaw shapes), the head rotation on FLAME's neck
+joint (the base of the neck stays, as ICT's does), the gaze and the eyeLook shapes on its
+eye joints (as ICT turns its eyes).
 The map is fitted once per FLAME file and cached.
 """
 
@@ -66,8 +67,8 @@ class FlameArkitModel(FaceModel):
         exp = psi @ self.arkit_matrix.T  # (B, E)
         jaw = psi @ self.arkit_jaw  # (B, 3)
         left, right = eye_rotations(psi, pose[:, 3:6], self._idx)  # (B, 3, 3) each
-        neck = torch.zeros_like(jaw)
-        full = torch.cat([pose[:, :3], neck, jaw, matrix_to_axis_angle(left),
+        still = torch.zeros_like(jaw)  # the global joint: the shoulders stay, as ICT's do
+        full = torch.cat([still, pose[:, :3], jaw, matrix_to_axis_angle(left),
                           matrix_to_axis_angle(right)], 1)  # (B, 15)
         return exp, full
 
