@@ -593,9 +593,9 @@
           if (++tries > 60) img.remove();
           else setTimeout(() => { img.src = `${url}?try=${tries}`; }, 2000);
         };
-        img.src = url;
         img.alt = "";
-        img.loading = "lazy";
+        img.loading = "lazy"; // before src: pictures scrolled out of the strip wait
+        img.src = url;
         b.appendChild(img);
       }
       const name = document.createElement("span");
