@@ -90,16 +90,18 @@ class FlameAlbedo:
                 else:  # BFM's albedo moved onto FLAME's UVs, 0..1
                     mean, basis, scale = data["MU"], data["PC"], 1.0
                 mean = np.asarray(mean, np.float32).reshape(-1) * scale
-                basis = np.asarray(basis, np.float32).reshape(len(mean), -1) * scale
+                basis = basis.reshape(len(mean), -1)  # (786432, 199) float64: 1.2 GB
+                n_file = basis.shape[1]
+                basis = np.asarray(basis[:, :n_components], np.float32) * scale
         except (OSError, KeyError, ValueError) as exc:
             raise ValueError(f"{file}: not a FLAME albedo model ({exc}); "
                              f"{FLAME_ALBEDO.how_to_get}") from exc
-        if len(mean) != ALBEDO_SIZE * ALBEDO_SIZE * 3 or basis.shape[1] < n_components:
+        if len(mean) != ALBEDO_SIZE * ALBEDO_SIZE * 3 or n_file < n_components:
             raise ValueError(
-                f"{file}: not a FLAME albedo model: {len(mean)} values, {basis.shape[1]} "
+                f"{file}: not a FLAME albedo model: {len(mean)} values, {n_file} "
                 f"components (need {ALBEDO_SIZE}² × 3 and >= {n_components})"
             )
-        return cls(mean, np.ascontiguousarray(basis[:, :n_components]))
+        return cls(mean, np.ascontiguousarray(basis))
 
     def texture(self, code: np.ndarray) -> np.ndarray:  # (512, 512, 3) uint8 RGB
         """The albedo for DECA's texture code (K,), as an sRGB image (v up: row 0 is v=1)."""
