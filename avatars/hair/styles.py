@@ -1,9 +1,10 @@
-"""The hairstyle database: 44 procedural styles grown on the scalp, cached on disk (keyed
+"""The hairstyle database: 46 procedural styles grown on the scalp, cached on disk (keyed
 by each style's spec, so an edited style is grown again). Short cuts (buzz, crew, quiff,
 side parts, pixie, short curls and afro), medium and long (straight, wavy, curly, with and
 without a fringe, side or middle parting, tucked behind the ears), tied (ponytails high
-and low, buns), textured (afros, twists, locs, box braids, cornrows) and receding or
-balding; ``scripts/hairstyle_sheet.py`` draws them all.
+and low, buns, and a short ponytail and bun of medium-length hair), textured (afros,
+twists, locs, box braids, cornrows) and receding or balding;
+``scripts/hairstyle_sheet.py`` draws them all.
 
 Styles are grown all 1024 strands at once, one segment per step: each segment turns
 towards a blend of the style's comb direction (slid along the skin), an outward lift that
@@ -236,6 +237,12 @@ STYLES: dict[str, StyleSpec] = {
     "low_bun": StyleSpec(
         30.0, gather=(0.0, 3.0, -10.6), bun_radius=2.4, lift=0.2, gravity=0.0, volume=0.2
     ),
+    "short_ponytail": StyleSpec(
+        24.0, gather=(0.0, 2.5, -10.4), lift=0.2, gravity=0.0, volume=0.2, cut_y=-6.0
+    ),
+    "medium_bun": StyleSpec(
+        24.0, gather=(0.0, 4.0, -10.4), bun_radius=2.0, lift=0.2, gravity=0.0, volume=0.2
+    ),
     "messy_bun": StyleSpec(
         32.0, gather=(0.0, 15.8, -3.5), bun_radius=2.8, lift=0.3, gravity=0.0, volume=0.3,
         noise=0.4,
@@ -338,6 +345,8 @@ STYLE_TRAITS: dict[str, HairTraits] = {
     "high_ponytail": HairTraits("long", tied=True),
     "low_bun": HairTraits("long", tied=True),
     "messy_bun": HairTraits("long", tied=True),
+    "short_ponytail": HairTraits("medium", tied=True),
+    "medium_bun": HairTraits("medium", tied=True),
     "afro_large": HairTraits("medium"),
     "twists": HairTraits("medium"),
     "locs_long": HairTraits("long"),
