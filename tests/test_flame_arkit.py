@@ -222,3 +222,23 @@ def test_serve_with_model_flame(ict_flame: dict, tmp_path: Path,
     with pytest.raises(ValueError, match="is a flame head; use --model flame"):
         App(ServerConfig(size=64, target_files=[str(someone)], sample_gallery=False,
                          avatar_store=str(tmp_path / "store")))
+
+
+def test_bench_flame_map_reports_each_shape_against_no_motion(ict_flame: dict,
+                                                             tmp_path: Path) -> None:
+    """scripts/bench_flame_map.py: per ARKit shape, ICT's motion (the error of no motion),
+    the fit's error and their ratio; the jaw turn where the jaw makes the shape."""
+    import json
+    import runpy
+
+    bench = runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "bench_flame_map.py"))
+    out = tmp_path / "map.json"
+    summary = bench["main"](["--flame", str(ict_flame["jaw_flame"]), "--landmarks",
+                             str(ict_flame["landmarks"]), "--out", str(out)])
+    shapes = {r["shape"]: r for r in json.loads(out.read_text())["shapes"]}
+    assert len(shapes) == 53 and summary["mean_ratio_moving_shapes"] < 0.1
+    smile = shapes["mouthSmile_L"]
+    assert smile["motion_mm"] > 1.0 and smile["error_mm"] < 0.05 * smile["motion_mm"]
+    jaw = shapes["jawOpen"]
+    assert jaw["jaw_rad"][0] > 0.03 and jaw["ratio"] < 0.5  # only the jaw turn can do it
+    assert jaw["error_mm"] == pytest.approx(jaw["ratio"] * jaw["motion_mm"], rel=1e-4)

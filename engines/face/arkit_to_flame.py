@@ -49,15 +49,21 @@ class ArkitMap:
     jaw: np.ndarray  # (53, 3) jaw axis-angle per unit weight; 0 except the jaw shapes
     residual: np.ndarray  # (53,) relative error of the fit on the shared face
     n_points: int  # how many FLAME vertices the fit used
+    motion_mm: np.ndarray  # (53,) RMS of ICT's displacement over the shared face, mm
+
+    @property
+    def error_mm(self) -> np.ndarray:  # (53,) RMS of the fit's error, mm
+        return self.residual * self.motion_mm
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {"names": np.array(self.names), "matrix": self.matrix, "jaw": self.jaw,
-                "residual": self.residual, "n_points": np.array(self.n_points)}
+                "residual": self.residual, "n_points": np.array(self.n_points),
+                "motion_mm": self.motion_mm}
 
     @classmethod
     def from_arrays(cls, d: dict[str, np.ndarray]) -> ArkitMap:
         return cls(tuple(str(n) for n in d["names"]), d["matrix"], d["jaw"], d["residual"],
-                   int(d["n_points"]))
+                   int(d["n_points"]), d["motion_mm"])
 
 
 @dataclass(frozen=True)
@@ -147,5 +153,8 @@ def fit_arkit_map(ict: ICTFaceModel, flame: FlameModel, emb: LandmarkEmbedding,
                 matrix[:, k], err = fit(d - turned[best].ravel())
                 jaw[k, JAW_AXES[name]] = JAW_GRID[best]
         residual[k] = err / max(float(np.linalg.norm(d)), 1e-12)
+    motion = np.sqrt((target.reshape(ict.n_expression, -1, 3) ** 2).sum(2).mean(1))
+    mm = 1000.0 * flame.units_in_metres
     return ArkitMap(ict.expression_names, matrix.astype(np.float32), jaw.astype(np.float32),
-                    residual.astype(np.float32), len(face.vertex_ids))
+                    residual.astype(np.float32), len(face.vertex_ids),
+                    (motion * mm).astype(np.float32))

@@ -26,7 +26,7 @@ from engines.files.assets import asset_path, sha256_file
 from engines.files.disk_cache import cache_root, load_arrays, save_arrays
 from engines.files.registered import FLAME_LANDMARKS, FLAME_MODEL
 
-MAP_VERSION = "arkit-to-flame-v1"
+MAP_VERSION = "arkit-to-flame-v2"  # v2: per-shape motion in mm
 
 
 class FlameArkitModel(FaceModel):
