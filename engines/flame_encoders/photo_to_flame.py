@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -19,8 +19,9 @@ import torch
 from engines.face.correspondence import MEDIAPIPE_IBUG68
 from engines.face.flame import FlameModel
 from engines.face.flame_landmarks import LandmarkEmbedding, flame_landmarks68
-from engines.face.flame_texture import FlameAlbedo, load_flame_uvs
+from engines.face.flame_texture import FlameAlbedo, attach_flame_uvs
 from engines.files.assets import AssetMissingError
+from engines.files.registered import FLAME_UVS
 from engines.flame_encoders.deca import CROP_SIZE, DecaCode, DecaEncoder, crop_face, load_deca
 from engines.flame_encoders.mica import Mica, align_face, load_mica
 
@@ -115,11 +116,10 @@ def load_photo_to_flame(flame: PathArg = None, deca: PathArg = None, mica: PathA
     notes: list[str] = []
     identity = optional(load_mica, mica, "MICA not found, DECA's shape is used", notes)
     embedding = optional(load_landmark_embedding, landmarks, "no FLAME landmarks", notes)
-    layout = optional(lambda p: load_flame_uvs(model.topology.faces, p), uvs,
-                      "no texture (no UV template)", notes)
     albedo_model = None
-    if layout is not None:
-        model.topology = replace(model.topology, uvs=layout[0], face_uvs=layout[1])
+    if attach_flame_uvs(model, uvs):
         albedo_model = optional(FlameAlbedo.load, albedo, "no texture (no albedo model)",
                                 notes)
+    else:
+        notes.append(f"no texture (no UV template): {FLAME_UVS.candidate()[0].absolute()}")
     return PhotoToFlame(model, encoder, identity, embedding, albedo_model), notes
