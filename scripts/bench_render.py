@@ -4,26 +4,36 @@ Measures, per size and anti-aliasing setting, rendering alone (precomputed verti
 normals, upload, draw, readback), single frames (model + render + readback one at a time)
 and batches (one batched model call, then every frame rendered with the
 same GL objects). With ``--hair``, also the 512 px render of the same frames with each
-named hairstyle (aligned to the default head, moved with its pose) beside none. Prints
-tables and writes JSON. Never a pass/fail gate.
+named hairstyle (aligned to the default head, moved with its pose) beside none. With
+``--gil``, how late a thread that sleeps 1 ms at a time (an event loop) wakes while 512 px
+frames render, with the draw and readback through moderngl (which holds the GIL) and
+through :mod:`engines.render.gl_calls` (which frees it). Prints tables and writes JSON.
+Never a pass/fail gate.
 
     python scripts/bench_render.py [--frames 60] [--batch 8] [--sizes 256,512,1024]
-        [--hair long_wavy,side_part,curly_afro] [--out out/bench_render.json]
+        [--hair long_wavy,side_part,curly_afro] [--gil none,long_wavy]
+        [--out out/bench_render.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
+import threading
 import time
 from pathlib import Path
+from unittest import mock
 
+import numpy as np
 import torch
 
 from avatars.restyle import styled_hair
 from engines.face.ict import ICTFaceModel
+from engines.render import hair as hair_module
+from engines.render import renderer as renderer_module
 from engines.render.hair import head_transform
 from engines.render.renderer import MeshRenderer, RenderConfig
 
@@ -92,12 +102,90 @@ def bench_hair(model: ICTFaceModel, params, styles: list[str], size: int) -> dic
     return out
 
 
+def loop_lateness(render_once, frames: int) -> dict[str, float]:
+    """Render ``frames`` times while another thread sleeps 1 ms at a time, as an event
+    loop waiting on sockets does, and measure how late it wakes (the GIL held by the
+    render keeps it waiting): render median ms, the waker's mean / p99 / max lateness ms,
+    and the share of the time it was more than 2 ms late."""
+    late: list[float] = []
+    stop = threading.Event()
+
+    def waker() -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            time.sleep(0.001)
+            now = time.perf_counter()
+            late.append(now - last - 0.001)
+            last = now
+
+    thread = threading.Thread(target=waker)
+    thread.start()
+    times = []
+    for i in range(frames):
+        t0 = time.perf_counter()
+        render_once(i)
+        times.append(time.perf_counter() - t0)
+    stop.set()
+    thread.join()
+    ms = np.array(late) * 1000
+    return {
+        "render_ms": round(1000 * statistics.median(times), 2),
+        "late_mean_ms": round(float(ms.mean()), 2),
+        "late_p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "late_max_ms": round(float(ms.max()), 2),
+        "late_share": round(float(ms[ms > 2].sum() / 1000 / sum(times)), 3),
+    }
+
+
+def moderngl_calls() -> contextlib.AbstractContextManager:
+    """The draw and the readback through moderngl's own calls (which hold the GIL), as
+    the renderer made them before :mod:`engines.render.gl_calls`: the baseline."""
+
+    def draw(vao, mode):
+        vao.render(mode)
+
+    def read(fbo, out):
+        comps = out.shape[2]
+        out[:] = np.frombuffer(fbo.read(components=comps, alignment=1), np.uint8).reshape(
+            out.shape)
+        return out
+
+    stack = contextlib.ExitStack()
+    for module in (renderer_module, hair_module):
+        stack.enter_context(mock.patch.object(module, "draw_elements", draw))
+    stack.enter_context(mock.patch.object(renderer_module, "read_pixels", read))
+    return stack
+
+
+def bench_gil(model: ICTFaceModel, params, styles: list[str], frames: int) -> list[dict]:
+    """Render-while-the-loop-waits rows for each style x (moderngl's calls, ctypes')."""
+    vertices = model(*params)
+    moves = [head_transform(p[:3].numpy()) for p in params[2]]
+    rows = []
+    with MeshRenderer(model.topology, RenderConfig(512, 512)) as r:
+        for style in styles:
+            strands = None if style == "none" else styled_hair(
+                style, params[0][0].numpy(), model).positions
+            r.set_hair(strands)
+            for name, calls in (("moderngl", moderngl_calls), ("ctypes", contextlib.nullcontext)):
+                with calls():
+                    for i in range(3):  # warm-up
+                        r.render(vertices[i], hair_transform=moves[i])
+                    row = loop_lateness(
+                        lambda i: r.render(vertices[i], hair_transform=moves[i]), frames)
+                rows.append({"hair": style, "gl_calls": name, **row})
+                print(f"  gil hair={style} {name}: {row}", flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--sizes", default="256,512,1024")
     ap.add_argument("--hair", default="", help="comma-separated hairstyles to time at 512 px")
+    ap.add_argument("--gil", default="",
+                    help="comma-separated hairstyles (or none) for the event-loop lateness rows")
     ap.add_argument("--out", default="out/bench_render.json")
     args = ap.parse_args()
 
@@ -107,6 +195,7 @@ def main() -> None:
     gl_renderer = None
     with torch.no_grad():
         hair = bench_hair(model, params, args.hair.split(","), 512) if args.hair else {}
+        gil = bench_gil(model, params, args.gil.split(","), args.frames) if args.gil else []
         for size in (int(s) for s in args.sizes.split(",") if s):
             for samples in (0, 4):
                 cfg = RenderConfig(width=size, height=size, samples=samples)
@@ -152,6 +241,14 @@ def main() -> None:
         print("\n| 512 px, no MSAA | render ms (median) | hair's share ms |\n|---|---|---|")
         for style, ms in hair.items():
             print(f"| {style} | {ms} | {round(ms - hair['none'], 2)} |")
+    if gil:
+        keys = ["hair", "gl_calls", "render_ms", "late_mean_ms", "late_p99_ms", "late_max_ms",
+                "late_share"]
+        print("\nA thread sleeping 1 ms at a time while 512 px frames render (how late it "
+              "wakes: the GIL the render holds)\n| " + " | ".join(keys) + " |\n|"
+              + "---|" * len(keys))
+        for row in gil:
+            print("| " + " | ".join(str(row[k]) for k in keys) + " |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -160,7 +257,8 @@ def main() -> None:
         "cpu_count": __import__("os").cpu_count(),
         "frames": args.frames,
     }
-    out.write_text(json.dumps({"meta": meta, "rows": rows, "hair_512_ms": hair}, indent=2))
+    out.write_text(json.dumps({"meta": meta, "rows": rows, "hair_512_ms": hair, "gil": gil},
+                              indent=2))
     print(f"\nwrote {out}")
 
 

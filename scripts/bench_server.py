@@ -120,12 +120,15 @@ async def client(url: str, frames: list[np.ndarray], seconds: float, warmup: flo
             pass
         await pc.setRemoteDescription(RTCSessionDescription(msg["sdp"], "answer"))
         server_latency: list[float] = []
+        stages: dict[str, list[float]] = {}  # the server's per-second stage medians, ms
         end = time.perf_counter() + seconds
         while (left := end - time.perf_counter()) > 0:
             with contextlib.suppress(TimeoutError):
                 msg = json.loads(await asyncio.wait_for(ws.recv(), left))
                 if msg["type"] == "stats" and msg.get("latencyMs") is not None:
                     server_latency.append(msg["latencyMs"])
+                    for stage, ms in msg["stages"].items():
+                        stages.setdefault(stage, []).append(ms)
     for t in tasks:
         t.cancel()
     await pc.close()
@@ -138,6 +141,7 @@ async def client(url: str, frames: list[np.ndarray], seconds: float, warmup: flo
         "latency_ms": latencies,
         "matched": len(latencies) / max(len(window), 1),
         "server_latency_ms": server_latency[1:],  # the first second includes start-up
+        "stage_ms": {k: v[1:] for k, v in stages.items()},
     }
 
 
@@ -155,15 +159,28 @@ def free_port() -> int:
 def run_level(n: int, args, frames) -> dict:
     port = free_port()
     server = start_server(port, ["--max-sessions", str(n), "--size", str(args.size),
-                                 "--reader", args.reader, "--landmarker", args.landmarker])
+                                 "--reader", args.reader, "--landmarker", args.landmarker,
+                                 *args.serve_args.split()])
     try:
         url = f"ws://127.0.0.1:{port}/ws"
         cpu0, me0, t0 = cpu_seconds(server.pid), time.process_time(), time.perf_counter()
 
+        drops: dict[str, int] = {}  # socket inode: the most drops seen on it
+
+        async def sample_drops():
+            while True:
+                for inode, count in udp_drops().items():
+                    drops[inode] = max(count, drops.get(inode, 0))
+                await asyncio.sleep(0.5)
+
         async def all_clients():
-            return await asyncio.gather(
-                *[client(url, frames, args.seconds, args.warmup) for _ in range(n)]
-            )
+            sampler = asyncio.ensure_future(sample_drops())
+            try:
+                return await asyncio.gather(
+                    *[client(url, frames, args.seconds, args.warmup) for _ in range(n)]
+                )
+            finally:
+                sampler.cancel()
 
         results = asyncio.run(all_clients())
         wall = time.perf_counter() - t0
@@ -185,7 +202,27 @@ def run_level(n: int, args, frames) -> dict:
         ),
         "server_cpu_percent": round(server_cpu, 1),
         "client_cpu_percent": round(client_cpu, 1),
+        "kernel_udp_drops": sum(drops.values()),
+        "stage_median_ms": {
+            stage: round(float(np.median([x for r in results for x in r["stage_ms"].get(stage, [])]
+                                         or [np.nan])), 1)
+            for stage in ("track", "model", "render")
+        },
     }
+
+
+def udp_drops() -> dict[str, int]:
+    """Per UDP socket of this network namespace (by inode), the datagrams the kernel
+    dropped for a full receive buffer (the last column of /proc/net/udp). The namespace
+    is private, so these are this level's server and client sockets; a closed socket takes
+    its count with it, so the level samples them while they are open."""
+    found = {}
+    for name in ("/proc/net/udp", "/proc/net/udp6"):
+        with contextlib.suppress(OSError), open(name) as f:
+            for line in list(f)[1:]:
+                fields = line.split()
+                found[fields[9]] = int(fields[-1])
+    return found
 
 
 def enter_private_netns() -> None:
@@ -228,6 +265,8 @@ def main() -> None:
                     help="the server's expression/pose reader")
     ap.add_argument("--landmarker", choices=LANDMARKERS, default=DEFAULT_LANDMARKER,
                     help="the runtime of MediaPipe's networks in the server")
+    ap.add_argument("--serve-args", default="",
+                    help="more `vn3d serve` options, e.g. \"--render-slots 2\"")
     ap.add_argument(
         "--aiortc-jitter",
         action="store_true",
@@ -251,20 +290,22 @@ def main() -> None:
     )
     print(
         "| clients | FPS per session (mean; each) | latency median / p95 ms | in the server "
-        "(receipt to render) median ms | stamps matched | server CPU % | client CPU % |"
-        "\n|---|---|---|---|---|---|---|"
+        "(receipt to render) median ms | stamps matched | server CPU % | client CPU % | "
+        "kernel UDP drops | track / model / render ms |\n|---|---|---|---|---|---|---|---|---|"
     )
     for r in rows:
         each = ", ".join(str(x) for x in r["fps_per_session"])
         print(
             f"| {r['clients']} | {r['fps_mean']} ({each}) | {r['latency_median_ms']} / "
             f"{r['latency_p95_ms']} | {r['server_latency_median_ms']} | {r['stamps_matched']} | "
-            f"{r['server_cpu_percent']} | {r['client_cpu_percent']} |"
+            f"{r['server_cpu_percent']} | {r['client_cpu_percent']} | {r['kernel_udp_drops']} | "
+            + " / ".join(str(v) for v in r["stage_median_ms"].values()) + " |"
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     jitter = "aiortc" if args.aiortc_jitter else "marker"
-    out.write_text(json.dumps({"size": args.size, "client_jitter": jitter, "rows": rows}, indent=2))
+    out.write_text(json.dumps({"size": args.size, "client_jitter": jitter,
+                               "serve_args": args.serve_args, "rows": rows}, indent=2))
     print(f"\nwrote {out}")
 
 

@@ -72,8 +72,9 @@ class ServerConfig:
     backend: str = flag("auto", choices=["auto", *BACKENDS],
                         help="the runtime of the encoder and of the onnx landmarker (auto: "
                         "TensorRT on a GPU, else ONNX Runtime)")
-    # sessions that track+render at the same time (see server/session.py RetargetTrack);
-    # more only adds GIL contention: Mesa's llvmpipe already rasterises on every core
+    # sessions that track+render at the same time (see server/retarget_track.py); on a
+    # 2-core CPU a second slot gives ~9 % more frames for ~60 % more latency: Mesa's
+    # llvmpipe already rasterises on every core
     render_slots: int = flag(1, help="sessions that track and render at the same time "
                              "(1 keeps latency low on CPU renderers)")
     idle_timeout_s: float = flag(60.0, help="a socket without a call that sends nothing this "

@@ -45,11 +45,13 @@ class RetargetTrack(MediaStreamTrack):
       keeps tracked frames fresh and never tracks one that would be dropped.
     * the tracked frame is chosen when the render starts, not when it is requested: a
       session waiting for the render gate renders whatever is newest once its turn comes.
-    * UDP: aiortc reads RTP on the event loop. Rendering holds the GIL for long stretches
-      (moderngl calls into Mesa's llvmpipe do not release it); with a render per session
+    * UDP: aiortc reads RTP on the event loop. Renders once held the GIL for long
+      stretches (moderngl's calls into Mesa's llvmpipe); with a render per session
       running at once the loop got the GIL too seldom to drain the sockets, and the
-      kernel receive buffers (~400 KB each) held seconds of video. The gate caps how many
-      renders run at once (``ServerConfig.render_slots``), so the loop keeps up.
+      kernel receive buffers (~400 KB each) held seconds of video. The draw and the
+      readback now free the GIL (:mod:`engines.render.gl_calls`), and the gate still
+      caps how many renders run at once (``ServerConfig.render_slots``): on two cores a
+      second slot buys ~9 % more frames for ~60 % more latency (docs/PERFORMANCE.md).
     """
 
     kind = "video"

@@ -24,6 +24,7 @@ import moderngl
 import numpy as np
 
 from engines.face.ict import NECK_PIVOT
+from engines.render.gl_calls import draw_elements
 from engines.render.materials import LIGHTS_GLSL
 
 # Lit per vertex: a strand's light changes little between its vertices, and the fragments
@@ -235,9 +236,9 @@ class HairDrawer:
         self.ctx.enable(moderngl.DEPTH_TEST)
         self.ctx.disable(moderngl.CULL_FACE)
         if self.vao_cap is not None:
-            self.vao_cap.render(moderngl.TRIANGLES)
+            draw_elements(self.vao_cap, moderngl.TRIANGLES)
         if self.vao_lines is not None:
-            self.vao_lines.render(moderngl.LINES)
+            draw_elements(self.vao_lines, moderngl.LINES)  # the GIL is free meanwhile
 
     def _release_buffers(self) -> None:
         for obj in (self.vao_lines, self.vao_cap, self.ibo_lines, self.ibo_cap, self.vbo):

@@ -18,6 +18,7 @@ import torch
 from engines.face.model import MeshTopology
 from engines.geometry.normals import vertex_normals
 from engines.render.camera import Camera, PerspectiveCamera
+from engines.render.gl_calls import draw_elements, read_pixels
 from engines.render.hair import DEFAULT_COLOUR, HairDrawer, HairLook, hair_mesh
 from engines.render.materials import KIND_IRIS, KIND_SCLERA, LIGHTS_GLSL, Material, material_for
 
@@ -306,6 +307,7 @@ class MeshRenderer:
         )
 
         size = (cfg.width, cfg.height)
+        self._pixels = np.zeros((cfg.height, cfg.width, 4 if cfg.transparent else 3), np.uint8)
         self.fbo_resolve = ctx.simple_framebuffer(size, components=4)
         if cfg.samples > 0:
             self.fbo = ctx.simple_framebuffer(size, components=4, samples=cfg.samples)
@@ -420,7 +422,7 @@ class MeshRenderer:
         ctx.enable(moderngl.DEPTH_TEST)
         ctx.enable(moderngl.CULL_FACE)  # closed, outward-wound (CCW) surfaces
         ctx.disable(moderngl.BLEND)
-        self.vao_opaque.render(moderngl.TRIANGLES)
+        draw_elements(self.vao_opaque, moderngl.TRIANGLES)  # the GIL is free meanwhile
         if self.hair is not None:
             self.hair.draw(view, proj, hair_transform, ortho)
         ctx.disable(moderngl.CULL_FACE)  # lash cards are seen from both sides
@@ -433,15 +435,13 @@ class MeshRenderer:
                 moderngl.ONE,
             )
             ctx.depth_mask = False
-            self.vao_blended.render(moderngl.TRIANGLES)
+            draw_elements(self.vao_blended, moderngl.TRIANGLES)
             ctx.depth_mask = True
             ctx.disable(moderngl.BLEND)
         if self.fbo is not self.fbo_resolve:
             ctx.copy_framebuffer(self.fbo_resolve, self.fbo)
-        comps = 4 if cfg.transparent else 3
-        raw = self.fbo_resolve.read(components=comps, alignment=1)
-        img = np.frombuffer(raw, np.uint8).reshape(cfg.height, cfg.width, comps)
-        return img[::-1].copy()  # GL's first row is the bottom one
+        read_pixels(self.fbo_resolve, self._pixels)  # waits for llvmpipe, the GIL free
+        return self._pixels[::-1].copy()  # GL's first row is the bottom one
 
     def render_batch(
         self, vertices: torch.Tensor | np.ndarray, camera: Camera | None = None
