@@ -170,7 +170,7 @@ def head_arrays(seed: int = 0, n_lat: int = 24, n_lon: int = 32) -> dict[str, np
         "J_regressor": j_reg,
         "weights": weights,
         "kintree_table": np.array([[4294967295, 0, 1, 1, 1], [0, 1, 2, 3, 4]], dtype=np.uint32),
-        "f": np.asarray(faces, dtype=np.uint32),
+        "f": np.asarray(faces, dtype=np.uint32)[:, ::-1].copy(),  # outward, as FLAME's
     }
 
 
@@ -325,14 +325,20 @@ def with_skinned_jaw(arrays: dict, jaw_open_column: int) -> dict:
 
 def write_head_template(path: Path, arrays: dict) -> Path:
     """An OBJ like DECA's head_template.obj: FLAME's vertices and triangles, with texture
-    coordinates (here a cylindrical projection, one per vertex) in ``f v/vt`` faces."""
+    coordinates (here a cylindrical projection, the face in the middle, with a seam at the
+    back: one texture coordinate per triangle corner) in ``f v/vt`` faces."""
     v, f = arrays["v_template"], arrays["f"].astype(np.int64)
     centre = v.mean(0)
-    u = (np.arctan2(v[:, 0] - centre[0], v[:, 2] - centre[2]) / (2 * np.pi) + 0.5)
-    w = (v[:, 1] - v[:, 1].min()) / np.ptp(v[:, 1])
+    u = (np.arctan2(v[:, 0] - centre[0], v[:, 2] - centre[2]) / (2 * np.pi) + 0.5)[f]  # (F, 3)
+    across = np.ptp(u, axis=1) > 0.5  # triangles over the seam: wrap their low corners
+    u[across] += (u[across] < 0.5)
+    u /= u.max() + 1e-6
+    w = ((v[:, 1] - v[:, 1].min()) / np.ptp(v[:, 1]))[f]
     lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in v]
-    lines += [f"vt {a:.6f} {b:.6f}" for a, b in zip(u, w, strict=True)]
-    lines += [f"f {a}/{a} {b}/{b} {c}/{c}" for a, b, c in (f + 1).tolist()]
+    lines += [f"vt {a:.6f} {b:.6f}" for a, b in zip(u.ravel(), w.ravel(), strict=True)]
+    t = np.arange(f.size).reshape(-1, 3) + 1
+    lines += [f"f {a}/{ta} {b}/{tb} {c}/{tc}"
+              for (a, b, c), (ta, tb, tc) in zip((f + 1).tolist(), t.tolist(), strict=True)]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
