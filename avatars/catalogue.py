@@ -126,16 +126,16 @@ def load_target(spec: str, model: FaceModel, store: AvatarStore | None = None) -
     path = Path(spec)
     if spec == "default":
         return default_target(model)
-    if model.name != "ict" and path.suffix != ".npz":
-        raise UnknownTargetError(
-            f"target {spec!r} is built on the ICT head; a {model.name} head takes 'default' "
-            "or a target .npz (vn3d flame reconstruct PHOTO --target OUT.npz)"
-        )
     if ID_PATTERN.match(spec) and not path.exists():
         return (store or AvatarStore()).load(spec, model).target()
     if path.is_dir() or (path.suffix == ".zip" and path.is_file()):
         return read_avatar(path, model).target()
     if ":" in spec and not path.exists():
+        if model.name != "ict":
+            raise UnknownTargetError(
+                f"target {spec!r} is a dataset subject, built on the ICT head; a {model.name} "
+                "head takes 'default', its own avatars (vn3d avatar build PHOTO --model "
+                f"{model.name}) or a target .npz (vn3d flame reconstruct PHOTO --target OUT.npz)")
         folder, subject = spec.rsplit(":", 1)
         dataset = Dataset(sample_dataset_dir() if folder == SAMPLE else folder)
         return dataset.target(subject, model)

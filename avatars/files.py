@@ -137,7 +137,8 @@ def head_obj(vertices: np.ndarray, model: FaceModel, tiles: int,
     drop = hidden_eye_backs(t, looks) | over_the_iris(t, looks)
     uv = t.uvs.copy()
     uv[:, 0] /= tiles
-    lines = ["# vn3d avatar head, centimetres", "mtllib mesh.mtl"]
+    units = {0.01: "centimetres", 1.0: "metres"}.get(model.units_in_metres, "model units")
+    lines = [f"# vn3d avatar head ({model.name}), {units}", "mtllib mesh.mtl"]
     lines += [f"v {x:.5f} {y:.5f} {z:.5f}" for x, y, z in vertices]
     lines += [f"vt {u:.6f} {v:.6f}" for u, v in uv]
     mtl = []

@@ -85,3 +85,35 @@ def flame_photo_texture(
         template = model.prepare_identity(torch.zeros(1, model.n_shape))[0].numpy()  # (V, 3)
     rest = rest_in_ict_frame(template)
     return unwrap_texture(image, vertices, focal, model.topology, rest, size, exclude)
+
+
+TEXTURES = ("auto", "albedo", "photo", "none")
+
+
+def flame_texture(
+    choice: str,  # one of TEXTURES
+    fit: FlameFit,
+    image: np.ndarray,
+    landmarks_px: np.ndarray,
+    model: FaceModel,
+) -> tuple[np.ndarray | None, str]:
+    """(texture (512, 512, 3) uint8 or None, how it was made): DECA's albedo (``albedo``),
+    the photo unwrapped onto FLAME's UVs (``photo``), none, or ``auto``: the albedo when
+    its model is there, else the photo when the UV template is."""
+    if choice not in TEXTURES:
+        raise ValueError(f"unknown texture {choice!r}; one of {', '.join(TEXTURES)}")
+    if choice == "none":
+        return None, "none"
+    if choice == "albedo" or (choice == "auto" and fit.texture is not None):
+        if fit.texture is None:
+            raise ValueError("the albedo texture needs DECA's head_template.obj and an albedo "
+                             "model (vn3d doctor says where each is looked for)")
+        return fit.texture, "DECA's albedo"
+    if model.topology.uvs is None:
+        if choice == "photo":
+            raise ValueError("the photo texture needs DECA's head_template.obj (FLAME's UVs; "
+                             "vn3d doctor says where it is looked for)")
+        return None, "none (no UV template)"
+    unwrap = flame_photo_texture(image, landmarks_px, fit, model)
+    seen = 100 * (unwrap.seen > 0.5).mean()
+    return unwrap.texture, f"the photo unwrapped onto FLAME's UVs ({seen:.0f}% of the texels seen)"

@@ -138,7 +138,8 @@ def hair_node(avatar: Avatar) -> trimesh.Trimesh:
 
 
 def avatar_glb(avatar: Avatar, head: np.ndarray, model: FaceModel) -> bytes:
-    """One GLB (metres, y up) of ``avatar`` with its neutral head vertices (V, 3) in cm."""
+    """One GLB (metres, y up) of ``avatar`` with its neutral head vertices (V, 3) in the
+    model's units (ICT: cm; FLAME: m)."""
     t = model.topology
     tiles = avatar.texture.shape[1] // avatar.texture.shape[0]
     vids, uv_ids, tris = expand_render_vertices(t)
@@ -147,7 +148,7 @@ def avatar_glb(avatar: Avatar, head: np.ndarray, model: FaceModel) -> bytes:
     eye_uv = 0.5 + 0.5 * eyes[:, :2]  # (R, 2)
     normals = vertex_normals(torch.as_tensor(head, dtype=torch.float32),
                              torch.as_tensor(t.faces, dtype=torch.long)).numpy()[vids]
-    metres = head[vids] * 0.01  # (R, 3)
+    metres = head[vids] * model.units_in_metres  # (R, 3)
     hidden = hidden_eye_backs(t, [material_for(n) for n in t.material_names])
     texture = avatar.texture if avatar.hair is None else hair_base_texture(avatar, head, model)
     skin = trimesh.visual.material.PBRMaterial(

@@ -242,3 +242,87 @@ def test_bench_flame_map_reports_each_shape_against_no_motion(ict_flame: dict,
     jaw = shapes["jawOpen"]
     assert jaw["jaw_rad"][0] > 0.03 and jaw["ratio"] < 0.5  # only the jaw turn can do it
     assert jaw["error_mm"] == pytest.approx(jaw["ratio"] * jaw["motion_mm"], rel=1e-4)
+
+
+def test_a_flame_avatar_from_one_portrait(ict, ict_flame: dict, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture) -> None:
+    """``vn3d avatar build --model flame``: DECA's shape (no MICA here), the photo's texture
+    on FLAME's UVs (no albedo model), DECA's camera kept as the photo's; the avatar is a
+    store avatar like any other (zip, GLB in metres) and a --model flame target."""
+    import io
+
+    import cv2
+    import trimesh
+    from flame_files import write_deca, write_head_template
+
+    from avatars.flame_avatar import photo_camera
+    from avatars.store import AvatarStore
+    from engines.flame_encoders.deca import CODE_SIZE
+    from engines.flame_encoders.photo_to_flame import load_photo_to_flame
+    from engines.tracking.arkit_mapping import arkit_names
+    from engines.tracking.tracker import FaceTracker, TrackerConfig
+
+    code = np.zeros(CODE_SIZE, np.float32)
+    code[:100] = np.random.default_rng(1).normal(scale=0.3, size=100)  # shape
+    code[200:203] = [0.05, np.radians(10), 0.0]  # DECA's global rotation
+    code[206:209] = [7.0, 0.0, 0.01]  # camera: the face fills about half the crop
+    monkeypatch.setenv("VN3D_FLAME_MODEL", str(ict_flame["flame"]))
+    monkeypatch.setenv("VN3D_FLAME_LANDMARKS", str(ict_flame["landmarks"]))
+    monkeypatch.setenv("VN3D_DECA_MODEL", str(write_deca(tmp_path / "deca_model.tar", code)))
+    monkeypatch.setenv("VN3D_FLAME_UVS", str(write_head_template(
+        tmp_path / "head_template.obj", ict_flame["arrays"])))
+    for absent in ("VN3D_MICA_MODEL", "VN3D_FLAME_ALBEDO"):
+        monkeypatch.setenv(absent, str(tmp_path / "absent"))
+    monkeypatch.setenv("VN3D_CACHE", str(tmp_path / "cache"))
+    store = tmp_path / "avatars"
+    monkeypatch.setenv("VN3D_AVATARS", str(store))
+    photo_path = asset_root() / "faces" / "london_set" / "london_004_neutral.jpg"
+
+    assert main(["avatar", "build", str(photo_path), "--model", "flame", "--hair",
+                 "side_part"]) == 2
+    assert "no strand hair" in capsys.readouterr().err
+    assert main(["avatar", "build", str(photo_path), "--model", "flame", "--name", "me"]) == 0
+    printed = capsys.readouterr().out
+    assert "MICA not found, DECA's shape is used" in printed
+    (entry,) = AvatarStore(store).entries(everyone=True)
+    model = load_flame_arkit()
+    avatar = AvatarStore(store).load(entry.id, model)
+    assert avatar.model == "flame" and avatar.hair is None and avatar.name == "me"
+    np.testing.assert_allclose(avatar.shape[:100], code[:100], atol=1e-5)
+    assert avatar.texture.shape == (512, 512, 3)
+    red, green, blue = np.median(avatar.texture.reshape(-1, 3), 0)
+    assert red > green > blue  # skin from the photo
+    glb = trimesh.load(io.BytesIO(AvatarStore(store).glb(entry.id)), file_type="glb")
+    assert 0.08 < glb.extents.max() < 0.4  # a face in metres
+    with pytest.raises(ValueError, match="for model 'flame', not 'ict'"):
+        AvatarStore(store).load(entry.id, ict)
+
+    # the photo's camera: the unposed head under it lands where DECA's camera puts the
+    # posed head (the global rotation moved into the camera)
+    image = cv2.cvtColor(cv2.imread(str(photo_path)), cv2.COLOR_BGR2RGB)
+    h, w = image.shape[:2]
+    tracker = FaceTracker(arkit_names(), TrackerConfig(video=False, smoothing=None))
+    try:
+        landmarks = tracker.process(image, 0.0).landmarks[:, :2] * [w, h]
+    finally:
+        tracker.close()
+    reader, _ = load_photo_to_flame()
+    fit = reader(image, landmarks)
+    camera = photo_camera(fit, reader, (h, w), landmarks, avatar.shape, 53)
+    pose = torch.from_numpy(fit.pose[None].copy())
+    pose[:, :3] = 0
+    still = reader.flame(torch.from_numpy(fit.shape[None].copy()),
+                         torch.from_numpy(fit.expression[None].copy()), pose)[0].numpy()
+    rot = cv2.Rodrigues(camera.rotation)[0]
+    cam = still @ rot.T + camera.translation
+    pixels = camera.focal_px * cam[:, :2] / cam[:, 2:] + [w / 2, h / 2]
+    np.testing.assert_allclose(pixels, fit.project(fit.vertices), atol=0.05)
+
+    clip = tmp_path / "avatar.mp4"
+    assert main(["retarget-clip", str(GRID / "bbaf2n.mpg"), "--model", "flame", "--target",
+                 entry.id, "--size", "128", "--out", str(clip)]) == 0
+    with av.open(str(clip)) as c:
+        frame = next(iter(c.decode(video=0))).to_ndarray(format="rgb24").astype(int)
+    face = frame[40:100, 34:94].reshape(-1, 3)
+    assert (face[:, 0] > face[:, 2] + 15).mean() > 0.3  # the photo's skin on the head

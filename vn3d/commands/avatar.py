@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from engines.face.by_name import FACE_MODELS
 from server.config import STORE_HELP
 from vn3d.commands.common import add_landmarker_flag, load_model
+
+if TYPE_CHECKING:
+    from avatars.flame_avatar import FlameAvatarBuilder
+    from engines.face.model import FaceModel
 
 
 def cmd_avatar_build(args: argparse.Namespace) -> int:
@@ -23,15 +29,18 @@ def cmd_avatar_build(args: argparse.Namespace) -> int:
                          f"{', '.join(list_styles())}")
     data = Path(args.photo).read_bytes()
     image = decode_photo(data)
-    model = load_model("ict")
-    config = AvatarConfig(
-        texture_size=args.texture_size, hair=args.hair, fit=FitConfig(fov_y_deg=args.fov),
-        landmarker=args.landmarker,
-    )
-    builder = AvatarBuilder(model, config)
+    model = load_model(args.model)
+    if args.model == "flame":
+        builder, stages = flame_builder(args, model)
+    else:
+        config = AvatarConfig(
+            texture_size=args.texture_size, hair=args.hair, fit=FitConfig(fov_y_deg=args.fov),
+            landmarker=args.landmarker,
+        )
+        builder, stages = AvatarBuilder(model, config), STAGES
     name = args.name or Path(args.photo).stem
     try:
-        with tqdm(total=len(STAGES), desc="avatar", unit="stage") as bar:
+        with tqdm(total=len(stages), desc="avatar", unit="stage") as bar:
             avatar = builder.build(image, name, sha256_bytes(data), lambda s: bar.update(1))
     finally:
         builder.close()
@@ -45,6 +54,21 @@ def cmd_avatar_build(args: argparse.Namespace) -> int:
         print(f"  {stage:<9} {ms:7.0f} ms")
     print(f"  total     {sum(avatar.timings_ms.values()):7.0f} ms")
     return 0
+
+
+def flame_builder(args: argparse.Namespace, model: FaceModel
+                  ) -> tuple[FlameAvatarBuilder, tuple[str, ...]]:
+    """The FLAME avatar builder (DECA, MICA when found, FLAME's UVs) for ``avatar build
+    --model flame``; FLAME heads have no strand hair here."""
+    from avatars.flame_avatar import STAGES, FlameAvatarBuilder
+    from engines.flame_encoders.photo_to_flame import load_photo_to_flame
+
+    if args.hair not in ("auto", "none"):
+        raise ValueError("FLAME avatars have no strand hair: leave out --hair (or use none)")
+    reader, notes = load_photo_to_flame()
+    for note in notes:
+        print(f"note: {note}")
+    return FlameAvatarBuilder(model, reader, args.texture, args.landmarker), STAGES
 
 
 def cmd_avatar_list(args: argparse.Namespace) -> int:
@@ -85,7 +109,7 @@ def cmd_avatar_export(args: argparse.Namespace) -> int:
 def cmd_avatar_import(args: argparse.Namespace) -> int:
     from avatars.store import AvatarStore
 
-    avatar_id = AvatarStore(args.store).import_avatar(Path(args.source), load_model("ict"))
+    avatar_id = AvatarStore(args.store).import_avatar(Path(args.source), load_model(args.model))
     print(f"imported avatar {avatar_id}")
     return 0
 
@@ -149,6 +173,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--texture-size", type=int, default=1024)
     p.add_argument("--fov", type=float, default=20.0, help="the photo's vertical field of "
                    "view in degrees (portraits ~20, phone/webcam selfies ~50)")
+    p.add_argument("--model", choices=FACE_MODELS, default="ict", help="ict (the open "
+                   "default) or flame (MICA's shape, DECA's albedo or the photo's texture on "
+                   "FLAME's UVs; needs the registered files: vn3d doctor)")
+    p.add_argument("--texture", choices=["auto", "albedo", "photo"], default="auto",
+                   help="--model flame: DECA's albedo, or the photo unwrapped onto FLAME's "
+                   "UVs (auto: the albedo if its model is there, else the photo)")
     p.add_argument("--store", default=None, help=STORE_HELP)
     add_landmarker_flag(p)
     p.set_defaults(func=cmd_avatar_build)
@@ -173,6 +203,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         p = avatar_sub.add_parser(verb, help=helptext)
         if verb == "import":
             p.add_argument("source", help="an avatar folder or .zip")
+            p.add_argument("--model", choices=FACE_MODELS, default="ict",
+                           help="the face model the avatar is for")
         elif verb != "list":
             p.add_argument("id", help="the avatar's id (vn3d avatar list)")
         if verb == "export":

@@ -6,15 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from vn3d.commands.common import add_landmarker_flag, output_path
-
-if TYPE_CHECKING:  # the command imports these when it runs
-    import numpy as np
-
-    from engines.face.model import FaceModel
-    from engines.flame_encoders.photo_to_flame import FlameFit
 
 
 def cmd_flame_reconstruct(args: argparse.Namespace) -> int:
@@ -22,6 +15,7 @@ def cmd_flame_reconstruct(args: argparse.Namespace) -> int:
     import numpy as np
 
     from avatars.builder import decode_photo
+    from avatars.flame_photo_texture import flame_texture
     from engines.face.correspondence import MEDIAPIPE_IBUG68
     from engines.files.mesh_obj import write_obj
     from engines.flame_encoders.photo_to_flame import load_photo_to_flame
@@ -65,7 +59,8 @@ def cmd_flame_reconstruct(args: argparse.Namespace) -> int:
     params.write_text(json.dumps(report, indent=1))
     print(f"wrote {params} (shape from {fit.shape_from}, DECA's expression, pose, camera)")
     if args.target:
-        texture = target_texture(args.texture, fit, image, landmarks, reader.flame)
+        texture, how = flame_texture(args.texture, fit, image, landmarks, reader.flame)
+        print(f"texture: {how}")
         extra = {} if texture is None else {"texture": texture}
         np.savez(output_path(args.target), shape=fit.shape.astype(np.float32), model="flame",
                  **extra)
@@ -75,33 +70,6 @@ def cmd_flame_reconstruct(args: argparse.Namespace) -> int:
         write_obj(output_path(args.obj), fit.vertices, reader.flame.topology.faces)
         print(f"wrote {args.obj} (the posed FLAME mesh, metres)")
     return 0
-
-
-def target_texture(choice: str, fit: FlameFit, image: np.ndarray, landmarks: np.ndarray,
-                   flame: FaceModel) -> np.ndarray | None:
-    """The target's texture: DECA's albedo (``albedo``), the photo unwrapped onto FLAME's
-    UVs (``photo``), none, or ``auto``: the albedo when the model is there, else the
-    photo when the UV template is."""
-    from avatars.flame_photo_texture import flame_photo_texture
-
-    if choice == "none":
-        return None
-    if choice == "albedo" or (choice == "auto" and fit.texture is not None):
-        if fit.texture is None:
-            raise ValueError("--texture albedo needs DECA's head_template.obj and an albedo "
-                             "model (vn3d doctor says where each is looked for)")
-        print("texture: DECA's albedo")
-        return fit.texture
-    if flame.topology.uvs is None:
-        if choice == "photo":
-            raise ValueError("--texture photo needs DECA's head_template.obj (FLAME's UVs; "
-                             "vn3d doctor says where it is looked for)")
-        print("texture: none (no UV template)")
-        return None
-    unwrap = flame_photo_texture(image, landmarks, fit, flame)
-    print(f"texture: the photo unwrapped onto FLAME's UVs ({100 * (unwrap.seen > 0.5).mean():.0f}"
-          "% of the texels seen)")
-    return unwrap.texture
 
 
 def register(sub: argparse._SubParsersAction) -> None:
