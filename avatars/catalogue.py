@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from avatars.files import read_avatar
-from avatars.store import ID_PATTERN, AvatarStore, StoreError
+from avatars.store import ID_PATTERN, AvatarStore, Entry, StoreError
 from engines.dataset.build import sample_dataset_dir
 from engines.dataset.loader import Dataset, DatasetError
 from engines.face.model import FaceModel
@@ -43,12 +43,13 @@ class UnknownTargetError(ValueError):
 
 class TargetCatalogue:
     """The targets one server offers: the default head, dataset subjects (everyone's) and
-    the store's avatars (each visible to its owner, or to everyone when public)."""
+    the store's avatars of its face model (each visible to its owner, or to everyone when
+    public)."""
 
     def __init__(self, model: FaceModel, store: AvatarStore | None = None) -> None:
         self.model = model
-        # avatars and dataset subjects are ICT heads: another model offers neither
-        self.takes_avatars = model.name == "ict"
+        # dataset subjects (the sample gallery too) and strand hair are ICT's
+        self.ict_head = model.name == "ict"
         self.store = store or AvatarStore()
         self.shared: dict[str, Target] = {"default": default_target(model)}
         self.names = {"default": "Default head"}
@@ -57,7 +58,7 @@ class TargetCatalogue:
     def add_dataset(self, dataset: Dataset, name: str | None = None) -> list[str]:
         """Every subject of ``dataset`` as ``NAME:SUBJECT`` (NAME: its folder's name)."""
         name = name or dataset.root.name
-        if not self.takes_avatars:
+        if not self.ict_head:
             raise ValueError(f"dataset {name}: its subjects are ICT heads; a {self.model.name} "
                              "head takes target files (--target-file)")
         ids = []
@@ -72,7 +73,7 @@ class TargetCatalogue:
         """The out-of-the-box gallery, when the set-up step built it. Without it (a hint in
         the log) or with a damaged one (a warning), the catalogue goes on without it."""
         folder = sample_dataset_dir()
-        if not self.takes_avatars:
+        if not self.ict_head:
             log.info("no sample gallery on a %s head (its subjects are ICT heads)",
                      self.model.name)
             return []
@@ -94,16 +95,20 @@ class TargetCatalogue:
         self.names[tid] = path.stem
         return tid
 
+    def avatars(self, user: str | None) -> list[Entry]:
+        """The store's avatars of this face model that ``user`` may use, newest first."""
+        return [e for e in self.store.entries(user) if e.model == self.model.name]
+
     def visible_avatar(self, avatar_id: object, user: str | None) -> bool:
-        """Whether ``avatar_id`` names a store avatar that ``user`` may use."""
-        if not self.takes_avatars:
-            return False
+        """Whether ``avatar_id`` names a store avatar of this face model that ``user`` may
+        use."""
         if not (isinstance(avatar_id, str) and ID_PATTERN.match(avatar_id)):
             return False
         try:
-            return self.store.entry(avatar_id).visible_to(user)
+            entry = self.store.entry(avatar_id)
         except (StoreError, OSError, ValueError):
             return False
+        return entry.model == self.model.name and entry.visible_to(user)
 
     def get(self, target_id: object, user: str | None = None) -> Target:
         """The target ``target_id`` names, if ``user`` may use it; avatars are loaded

@@ -66,6 +66,7 @@ class Entry:
     hairstyle: str | None
     owner: str | None  # None: the store's own (CLI-built) avatars
     public: bool
+    model: str = "ict"  # the face model the avatar is for (its manifest's)
 
     def visible_to(self, user: str | None) -> bool:
         return self.public or self.owner is None or (user is not None and self.owner == user)
@@ -111,7 +112,7 @@ class AvatarStore:
         meta = self._meta(folder)
         return Entry(
             avatar_id, str(manifest.get("name", "avatar")), manifest.get("hairstyle"),
-            meta.get("owner"), bool(meta.get("public", False)),
+            meta.get("owner"), bool(meta.get("public", False)), str(manifest.get("model", "ict")),
         )
 
     def _meta(self, folder: Path) -> dict:

@@ -401,10 +401,12 @@
     buildTargets(Array.isArray(msg.targets) ? msg.targets : []);
     if (Array.isArray(msg.hairstyles)) buildHairStyles(msg.hairstyles);
     resetHair(); // a new session: the targets' own hair
-    // avatars, uploads and hair exist on the ICT head only (a --model flame server: none)
-    const avatars = msg.avatars !== false;
-    if (el.makeAvatar) el.makeAvatar.hidden = !avatars;
-    if (el.hairGroup) el.hairGroup.hidden = !avatars;
+    // portrait uploads where the server can build avatars (a --model flame server needs
+    // DECA's files); strand hair on the ICT head only (a flame server lists no styles)
+    if (el.makeAvatar) el.makeAvatar.hidden = msg.avatars === false;
+    if (el.hairGroup) {
+      el.hairGroup.hidden = Array.isArray(msg.hairstyles) && !msg.hairstyles.length;
+    }
     buildModes(Array.isArray(msg.modes) && msg.modes.length ? msg.modes : DEFAULT_MODES);
     buildSliders();
     // A new socket is a new server session: re-apply what the user chose before.

@@ -178,6 +178,19 @@ def bench_gil(model: ICTFaceModel, params, styles: list[str], frames: int) -> li
     return rows
 
 
+def print_gil(rows: list[dict]) -> None:
+    """The event-loop lateness table (nothing without rows)."""
+    if not rows:
+        return
+    keys = ["hair", "gl_calls", "render_ms", "late_mean_ms", "late_p99_ms", "late_max_ms",
+            "late_share"]
+    print("\nA thread sleeping 1 ms at a time while 512 px frames render (how late it "
+          "wakes: the GIL the render holds)\n| " + " | ".join(keys) + " |\n|"
+          + "---|" * len(keys))
+    for row in rows:
+        print("| " + " | ".join(str(row[k]) for k in keys) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=60)
@@ -241,14 +254,7 @@ def main() -> None:
         print("\n| 512 px, no MSAA | render ms (median) | hair's share ms |\n|---|---|---|")
         for style, ms in hair.items():
             print(f"| {style} | {ms} | {round(ms - hair['none'], 2)} |")
-    if gil:
-        keys = ["hair", "gl_calls", "render_ms", "late_mean_ms", "late_p99_ms", "late_max_ms",
-                "late_share"]
-        print("\nA thread sleeping 1 ms at a time while 512 px frames render (how late it "
-              "wakes: the GIL the render holds)\n| " + " | ".join(keys) + " |\n|"
-              + "---|" * len(keys))
-        for row in gil:
-            print("| " + " | ".join(str(row[k]) for k in keys) + " |")
+    print_gil(gil)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {

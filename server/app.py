@@ -59,7 +59,7 @@ class App:
         self.store = AvatarStore(config.avatar_store)
         self.catalogue = shared_targets(config, self.model, self.store)
         self.picker = TargetPicker(self.catalogue, config.token)
-        styles = StyleThumbnails(self.model) if self.catalogue.takes_avatars else None
+        styles = StyleThumbnails(self.model) if self.catalogue.ict_head else None
         self.routes = HttpRoutes(config.web_root, self.picker, self.store, config.token,
                                  config.downloads_per_minute, styles)
         quotas = Quotas(config.max_avatars_per_user, config.max_user_store_mb * MB,
@@ -159,8 +159,8 @@ class App:
                 {"id": "sliders", "available": emotion_ok, "reason": self.emotion_reason},
             ],
             "emotions": list(EMOTIONS),
-            "hairstyles": [*list_styles(), NO_HAIR] if self.catalogue.takes_avatars else [],
-            "avatars": self.catalogue.takes_avatars,  # uploads and hair: ICT heads only
+            "hairstyles": [*list_styles(), NO_HAIR] if self.catalogue.ict_head else [],
+            "avatars": self.builds.available,  # portrait uploads (FLAME: with DECA's files)
             "target": session.target_id,
             "mode": session.mode,
             "maxSessions": self.config.max_sessions,

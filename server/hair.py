@@ -36,7 +36,7 @@ class HairTryOn:
         self.model, self.picker, self.store, self.builds = model, picker, store, builds
 
     def check_head(self) -> None:
-        if not self.picker.catalogue.takes_avatars:
+        if not self.picker.catalogue.ict_head:
             raise ProtocolError("ict_only", ict_only_message(self.model.name))
 
     async def apply(self, session: Session, msg: dict) -> dict:

@@ -59,8 +59,10 @@ ERRORS = {
     "unavailable": "the mode needs the emotion models, which could not be loaded",
     "too_large": "an upload is larger than announced or than the server's limit",
     "bad_photo": "the uploaded portrait cannot be made into an avatar (no face, ...)",
-    "ict_only": "avatars, their hair and portrait uploads are ICT heads: a server running "
-                "another face model (--model flame) offers none",
+    "ict_only": "strand hair, the sample gallery and datasets are ICT heads: a server "
+                "running another face model (--model flame) offers none",
+    "no_avatar_builds": "this server cannot make avatars from portraits (a FLAME server "
+                        "without DECA's files: the message says which)",
     "quota": "this user's avatars, builds per hour, or the whole store are at their limit",
     "internal": "a bug on the server; the session goes on",
     "no_call": "a room needs the camera call first (its avatar is what the room sees)",
@@ -96,8 +98,8 @@ def parse(raw: str | bytes) -> dict:
 
 
 def ict_only_message(model_name: str) -> str:
-    return (f"this server runs the {model_name} head (--model {model_name}): avatars, their "
-            "hair and portrait uploads are ICT heads; use target files (--target-file)")
+    return (f"this server runs the {model_name} head (--model {model_name}): strand hair is "
+            "on ICT heads only")
 
 
 def slider_values(values: object) -> np.ndarray:

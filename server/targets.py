@@ -26,7 +26,7 @@ def shared_targets(config: ServerConfig, model: FaceModel, store: AvatarStore
     """The catalogue a server starts with: the default head, the datasets' subjects and the
     sample gallery (ICT heads, so on ICT only), the target files; the start target checked."""
     catalogue = TargetCatalogue(model, store)
-    if config.datasets and not catalogue.takes_avatars:  # refused before any is read
+    if config.datasets and not catalogue.ict_head:  # refused before any is read
         raise ValueError(f"--dataset: its subjects are ICT heads; a {model.name} head takes "
                          "target files (--target-file)")
     for path in config.datasets:  # dataset subjects: the gallery, shown to everyone
@@ -83,9 +83,8 @@ class TargetPicker:
              "thumbnail": f"/targets/{quote(t, safe='')}.png"}
             for t in self.catalogue.shared
         ]
-        if self.catalogue.takes_avatars:
-            for entry in self.catalogue.store.entries(user):
-                out.append(self.avatar_entry(entry.id, entry.name, user))
+        for entry in self.catalogue.avatars(user):
+            out.append(self.avatar_entry(entry.id, entry.name, user))
         return out
 
     def new_avatar_reply(self, avatar_id: str, name: str, user: str | None) -> dict:

@@ -16,10 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from avatars.builder import AvatarBuilder, AvatarError, PhotoLimits, decode_photo
+from avatars.flame_avatar import FlameAvatarBuilder
 from avatars.store import AvatarStore
 from engines.face.model import FaceModel
-from engines.files.assets import sha256_bytes
-from server.protocol import ProtocolError, ict_only_message
+from engines.files.assets import AssetMissingError, sha256_bytes
+from engines.files.registered import DECA_MODEL, FLAME_UVS
+from engines.flame_encoders.photo_to_flame import load_photo_to_flame
+from server.protocol import ProtocolError
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MB = 1024 * 1024
@@ -86,6 +89,28 @@ def finished_photo(upload: Upload, msg: dict) -> bytes:
     return data
 
 
+def builds_unavailable(model: FaceModel) -> str | None:
+    """Why a server on ``model`` cannot build avatars from portraits, or None when it can
+    (ICT always; FLAME with DECA's checkpoint and UV template, looked for, not loaded)."""
+    if model.name == "ict":
+        return None
+    missing = []
+    for file in (DECA_MODEL, FLAME_UVS):
+        try:
+            file.find()
+        except AssetMissingError:
+            missing.append(f"{file.what} ({file.candidate()[0]})")
+    return f"{model.name} avatars need {' and '.join(missing)}" if missing else None
+
+
+def make_builder(model: FaceModel) -> AvatarBuilder | FlameAvatarBuilder:
+    """The portrait -> avatar builder for ``model`` (on the builder thread)."""
+    if model.name == "ict":
+        return AvatarBuilder(model)
+    reader, _ = load_photo_to_flame()  # MICA when found, else DECA's shape
+    return FlameAvatarBuilder(model, reader)
+
+
 class AvatarBuilds:
     """Builds avatars one at a time on its own thread (the builder's MediaPipe graph lives
     there), within the quotas, and adds them to the store."""
@@ -94,9 +119,15 @@ class AvatarBuilds:
                  quotas: Quotas | None = None) -> None:
         self.model, self.store, self.max_bytes = model, store, max_bytes
         self.quotas = quotas or Quotas()
-        self.builder: AvatarBuilder | None = None  # made on the builder thread
+        self.unavailable = builds_unavailable(model)  # why uploads are refused, or None
+        self.builder: AvatarBuilder | FlameAvatarBuilder | None = None  # on the builder thread
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avatar")
         self._started: dict[str, deque[float]] = defaultdict(deque)  # build times per user
+
+    @property
+    def available(self) -> bool:
+        """Whether portraits can be made into avatars here."""
+        return self.unavailable is None
 
     def check_quota(self, user: str, incoming: int = 0) -> None:
         """``quota`` when ``user`` may not store another avatar of about ``incoming`` bytes."""
@@ -132,7 +163,7 @@ class AvatarBuilds:
     def _build(self, data: bytes, name: str, user: str, public: bool) -> str:
         image = decode_photo(data, PhotoLimits(max_bytes=self.max_bytes))
         if self.builder is None:
-            self.builder = AvatarBuilder(self.model)
+            self.builder = make_builder(self.model)
         avatar = self.builder.build(image, name, sha256_bytes(data))
         return self.store.add(avatar, self.model, owner=user, public=public)
 
@@ -151,8 +182,8 @@ class Uploads:
         self.pending: dict[str, Upload] = {}
 
     async def begin(self, session_id: str, user: str, msg: dict) -> None:
-        if self.builds.model.name != "ict":
-            raise ProtocolError("ict_only", ict_only_message(self.builds.model.name))
+        if self.builds.unavailable:
+            raise ProtocolError("no_avatar_builds", self.builds.unavailable)
         upload = begin_upload(msg, self.max_bytes)
         loop = asyncio.get_running_loop()  # refused before any byte is sent when at a quota
         await loop.run_in_executor(None, self.builds.check_quota, user, upload.size)

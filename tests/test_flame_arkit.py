@@ -165,7 +165,7 @@ def test_render_and_retarget_a_clip_with_model_flame(
 def test_serve_with_model_flame(ict_flame: dict, tmp_path: Path,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """The live server on FLAME: the default head and target files in the picker, no
-    avatars, uploads or hair (ICT heads), the modes rendering through the map."""
+    uploads without DECA's files, no hair (ICT's), the modes rendering through the map."""
     import asyncio
     import time
     from fractions import Fraction
@@ -177,6 +177,8 @@ def test_serve_with_model_flame(ict_flame: dict, tmp_path: Path,
     monkeypatch.setenv("VN3D_FLAME_MODEL", str(ict_flame["flame"]))
     monkeypatch.setenv("VN3D_FLAME_LANDMARKS", str(ict_flame["landmarks"]))
     monkeypatch.setenv("VN3D_CACHE", str(tmp_path / "cache"))
+    for absent in ("VN3D_DECA_MODEL", "VN3D_FLAME_UVS"):
+        monkeypatch.setenv(absent, str(tmp_path / "absent"))
     someone = tmp_path / "someone.npz"
     np.savez(someone, shape=np.random.default_rng(0).normal(size=300).astype(np.float32),
              model="flame")
@@ -196,8 +198,9 @@ def test_serve_with_model_flame(ict_flame: dict, tmp_path: Path,
             await app.dispatch(session, msg)
         return err.value.code
 
-    assert asyncio.run(refused({"type": "avatar_begin", "name": "me.jpg", "size": 10})) \
-        == "ict_only"
+    assert asyncio.run(refused({"type": "avatar_begin", "name": "me.jpg", "bytes": 10})) \
+        == "no_avatar_builds"  # no DECA files here
+    assert "DECA model" in app.builds.unavailable and "FLAME UV layout" in app.builds.unavailable
     assert asyncio.run(refused({"type": "hair", "style": "none"})) == "ict_only"
     assert asyncio.run(app.dispatch(session, {"type": "target", "id": "file:someone"}))["ok"]
 
@@ -244,24 +247,15 @@ def test_bench_flame_map_reports_each_shape_against_no_motion(ict_flame: dict,
     assert jaw["error_mm"] == pytest.approx(jaw["ratio"] * jaw["motion_mm"], rel=1e-4)
 
 
-def test_a_flame_avatar_from_one_portrait(ict, ict_flame: dict, tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture) -> None:
-    """``vn3d avatar build --model flame``: DECA's shape (no MICA here), the photo's texture
-    on FLAME's UVs (no albedo model), DECA's camera kept as the photo's; the avatar is a
-    store avatar like any other (zip, GLB in metres) and a --model flame target."""
-    import io
+PORTRAIT = asset_root() / "faces" / "london_set" / "london_004_neutral.jpg"
 
-    import cv2
-    import trimesh
+
+def use_deca(ict_flame: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> np.ndarray:
+    """The ICT-made FLAME with a DECA checkpoint (its code: returned) and a UV template;
+    no MICA and no albedo model (the photo gives the texture)."""
     from flame_files import write_deca, write_head_template
 
-    from avatars.flame_avatar import photo_camera
-    from avatars.store import AvatarStore
     from engines.flame_encoders.deca import CODE_SIZE
-    from engines.flame_encoders.photo_to_flame import load_photo_to_flame
-    from engines.tracking.arkit_mapping import arkit_names
-    from engines.tracking.tracker import FaceTracker, TrackerConfig
 
     code = np.zeros(CODE_SIZE, np.float32)
     code[:100] = np.random.default_rng(1).normal(scale=0.3, size=100)  # shape
@@ -275,9 +269,30 @@ def test_a_flame_avatar_from_one_portrait(ict, ict_flame: dict, tmp_path: Path,
     for absent in ("VN3D_MICA_MODEL", "VN3D_FLAME_ALBEDO"):
         monkeypatch.setenv(absent, str(tmp_path / "absent"))
     monkeypatch.setenv("VN3D_CACHE", str(tmp_path / "cache"))
+    return code
+
+
+def test_a_flame_avatar_from_one_portrait(ict, ict_flame: dict, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture) -> None:
+    """``vn3d avatar build --model flame``: DECA's shape (no MICA here), the photo's texture
+    on FLAME's UVs (no albedo model), DECA's camera kept as the photo's; the avatar is a
+    store avatar like any other (zip, GLB in metres) and a --model flame target."""
+    import io
+
+    import cv2
+    import trimesh
+
+    from avatars.flame_avatar import photo_camera
+    from avatars.store import AvatarStore
+    from engines.flame_encoders.photo_to_flame import load_photo_to_flame
+    from engines.tracking.arkit_mapping import arkit_names
+    from engines.tracking.tracker import FaceTracker, TrackerConfig
+
+    code = use_deca(ict_flame, tmp_path, monkeypatch)
     store = tmp_path / "avatars"
     monkeypatch.setenv("VN3D_AVATARS", str(store))
-    photo_path = asset_root() / "faces" / "london_set" / "london_004_neutral.jpg"
+    photo_path = PORTRAIT
 
     assert main(["avatar", "build", str(photo_path), "--model", "flame", "--hair",
                  "side_part"]) == 2
@@ -326,3 +341,56 @@ def test_a_flame_avatar_from_one_portrait(ict, ict_flame: dict, tmp_path: Path,
         frame = next(iter(c.decode(video=0))).to_ndarray(format="rgb24").astype(int)
     face = frame[40:100, 34:94].reshape(-1, 3)
     assert (face[:, 0] > face[:, 2] + 15).mean() > 0.3  # the photo's skin on the head
+
+
+def test_a_flame_server_builds_and_lists_flame_avatars(
+        ict, ict_flame: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With DECA's files a FLAME server turns an uploaded portrait into a FLAME avatar that
+    its uploader can pick; ICT avatars in the same store stay out of its picker."""
+    import asyncio
+    import base64
+    import hashlib
+    import json
+
+    from avatars.builder import AvatarBuilder
+    from avatars.store import AvatarStore
+    from server.app import App
+    from server.config import ServerConfig
+
+    use_deca(ict_flame, tmp_path, monkeypatch)
+    store = AvatarStore(tmp_path / "store")
+    image = av.open(str(PORTRAIT))
+    rgb = next(image.decode(video=0)).to_ndarray(format="rgb24")
+    image.close()
+    builder = AvatarBuilder(ict)
+    try:
+        ict_id = store.add(builder.build(rgb, "an ict one", "0" * 64), ict)
+    finally:
+        builder.close()
+    app = App(ServerConfig(size=64, model="flame", avatar_store=str(store.root)))
+    app.prepare()
+    session = app.new_session("user-0123456789abcdef")
+    welcome = app.welcome(session)
+    assert welcome["avatars"] is True and welcome["hairstyles"] == []
+    assert [t["id"] for t in welcome["targets"]] == ["default"]  # not the ICT avatar
+    assert not app.catalogue.visible_avatar(ict_id, session.user)
+
+    data = PORTRAIT.read_bytes()
+
+    async def upload() -> dict:
+        await app.dispatch(session, {"type": "avatar_begin", "name": "me", "bytes": len(data)})
+        step = 32 * 1024
+        for seq, i in enumerate(range(0, len(data), step)):
+            await app.dispatch(session, {"type": "avatar_chunk", "seq": seq,
+                                         "data": base64.b64encode(data[i:i + step]).decode()})
+        return await app.dispatch(session, {"type": "avatar_end",
+                                            "sha256": hashlib.sha256(data).hexdigest()})
+
+    reply = asyncio.run(upload())
+    assert reply["type"] == "avatar" and reply["ok"], json.dumps(reply)[:300]
+    assert [t["id"] for t in reply["targets"]] == ["default", reply["id"]]
+    assert store.entry(reply["id"]).model == "flame"
+    assert app.picker.thumbnail(reply["id"], session.user)[:4] == b"\x89PNG"
+    assert asyncio.run(app.dispatch(session, {"type": "target", "id": reply["id"]}))["ok"]
+    assert app.picker.entries(None) == app.picker.entries(None)[:1]  # another user: not it
+    asyncio.run(app.builds.close())
