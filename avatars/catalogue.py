@@ -48,7 +48,7 @@ class TargetCatalogue:
 
     def __init__(self, model: FaceModel, store: AvatarStore | None = None) -> None:
         self.model = model
-        # dataset subjects (the sample gallery too) and strand hair are ICT's
+        # the sample gallery and strand hair are ICT's
         self.ict_head = model.name == "ict"
         self.store = store or AvatarStore()
         self.shared: dict[str, Target] = {"default": default_target(model)}
@@ -58,9 +58,10 @@ class TargetCatalogue:
     def add_dataset(self, dataset: Dataset, name: str | None = None) -> list[str]:
         """Every subject of ``dataset`` as ``NAME:SUBJECT`` (NAME: its folder's name)."""
         name = name or dataset.root.name
-        if not self.ict_head:
-            raise ValueError(f"dataset {name}: its subjects are ICT heads; a {self.model.name} "
-                             "head takes target files (--target-file)")
+        made_for = str(dataset.manifest.get("model", "ict"))
+        if made_for != self.model.name:
+            raise ValueError(f"dataset {name}: its subjects are {made_for} heads; serve it "
+                             f"with --model {made_for}")
         ids = []
         for subject in dataset.subjects:
             tid = f"{name}:{subject}"
@@ -136,13 +137,16 @@ def load_target(spec: str, model: FaceModel, store: AvatarStore | None = None) -
     if path.is_dir() or (path.suffix == ".zip" and path.is_file()):
         return read_avatar(path, model).target()
     if ":" in spec and not path.exists():
-        if model.name != "ict":
-            raise UnknownTargetError(
-                f"target {spec!r} is a dataset subject, built on the ICT head; a {model.name} "
-                "head takes 'default', its own avatars (vn3d avatar build PHOTO --model "
-                f"{model.name}) or a target .npz (vn3d flame reconstruct PHOTO --target OUT.npz)")
         folder, subject = spec.rsplit(":", 1)
-        dataset = Dataset(sample_dataset_dir() if folder == SAMPLE else folder)
+        dataset = None if folder == SAMPLE and model.name != "ict" else Dataset(
+            sample_dataset_dir() if folder == SAMPLE else folder)
+        made_for = "ict" if dataset is None else str(dataset.manifest.get("model", "ict"))
+        if dataset is None or made_for != model.name:  # the sample gallery is ICT's
+            raise UnknownTargetError(
+                f"target {spec!r} is built on the {made_for} head; a {model.name} head takes "
+                f"'default', its own avatars (vn3d avatar build PHOTO --model {model.name}), "
+                f"its own datasets (vn3d dataset build PHOTOS --model {model.name}) or a "
+                "target .npz (vn3d flame reconstruct PHOTO --target OUT.npz)")
         return dataset.target(subject, model)
     if path.suffix == ".npz" and path.is_file():
         return read_target_file(path, model)

@@ -85,6 +85,14 @@ class FlameAvatarBuilder:
         self._tracker = FaceTracker(arkit_names(), TrackerConfig(
             video=False, smoothing=None, landmarker=landmarker))
 
+    def landmarks(self, image: np.ndarray) -> tuple[np.ndarray, int]:
+        """Pixel landmarks (478, 2) of the largest face and the number of faces."""
+        result = self._tracker.process(image, 0.0)
+        if result.landmarks is None:
+            raise AvatarError("no face found in the photo: use a frontal portrait")
+        h, w = image.shape[:2]
+        return result.landmarks[:, :2] * [w, h], result.n_faces
+
     def build(self, image: np.ndarray, name: str, source_sha256: str,
               progress: Callable[[str], None] | None = None) -> Avatar:
         """An avatar from an RGB photo (H, W, 3) uint8."""
@@ -101,11 +109,8 @@ class FlameAvatarBuilder:
             if progress:
                 progress(label)
 
-        found = self._tracker.process(image, 0.0).landmarks
-        if found is None:
-            raise AvatarError("no face found in the photo: use a frontal portrait")
+        landmarks, _ = self.landmarks(image)  # (478, 2) pixels
         h, w = image.shape[:2]
-        landmarks = found[:, :2] * [w, h]  # (478, 2) pixels
         stage("landmarks")
         fit = self.reader(image, landmarks)
         shape = np.zeros(self.model.n_shape, np.float32)

@@ -23,13 +23,11 @@ THUMBNAIL = RenderConfig(160, 160, samples=4)
 
 def shared_targets(config: ServerConfig, model: FaceModel, store: AvatarStore
                    ) -> TargetCatalogue:
-    """The catalogue a server starts with: the default head, the datasets' subjects and the
-    sample gallery (ICT heads, so on ICT only), the target files; the start target checked."""
+    """The catalogue a server starts with: the default head, the datasets' subjects (of its
+    face model), the sample gallery (ICT's, so on ICT only), the target files; the start
+    target checked."""
     catalogue = TargetCatalogue(model, store)
-    if config.datasets and not catalogue.ict_head:  # refused before any is read
-        raise ValueError(f"--dataset: its subjects are ICT heads; a {model.name} head takes "
-                         "target files (--target-file)")
-    for path in config.datasets:  # dataset subjects: the gallery, shown to everyone
+    for path in config.datasets:  # subjects shown to everyone, each of this face model
         catalogue.add_dataset(Dataset(path))
     if config.sample_gallery:
         catalogue.add_sample_gallery()

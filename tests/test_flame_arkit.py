@@ -159,7 +159,7 @@ def test_render_and_retarget_a_clip_with_model_flame(
 
     assert main(["retarget-clip", str(GRID / "bbaf2n.mpg"), "--model", "flame",
                  "--target", "sample:london_001", "--out", str(clip)]) == 2
-    assert "built on the ICT head" in capsys.readouterr().err
+    assert "is built on the ict head" in capsys.readouterr().err
 
 
 def test_serve_with_model_flame(ict_flame: dict, tmp_path: Path,
@@ -167,6 +167,7 @@ def test_serve_with_model_flame(ict_flame: dict, tmp_path: Path,
     """The live server on FLAME: the default head and target files in the picker, no
     uploads without DECA's files, no hair (ICT's), the modes rendering through the map."""
     import asyncio
+    import json
     import time
     from fractions import Fraction
 
@@ -219,8 +220,14 @@ def test_serve_with_model_flame(ict_flame: dict, tmp_path: Path,
     assert np.abs(neutral.astype(int) - surprised.astype(int)).max() > 40
     session.close_retargeter()
 
-    with pytest.raises(ValueError, match="ICT heads"):
-        App(ServerConfig(size=64, model="flame", datasets=[str(tmp_path)],
+    from engines.dataset.loader import FORMAT_VERSION
+
+    ict_dataset = tmp_path / "ict_dataset"
+    ict_dataset.mkdir()
+    (ict_dataset / "manifest.json").write_text(json.dumps(
+        {"format_version": FORMAT_VERSION, "model": "ict", "subjects": {}}))
+    with pytest.raises(ValueError, match="its subjects are ict heads; serve it with --model ict"):
+        App(ServerConfig(size=64, model="flame", datasets=[str(ict_dataset)],
                          avatar_store=str(tmp_path / "store")))
     with pytest.raises(ValueError, match="is a flame head; use --model flame"):
         App(ServerConfig(size=64, target_files=[str(someone)], sample_gallery=False,
@@ -394,3 +401,62 @@ def test_a_flame_server_builds_and_lists_flame_avatars(
     assert asyncio.run(app.dispatch(session, {"type": "target", "id": reply["id"]}))["ok"]
     assert app.picker.entries(None) == app.picker.entries(None)[:1]  # another user: not it
     asyncio.run(app.builds.close())
+
+
+def test_arkit_weights_from_a_flame_reading(model: FlameArkitModel) -> None:
+    """DECA reads FLAME coefficients and a jaw turn; their ARKit ψ (for datasets and the
+    ERM's space) comes back through the map, within [0, 1]."""
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        truth = np.where(rng.random(53) < 0.15, rng.uniform(0.2, 1.0, 53), 0.0)
+        exp = model.arkit.matrix @ truth
+        jaw = model.arkit.jaw.T @ truth
+        psi, error = model.arkit_from_flame(exp, jaw)
+        assert psi.shape == (53,) and psi.min() >= 0 and psi.max() <= 1
+        assert error < 0.1 and np.abs(psi - truth).mean() < 0.05, (error, np.abs(psi - truth))
+    psi, error = model.arkit_from_flame(np.zeros(50), np.zeros(3))
+    assert np.abs(psi).max() < 1e-6 and error == 0.0
+
+
+def test_a_flame_dataset_the_papers_way(ict_flame: dict, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture) -> None:
+    """``vn3d dataset build --model flame``: DECA's shape (no MICA here) per subject, DECA's
+    reading per photo (kept, and as ARKit ψ), the ERM for the rest; a FLAME server and
+    ``vn3d eval`` read it; an ICT run cannot resume it."""
+    from engines.dataset.loader import Dataset
+    from engines.emotion.facs import LABELS
+
+    code = use_deca(ict_flame, tmp_path, monkeypatch)
+    photos = tmp_path / "photos" / "someone"
+    photos.mkdir(parents=True)
+    london = asset_root() / "faces" / "london_set"
+    (photos / "neutral.jpg").write_bytes((london / "london_003_neutral.jpg").read_bytes())
+    (photos / "happy.jpg").write_bytes((london / "london_003_smiling.jpg").read_bytes())
+    out = tmp_path / "dataset"
+    assert main(["dataset", "build", str(photos.parent), "--model", "flame", "--out", str(out),
+                 "--workers", "1"]) == 0
+    ds = Dataset(out)
+    assert ds.manifest["model"] == "flame" and ds.subjects == ["someone"]
+    assert sorted(ds.manifest["subjects"]["someone"]["synthesised"]) == sorted(
+        e for e in LABELS if e not in ("neutral", "happy"))
+    model = load_flame_arkit()
+    np.testing.assert_allclose(ds.shape("someone", model)[:100], code[:100], atol=1e-5)
+    happy = np.load(out / "subjects" / "someone" / "happy.npz")
+    np.testing.assert_allclose(happy["deca_expression"], code[150:200], atol=1e-5)
+    np.testing.assert_allclose(happy["pose"][:3], code[200:203], atol=1e-5)  # the head turn
+    psi, _ = ds.parameters("someone", "happy")
+    assert psi.min() >= 0 and psi.max() <= 1 and 0 <= float(happy["map_error"]) <= 1
+    surprised, _ = ds.parameters("someone", "surprised")  # by the ERM
+    assert surprised[model.expression_names.index("jawOpen")] > 0.2
+    target = ds.target("someone", model)
+    assert target.texture.shape == (512, 512, 3) and target.hair is None
+
+    assert main(["eval", str(out), "--no-synthetic"]) == 0
+    assert "2 pairs" in capsys.readouterr().out
+    assert main(["eval", str(out)]) == 0
+    assert "mesh: not measured" in capsys.readouterr().out
+    assert main(["dataset", "build", str(photos.parent), "--out", str(out)]) == 2
+    assert "holds a flame dataset; resume it with --model flame" in capsys.readouterr().err
+    assert main(["retarget-clip", str(GRID / "bbaf2n.mpg"), "--model", "flame", "--target",
+                 f"{out}:someone", "--size", "96", "--out", str(tmp_path / "clip.mp4")]) == 0

@@ -24,7 +24,8 @@ at full intensity and marked so. Subjects already done are skipped (resumable); 
 subject that fails (no face, unreadable photo) is recorded with its error and the run
 goes on. Subjects build in parallel worker processes (``workers``; each loads its own
 face model, MediaPipe and renderer), the manifest is written by the parent as each
-subject finishes.
+subject finishes. On FLAME (``model.name == "flame"``) a subject is built by
+:mod:`engines.dataset.flame_subject` (MICA, DECA) into the same files.
 """
 
 from __future__ import annotations
@@ -45,13 +46,17 @@ from avatars.builder import (
     decode_photo,
 )
 from avatars.eye_colour import iris_colour
+from avatars.flame_avatar import FlameAvatarBuilder
+from engines.dataset.flame_subject import build_flame_subject
 from engines.dataset.loader import FORMAT_VERSION
 from engines.dataset.photos import SAMPLE_PATTERN, find_photos
 from engines.emotion.facs import EMOTIONS, LABELS
+from engines.face.by_name import load_face_model
 from engines.face.model import FaceModel
 from engines.files.assets import AssetMissingError, asset_root
 from engines.files.disk_cache import cache_root, write_atomic
 from engines.files.mesh_obj import write_obj
+from engines.flame_encoders.photo_to_flame import load_photo_to_flame
 from engines.render.renderer import MeshRenderer, RenderConfig
 from engines.tracking.landmarkers import DEFAULT_LANDMARKER
 
@@ -77,6 +82,10 @@ def build_dataset(photos: Path | None, out: Path, model: FaceModel, erm, *,
         else {"format_version": FORMAT_VERSION, "model": model.name, "expressions": LABELS,
               "subjects": {}}
     )
+    if manifest.get("model", "ict") != model.name:
+        raise ValueError(f"{out} holds a {manifest.get('model', 'ict')} dataset; resume it "
+                         f"with --model {manifest.get('model', 'ict')} or build into another "
+                         "folder")
     index = find_photos(photos, pattern, csv)
     if limit is not None:
         index.subjects = dict(list(index.subjects.items())[:limit])
@@ -112,7 +121,7 @@ def subject_builds(todo: dict[str, dict[str, Path]], out: Path, model: FaceModel
     # spawn: MediaPipe, EGL and torch threads do not survive a fork
     with ProcessPoolExecutor(min(workers, len(todo)), multiprocessing.get_context("spawn"),
                              initializer=_start_worker,
-                             initargs=(type(model), erm, landmarker)) as pool:
+                             initargs=(model.name, erm, landmarker)) as pool:
         jobs = {pool.submit(_build_in_worker, name, files, out): name
                 for name, files in todo.items()}
         for job in as_completed(jobs):
@@ -146,17 +155,19 @@ def build_sample_dataset(model: FaceModel, erm, out: Path | None = None, workers
 _worker: dict = {}  # one process's model, ERM, builder and renderer
 
 
-def _start_worker(model: FaceModel | type, erm, landmarker: str = DEFAULT_LANDMARKER) -> None:
-    if isinstance(model, type):  # in a worker process: load our own copy, one thread
+def _start_worker(model: FaceModel | str, erm, landmarker: str = DEFAULT_LANDMARKER) -> None:
+    if isinstance(model, str):  # in a worker process: load our own copy, one thread
         torch.set_num_threads(1)
         cv2.setNumThreads(1)
-        model = model()
-    _worker.update(
-        model=model, erm=erm,
-        builder=AvatarBuilder(model, AvatarConfig(texture_size=512, hair="auto",
-                                                  landmarker=landmarker)),
-        renderer=MeshRenderer(model.topology, RenderConfig(RENDER_SIZE, RENDER_SIZE)),
-    )
+        model = load_face_model(model)
+    if model.name == "flame":  # DECA and MICA read the photos (registered files)
+        reader, _ = load_photo_to_flame()
+        builder = FlameAvatarBuilder(model, reader, landmarker=landmarker)
+    else:
+        builder = AvatarBuilder(model, AvatarConfig(texture_size=512, hair="auto",
+                                                    landmarker=landmarker))
+    _worker.update(model=model, erm=erm, builder=builder,
+                   renderer=MeshRenderer(model.topology, RenderConfig(RENDER_SIZE, RENDER_SIZE)))
 
 
 def _stop_worker() -> None:
@@ -168,9 +179,10 @@ def _stop_worker() -> None:
 
 def _build_in_worker(name: str, files: dict[str, Path], out: Path) -> dict:
     w = _worker
+    build = build_flame_subject if w["model"].name == "flame" else build_subject
     try:
-        return build_subject(files, out / "subjects" / name, w["model"], w["erm"],
-                             w["builder"], w["renderer"])
+        return build(files, out / "subjects" / name, w["model"], w["erm"], w["builder"],
+                     w["renderer"])
     except (AvatarError, OSError) as exc:
         return {"status": "failed", "error": str(exc)}
 

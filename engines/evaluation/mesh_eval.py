@@ -413,6 +413,11 @@ def evaluate_meshes(
     """The mesh part of ``vn3d eval``: a JSON-able dict; writes the heat map and the
     per-expression bars into the dataset folder (when there is something to draw)."""
     check_scan_args(scans, scan_units)
+    if model.name != "ict" and (synthetic or scans is not None):
+        return {"metric": "not measured", "synthetic": None, "scans": None,
+                "note": f"mesh accuracy is measured on ICT datasets only: it reconstructs "
+                        f"with vn3d's ICT photo fit and ICT's landmark vertices; a "
+                        f"{model.name} dataset gets the image part"}
     sets: dict[str, MeshSet] = {}
     if synthetic:
         sets["synthetic"] = evaluate_synthetic(ds, model, seed, progress=progress)
@@ -455,6 +460,8 @@ def evaluate_meshes(
 
 def report_lines(mesh: dict) -> list[str]:
     """The Markdown section of eval.md for :func:`evaluate_meshes`' result."""
+    if "note" in mesh:
+        return ["## Mesh accuracy", "", f"Not measured: {mesh['note']}.", ""]
     lines = [
         "## Mesh accuracy (layout of the paper's Table 3)",
         "",

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
+from scipy.optimize import lsq_linear
 
 from engines.face.arkit_to_flame import ArkitMap, fit_arkit_map
 from engines.face.flame import FlameModel
@@ -74,6 +76,38 @@ class FlameArkitModel(FaceModel):
 
     def prepare_identity(self, shape: torch.Tensor) -> torch.Tensor:  # (B, V, 3)
         return self.flame.prepare_identity(shape)
+
+    @torch.no_grad()
+    def arkit_from_flame(self, expression: np.ndarray, jaw: np.ndarray,
+                         ridge: float = 1e-3) -> tuple[np.ndarray, float]:
+        """ARKit ψ (53,) in [0, 1] whose face (through the map) is closest to FLAME's face
+        for ``expression`` (E',) coefficients and ``jaw`` (3,) axis-angle (e.g. DECA's
+        reading of a photo), on the mean head: bounded least squares over every vertex's
+        displacement, each ARKit shape's displacement taken at weight 1 (the jaw's turn
+        linearised). Returns ψ and the relative error (0 exact, 1 no better than rest)."""
+        basis = self._arkit_displacements()  # (53, V*3)
+        zeros = torch.zeros(1, self.flame.n_shape)
+        exp = torch.zeros(1, self.flame.n_expression)
+        n = min(len(expression), self.flame.n_expression)
+        exp[0, :n] = torch.as_tensor(np.asarray(expression[:n], np.float32))
+        pose = torch.zeros(1, 15)
+        pose[0, 6:9] = torch.as_tensor(np.asarray(jaw, np.float32))
+        rest = self.flame(zeros, torch.zeros_like(exp), torch.zeros(1, 15))
+        target = (self.flame(zeros, exp, pose) - rest).reshape(-1).numpy()  # (V*3,)
+        a = np.vstack([basis.T, np.sqrt(ridge) * np.abs(basis).max() * np.eye(len(basis))])
+        b = np.r_[target, np.zeros(len(basis))]
+        psi = lsq_linear(a, b, bounds=(0.0, 1.0)).x
+        error = np.linalg.norm(basis.T @ psi - target) / max(np.linalg.norm(target), 1e-12)
+        return psi.astype(np.float32), float(error)
+
+    def _arkit_displacements(self) -> np.ndarray:  # (53, V*3)
+        """Each ARKit shape's displacement of the mean head at weight 1 (cached)."""
+        if getattr(self, "_arkit_basis", None) is None:
+            n = self.n_expression
+            rest = self(torch.zeros(1, self.n_shape), torch.zeros(1, n), torch.zeros(1, 6))
+            moved = self(torch.zeros(n, self.n_shape), torch.eye(n), torch.zeros(n, 6))
+            self._arkit_basis = (moved - rest).reshape(n, -1).numpy().astype(np.float64)
+        return self._arkit_basis
 
     def forward_prepared(  # (B, V, 3)
         self, prepared: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from engines.face.by_name import FACE_MODELS
 from vn3d.commands.common import add_landmarker_flag, load_model
 
 
@@ -13,7 +14,7 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     from engines.dataset.build import build_dataset, build_sample_dataset, sample_dataset_dir
     from engines.emotion.models import default_emotion_models
 
-    model = load_model("ict")
+    model = load_model(getattr(args, "model", "ict"))  # the sample gallery is ICT's
     erm = default_emotion_models(model.expression_names).erm
     if args.dataset_command == "sample":
         out = Path(args.out) if args.out else sample_dataset_dir()
@@ -38,11 +39,18 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def dataset_model(folder: Path) -> str:
+    """The face model a built dataset is for (its manifest's ``model``; ICT before it)."""
+    from engines.dataset.loader import Dataset
+
+    return str(Dataset(folder).manifest.get("model", "ict"))
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from engines.evaluation.dataset_eval import evaluate_dataset
     from engines.evaluation.tables import fmt
 
-    result = evaluate_dataset(Path(args.dataset), load_model("ict"),
+    result = evaluate_dataset(Path(args.dataset), load_model(dataset_model(Path(args.dataset))),
                               synthetic=not args.no_synthetic,
                               scans=Path(args.scans) if args.scans else None,
                               scan_units=args.scan_units, seed=args.seed)
@@ -59,6 +67,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
               f"mm  mean {fmt(m.get('mean_mm'), 2)} mm  std {fmt(m.get('std_mm'), 2)} mm")
         for skipped in part["skipped"]:
             print(f"  skipped {skipped['item']}: {skipped['reason']}")
+    if "note" in mesh:
+        print(f"mesh: not measured ({mesh['note']})")
     print(f"wrote {Path(args.dataset) / 'eval.md'}")
     return 0
 
@@ -77,6 +87,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="out/dataset")
     p.add_argument("--workers", type=int, default=workers,
                    help=f"subjects built in parallel (default {workers})")
+    p.add_argument("--model", choices=FACE_MODELS, default="ict",
+                   help="ict (the open default) or flame (the paper's pipeline: MICA's shape "
+                   "per subject, DECA's expression and pose per photo; needs the registered "
+                   "files and DECA's UV template: vn3d doctor)")
     add_landmarker_flag(p)
     p.set_defaults(func=cmd_dataset_build)
     p = dataset_sub.add_parser("sample", help="build (or resume) the sample gallery from the "
