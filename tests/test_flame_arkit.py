@@ -424,6 +424,8 @@ def test_a_flame_dataset_the_papers_way(ict_flame: dict, tmp_path: Path,
     """``vn3d dataset build --model flame``: DECA's shape (no MICA here) per subject, DECA's
     reading per photo (kept, and as ARKit ψ), the ERM for the rest; a FLAME server and
     ``vn3d eval`` read it; an ICT run cannot resume it."""
+    import json
+
     from engines.dataset.loader import Dataset
     from engines.emotion.facs import LABELS
 
@@ -455,7 +457,10 @@ def test_a_flame_dataset_the_papers_way(ict_flame: dict, tmp_path: Path,
     assert main(["eval", str(out), "--no-synthetic"]) == 0
     assert "2 pairs" in capsys.readouterr().out
     assert main(["eval", str(out)]) == 0
-    assert "mesh: not measured" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "mesh (synthetic, 7 meshes): median" in printed  # DECA reads each render
+    mesh = json.loads((out / "eval.json").read_text())["mesh"]["synthetic"]
+    assert all(np.isfinite(r["median_mm"]) and r["points"] > 100 for r in mesh["rows"])
     assert main(["dataset", "build", str(photos.parent), "--out", str(out)]) == 2
     assert "holds a flame dataset; resume it with --model flame" in capsys.readouterr().err
     assert main(["retarget-clip", str(GRID / "bbaf2n.mpg"), "--model", "flame", "--target",

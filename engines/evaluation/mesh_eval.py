@@ -17,13 +17,15 @@ the ground-truth mesh. It is rendered textured with the subject's ``texture.png`
 project's :class:`~engines.render.renderer.MeshRenderer` (512 x 512, the portrait camera, plain
 background) turned by a random yaw in ±20° and pitch in ±10° (seeded), and the project's
 own reconstruction runs on that render, the same path ``vn3d dataset build`` takes
-(MediaPipe landmarks -> :meth:`LandmarkFitter.fit`) -> the fitted shape and expression at
-zero pose. The scan is the ground truth's face skin (ICT ``M_Face`` vertices within
-95 mm of the nose tip, fixed ids on the template, 5470 points), with its landmarks from
-the ground truth's own landmark vertices; the reconstruction's landmarks are its own
-landmark vertices. The render's field of view (20°) is the one the fit assumes, so focal
-length errors are not part of these numbers. Per vertex errors, averaged over all
-meshes, make the heat map.
+(:mod:`engines.evaluation.reconstruction`; ICT: MediaPipe landmarks ->
+:meth:`LandmarkFitter.fit` -> the fitted shape and expression at zero pose; FLAME: DECA
+and MICA). The scan is the ground truth's face skin (ICT ``M_Face`` vertices within
+95 mm of the nose tip, fixed ids on the template, 5470 points; FLAME: every vertex off
+the eyeballs within that radius), with its landmarks from the ground truth's own landmark
+vertices (FLAME: the vertices nearest DECA's embedded landmarks); the reconstruction's
+landmarks are its own landmark vertices. The render's field of view (20°) is the one the
+ICT fit assumes, so focal length errors are not part of these numbers. Per vertex errors,
+averaged over all meshes, make the heat map.
 
 **Real scans** (``--scans DIR``, units by ``--scan-units mm|cm|m``)::
 
@@ -80,9 +82,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from avatars.builder import AvatarBuilder, AvatarConfig, AvatarError
+from avatars.builder import AvatarError
 from engines.dataset.loader import Dataset, DatasetError
 from engines.evaluation.mesh_accuracy import NOW_IBUG, scan_to_mesh
+from engines.evaluation.reconstruction import Reconstruction, eyeball_vertices, landmark_vertices
 from engines.evaluation.tables import fmt
 from engines.face.model import FaceModel
 from engines.render.camera import PerspectiveCamera
@@ -115,22 +118,32 @@ class FaceRegion:
     units_in_mm: float  # model units -> mm
 
 
+def rest_vertices(model: FaceModel) -> np.ndarray:  # (V, 3) float64
+    """The model's mean head at rest."""
+    with torch.no_grad():
+        rest = model.prepare_identity(torch.zeros(1, model.n_shape))[0].numpy()
+    return rest.astype(np.float64)
+
+
 def face_region(model: FaceModel) -> FaceRegion:
+    """ICT: its face skin and head; FLAME (one material): every triangle off the eyeballs."""
     topo = model.topology
     names = set(topo.material_names)
     region = tuple(m for m in REGION_MATERIALS if m in names)
     target = tuple(m for m in TARGET_MATERIALS if m in names)
-    region_faces = topo.faces[topo.face_ids(region)] if region else topo.faces
-    target_faces = topo.faces[topo.face_ids(target)] if target else topo.faces
+    off_eyes = ~eyeball_vertices(model)[topo.faces].any(1)  # (F,)
+    region_faces = topo.faces[topo.face_ids(region)] if region else topo.faces[off_eyes]
+    target_faces = topo.faces[topo.face_ids(target)] if target else topo.faces[off_eyes]
     units_in_mm = model.units_in_metres * 1000.0
-    neutral = model.neutral.numpy().astype(np.float64)
-    nose = neutral[topo.landmark_vertex_ids[30]]
+    rest = rest_vertices(model)
+    landmarks = landmark_vertices(model, rest)  # (7,) in NOW_IBUG's order
+    nose = rest[landmarks[list(NOW_IBUG).index(30)]]
     ids = np.unique(region_faces)
-    near = np.linalg.norm(neutral[ids] - nose, axis=1) * units_in_mm < FACE_RADIUS_MM
+    near = np.linalg.norm(rest[ids] - nose, axis=1) * units_in_mm < FACE_RADIUS_MM
     return FaceRegion(
         ids[near],
         np.ascontiguousarray(target_faces, np.int64),
-        topo.landmark_vertex_ids[NOW_IBUG],
+        landmarks,
         units_in_mm,
     )
 
@@ -235,7 +248,7 @@ def evaluate_synthetic(
     )
     camera = PerspectiveCamera.portrait(model.units_in_metres, centre=model.view_centre)
     per_vertex = np.zeros(len(region.vertex_ids))
-    builder = AvatarBuilder(model, AvatarConfig(texture_size=512, hair="none"))
+    reconstruct = Reconstruction(model)
     if save_renders is not None:
         Path(save_renders).mkdir(parents=True, exist_ok=True)
     try:
@@ -263,12 +276,10 @@ def evaluate_synthetic(
                         str(Path(save_renders) / f"{subject}_{expr}.png"), image[:, :, ::-1]
                     )
                 try:
-                    lms, _ = builder.landmarks(image)
+                    recon = reconstruct(image)
                 except AvatarError as exc:
                     result.skipped.append({"item": f"{subject}/{expr}", "reason": str(exc)})
                     continue
-                fit = builder.fitter.fit([(lms, RENDER_SIZE, RENDER_SIZE)])[0]
-                recon = model_mesh(model, fit.shape, fit.expression)
                 row, dist = measure(
                     truth[region.vertex_ids], truth[region.landmark_ids], recon, region
                 )
@@ -285,7 +296,7 @@ def evaluate_synthetic(
                 )
                 per_vertex += dist
     finally:
-        builder.close()
+        reconstruct.close()
     if result.rows:
         result.per_vertex_mm = per_vertex / len(result.rows)
     return result
@@ -413,11 +424,6 @@ def evaluate_meshes(
     """The mesh part of ``vn3d eval``: a JSON-able dict; writes the heat map and the
     per-expression bars into the dataset folder (when there is something to draw)."""
     check_scan_args(scans, scan_units)
-    if model.name != "ict" and (synthetic or scans is not None):
-        return {"metric": "not measured", "synthetic": None, "scans": None,
-                "note": f"mesh accuracy is measured on ICT datasets only: it reconstructs "
-                        f"with vn3d's ICT photo fit and ICT's landmark vertices; a "
-                        f"{model.name} dataset gets the image part"}
     sets: dict[str, MeshSet] = {}
     if synthetic:
         sets["synthetic"] = evaluate_synthetic(ds, model, seed, progress=progress)
@@ -460,14 +466,13 @@ def evaluate_meshes(
 
 def report_lines(mesh: dict) -> list[str]:
     """The Markdown section of eval.md for :func:`evaluate_meshes`' result."""
-    if "note" in mesh:
-        return ["## Mesh accuracy", "", f"Not measured: {mesh['note']}.", ""]
     lines = [
         "## Mesh accuracy (layout of the paper's Table 3)",
         "",
         f"NoW-style: {mesh['metric']}. Synthetic ground truth: each subject's known "
         "parameters rendered with its texture (random yaw ±20°, pitch ±10°) and "
-        "reconstructed from that render by vn3d's own photo fit; exact, but the "
+        "reconstructed from that render the way the dataset was built (ICT: vn3d's photo "
+        "fit; FLAME: DECA and MICA); exact, but the "
         "render's camera matches the fit's assumptions. The paper's rows are measured on "
         "NoW's real scans and are not comparable with these, so none are copied here.",
         "",
@@ -530,7 +535,7 @@ def heatmap_texture(model: FaceModel, vertex_rgb: np.ndarray, size: int = 512) -
     over the textured triangles (barycentric blend), gutters filled from their neighbours."""
     from avatars.texture_unwrap import uv_layout
 
-    layout = uv_layout(model.topology, model.neutral.numpy(), size)
+    layout = uv_layout(model.topology, rest_vertices(model), size)
     tri = model.topology.faces[layout.triangle]  # (T, 3)
     rgb = (vertex_rgb[tri] * layout.bary[:, :, None]).sum(1)
     tex = np.zeros((size * layout.tiles * size, 3), np.float32)
@@ -568,7 +573,7 @@ def plot_heatmap(
     flat = Material((0.8, 0.8, 0.8), specular=0.0, textured=True)
     hidden = Material((0.0, 0.0, 0.0), alpha=0.0)  # lash cards would hide the lids' colour
     materials = {"M_Face": flat, "M_BackHead": flat, "M_EyeLashes": hidden}
-    neutral = model.neutral.numpy().astype(np.float64)
+    neutral = rest_vertices(model)
     cm = 0.01 / model.units_in_metres
     centre = neutral[region.vertex_ids].mean(0)
     camera = PerspectiveCamera(
