@@ -20,9 +20,10 @@ from engines.tracking.tracker import DEFAULT_READER, READERS
 WEB_ROOT = Path(__file__).resolve().parent.parent / "client_web"
 READER_HELP = ("how ψ and the head pose are read from the landmarks: mediapipe (its "
                "blendshapes by name), inverse (its blendshapes with the head's response "
-               "curves undone), encoder (the project's landmark encoder) or fit "
-               "(experimental: the face model fitted to the landmarks per frame); see "
-               "docs/PERFORMANCE.md")
+               "curves undone), encoder (the project's landmark encoder), fit "
+               "(experimental: the face model fitted to the landmarks per frame) or deca "
+               "(DECA on the frame's face, through the ARKit map: the registered FLAME and "
+               "DECA files, ~0.1 s a frame on a CPU); see docs/PERFORMANCE.md")
 STORE_HELP = "the avatar store folder (default: $VN3D_AVATARS or ~/.local/share/vn3d/avatars)"
 
 

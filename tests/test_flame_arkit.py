@@ -465,3 +465,52 @@ def test_a_flame_dataset_the_papers_way(ict_flame: dict, tmp_path: Path,
     assert "holds a flame dataset; resume it with --model flame" in capsys.readouterr().err
     assert main(["retarget-clip", str(GRID / "bbaf2n.mpg"), "--model", "flame", "--target",
                  f"{out}:someone", "--size", "96", "--out", str(tmp_path / "clip.mp4")]) == 0
+
+
+def test_the_deca_reader_tracks_through_the_map(ict_flame: dict, model: FlameArkitModel,
+                                                tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--reader deca``: DECA's expression and jaw come back as the ARKit ψ that made them,
+    its global pose as the head rotation; a clip retargets with it."""
+    import cv2
+    from flame_files import write_deca
+
+    from engines.flame_encoders.deca import CODE_SIZE
+    from engines.tracking.tracker import FaceTracker, TrackerConfig
+
+    names = list(model.expression_names)
+    truth = np.zeros(53)
+    truth[names.index("jawOpen")], truth[names.index("mouthSmile_L")] = 0.6, 0.8
+    full = model.arkit.matrix @ truth  # FLAME coefficients; DECA reads the first 50
+    assert np.abs(full[50:]).max() < 0.05
+    code = np.zeros(CODE_SIZE, np.float32)
+    code[150:200] = full[:50]
+    code[200:203] = [0.1, -0.25, 0.05]  # the head's rotation
+    code[203:206] = model.arkit.jaw.T @ truth
+    code[206] = 7.0
+    monkeypatch.setenv("VN3D_FLAME_MODEL", str(ict_flame["flame"]))
+    monkeypatch.setenv("VN3D_FLAME_LANDMARKS", str(ict_flame["landmarks"]))
+    monkeypatch.setenv("VN3D_DECA_MODEL", str(write_deca(tmp_path / "deca_model.tar", code)))
+    monkeypatch.setenv("VN3D_CACHE", str(tmp_path / "cache"))
+    image = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
+    with FaceTracker(model.expression_names, TrackerConfig(
+            video=False, smoothing=None, reader="deca")) as tracker:
+        result = tracker.process(image, 0.0)
+    assert result.status == "tracked"
+    assert np.abs(result.expression - truth).max() < 0.05, np.abs(result.expression - truth)
+    np.testing.assert_allclose(result.rotation, code[200:203], atol=1e-5)
+
+    short = tmp_path / "short.mp4"  # DECA takes ~0.2 s a frame here: 8 frames of speech
+    with av.open(str(GRID / "bbaf2n.mpg")) as src, av.open(str(short), "w") as dst:
+        stream = dst.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 360, 288, "yuv420p"
+        for i, frame in enumerate(src.decode(video=0)):
+            if i == 8:
+                break
+            dst.mux(stream.encode(frame.reformat(format="yuv420p")))
+        dst.mux(stream.encode())
+    clip = tmp_path / "deca.mp4"
+    assert main(["retarget-clip", str(short), "--reader", "deca", "--size", "96",
+                 "--out", str(clip)]) == 0
+    with av.open(str(clip)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 8

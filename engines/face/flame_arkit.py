@@ -94,11 +94,21 @@ class FlameArkitModel(FaceModel):
         pose[0, 6:9] = torch.as_tensor(np.asarray(jaw, np.float32))
         rest = self.flame(zeros, torch.zeros_like(exp), torch.zeros(1, 15))
         target = (self.flame(zeros, exp, pose) - rest).reshape(-1).numpy()  # (V*3,)
-        a = np.vstack([basis.T, np.sqrt(ridge) * np.abs(basis).max() * np.eye(len(basis))])
-        b = np.r_[target, np.zeros(len(basis))]
-        psi = lsq_linear(a, b, bounds=(0.0, 1.0)).x
+        # the same objective on the normal equations' Cholesky factor: 53 rows, not V*3
+        # (|Bψ - t|² + r|ψ|² = |Lᵀψ - L⁻¹Bt|² + const, with LLᵀ = BBᵀ + r)
+        factor = self._arkit_factor(ridge)  # (53, 53) lower
+        rhs = np.linalg.solve(factor, basis @ target)
+        psi = lsq_linear(factor.T, rhs, bounds=(0.0, 1.0)).x
         error = np.linalg.norm(basis.T @ psi - target) / max(np.linalg.norm(target), 1e-12)
         return psi.astype(np.float32), float(error)
+
+    def _arkit_factor(self, ridge: float) -> np.ndarray:  # (53, 53)
+        """The Cholesky factor of BBᵀ + ridge·max|B|²·I for the ARKit displacements B."""
+        if getattr(self, "_factor", None) is None or self._factor[0] != ridge:
+            basis = self._arkit_displacements()
+            gram = basis @ basis.T + ridge * np.abs(basis).max() ** 2 * np.eye(len(basis))
+            self._factor = (ridge, np.linalg.cholesky(gram))
+        return self._factor[1]
 
     def _arkit_displacements(self) -> np.ndarray:  # (53, V*3)
         """Each ARKit shape's displacement of the mean head at weight 1 (cached)."""

@@ -4,13 +4,14 @@ Per frame: 478 landmarks, 52 blendshape scores and the facial transformation mat
 MediaPipe's networks run by one of two landmarkers (``TrackerConfig.landmarker``, see
 ``engines/tracking/landmarkers.py``): "tflite", MediaPipe's own Tasks API in VIDEO running
 mode, or "onnx", the same networks under ONNX Runtime (batched across sessions when the
-config carries shared ``OnnxNetworks``). Four readers (``TrackerConfig.reader``): "mediapipe"
+config carries shared ``OnnxNetworks``). Five readers (``TrackerConfig.reader``): "mediapipe"
 maps the scores to the face model's ψ by name through ``engines.tracking.arkit_mapping``
 and takes the matrix's rotation as the head rotation; "inverse" takes the same rotation
 and undoes, per shape, how weakly MediaPipe reads the ICT head's shapes
 (``engines/tracking/response_curves.py``); "encoder" reads both from the landmarks with
 the project's landmark encoder (``engines/encoder/``); "fit" solves both per frame so the
-ICT head's landmarks match them (``engines/tracking/landmark_fit.py``). Rotations are
+ICT head's landmarks match them (``engines/tracking/landmark_fit.py``); "deca" runs DECA
+on the frame's face (``engines/flame_encoders/deca_reader.py``: the registered files). Rotations are
 axis-angle in the ICT head's axes (x to the subject's left, y up, z out of the face). Then
 an optional neutral calibration (the person's resting face reads 0), an optional range
 calibration (per shape, the person's own biggest reading during a few seconds of big
@@ -47,7 +48,7 @@ from engines.tracking.landmarkers import (
 )
 from engines.tracking.response_curves import RESPONSE_FILE, InverseResponse, ResponseCurves
 
-READERS = ("mediapipe", "inverse", "encoder", "fit")
+READERS = ("mediapipe", "inverse", "encoder", "fit", "deca")
 SCORE_READERS = ("mediapipe", "inverse")  # read MediaPipe's blendshapes and its matrix
 DEFAULT_READER = "mediapipe"
 
@@ -144,6 +145,12 @@ class FaceTracker:
             self._landmark_reader = EncoderReader(expression_names, cfg.encoder_fn)
         elif cfg.reader == "fit":
             self._landmark_reader = LandmarkFitReader(expression_names)
+        # readers of the frame itself: (rgb, landmarks in its pixels) -> (ψ, θ)
+        self._image_reader: Callable | None = None
+        if cfg.reader == "deca":  # the registered FLAME and DECA files
+            from engines.flame_encoders.deca_reader import DecaReader
+
+            self._image_reader = DecaReader(expression_names)
         self._map: np.ndarray | None = None  # (n_expr, 52), built from the first result
         self._inverse: InverseResponse | None = None
         if cfg.reader == "inverse":
@@ -203,7 +210,10 @@ class FaceTracker:
         faces = [r.landmarks for r in readings]
         k = self._choose_face(faces)
         scores = None  # MediaPipe's 52 scores, read only by the score readers
-        if self._landmark_reader is not None:
+        if self._image_reader is not None:
+            pixels = faces[k][:, :2] * [rgb.shape[1], rgb.shape[0]]
+            psi, rotation = self._image_reader(rgb, pixels)
+        elif self._landmark_reader is not None:
             psi, rotation = self._landmark_reader(faces[k], rgb.shape[1], rgb.shape[0])
             psi = np.clip(psi, 0, 1)
         else:
