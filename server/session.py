@@ -191,6 +191,8 @@ class Session:
             "mode": self.mode,
             "emotion": emotion,
             "latencyMs": round(float(np.median(self.latency_ms)), 1) if self.latency_ms else None,
+            "latencyP95Ms": (round(float(np.percentile(self.latency_ms, 95)), 1)
+                             if self.latency_ms else None),
             "dropped": self.dropped,
         }
         self.frames_out, self.dropped, self.stage_ms, self.latency_ms = 0, 0, [], []
