@@ -94,7 +94,8 @@ class App:
         """A session with the narrow context it needs (not registered: see ``handle``)."""
         size = self.config.size
         ctx = SessionContext(
-            self.model, self.emotion_models, RenderConfig(size, size),
+            self.model, self.emotion_models,
+            RenderConfig(size, size, hair_reuse_deg=self.config.hair_reuse_deg),
             self.networks.tracker_config(),
             self.render_gate, self.track_gate, self.config.stamp_frames,
         )

@@ -76,6 +76,9 @@ class ServerConfig:
     # sessions that track+render at the same time (see server/retarget_track.py); on a
     # 2-core CPU a second slot gives ~9 % more frames for ~60 % more latency: Mesa's
     # llvmpipe already rasterises on every core
+    hair_reuse_deg: float = flag(0.3, help="an avatar's hair is drawn again only when the "
+                                 "head has turned more than this many degrees since it "
+                                 "last was (0: every frame; docs/PERFORMANCE.md)")
     render_slots: int = flag(1, help="sessions that track and render at the same time "
                              "(1 keeps latency low on CPU renderers)")
     idle_timeout_s: float = flag(60.0, help="a socket without a call that sends nothing this "
@@ -104,6 +107,8 @@ class ServerConfig:
             raise ValueError("--cert and --key go together")
         if self.max_sessions < 1 or self.render_slots < 1 or self.size < 16:
             raise ValueError("max sessions and render slots must be >= 1, the size >= 16")
+        if not 0.0 <= self.hair_reuse_deg <= 5.0:
+            raise ValueError("--hair-reuse-deg must be within 0-5 degrees")
         if self.max_sockets < 1 or self.max_sockets_per_ip < 1:
             raise ValueError("the socket limits must be >= 1")
         if self.idle_timeout_s <= 0 or self.call_timeout_s <= 0:

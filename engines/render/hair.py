@@ -92,6 +92,31 @@ void main() {
 """
 
 
+# The hair layer laid over the frame: its colour and depth, per pixel, depth-tested
+# against the head drawn before it (a full-screen triangle; no vertex buffer).
+LAYER_VERTEX_SHADER = """
+#version 330
+void main() {
+    vec2 p = vec2(float((gl_VertexID << 1) & 2), float(gl_VertexID & 2));
+    gl_Position = vec4(p * 2.0 - 1.0, 0.0, 1.0);
+}
+"""
+
+LAYER_FRAGMENT_SHADER = """
+#version 330
+uniform sampler2D u_rgb;
+uniform sampler2D u_depth;
+out vec4 f_colour;
+
+void main() {
+    ivec2 p = ivec2(gl_FragCoord.xy);
+    vec4 c = texelFetch(u_rgb, p, 0);
+    if (c.a == 0.0) discard;  // no hair here
+    gl_FragDepth = texelFetch(u_depth, p, 0).r;
+    f_colour = c;
+}
+"""
+
 DEFAULT_COLOUR = (0.23, 0.16, 0.11)  # sRGB: dark brown, when no hair colour is known
 
 
@@ -199,14 +224,40 @@ def thicken(
     return root[:, None] + shape + drift
 
 
-class HairDrawer:
-    """GL objects for drawing one hairstyle in an existing context and framebuffer."""
+def turn_between_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """The angle (degrees) of the rotation from one (4, 4) rigid motion's to another's."""
+    rel = np.asarray(a, float)[:3, :3].T @ np.asarray(b, float)[:3, :3]
+    return float(np.degrees(np.arccos(np.clip((np.trace(rel) - 1) / 2, -1.0, 1.0))))
 
-    def __init__(self, ctx: moderngl.Context) -> None:
+
+class HairDrawer:
+    """GL objects for drawing one hairstyle in an existing context and framebuffer.
+
+    With ``reuse_deg`` > 0 (and no MSAA) the hair is drawn into a layer of its own (colour
+    and depth) and laid over the frame, depth-tested against the head; the layer is drawn
+    again only when the head has turned more than ``reuse_deg`` since it was (or the
+    camera or the style changed). A fresh layer gives exactly the pixels of drawing the
+    hair into the frame; a reused one shows the hair up to ``reuse_deg`` behind the head.
+    """
+
+    def __init__(self, ctx: moderngl.Context, size: tuple[int, int] = (0, 0),
+                 reuse_deg: float = 0.0) -> None:
         self.ctx = ctx
         self.prog = ctx.program(vertex_shader=VERTEX_SHADER, fragment_shader=FRAGMENT_SHADER)
         self.vbo = self.ibo_lines = self.ibo_cap = None
         self.vao_lines = self.vao_cap = None
+        self.reuse_deg = reuse_deg if min(size) > 0 else 0.0
+        self.redrawn = 0  # layer draws (the hair's cost), against frames: for benchmarks
+        self._layer: tuple | None = None  # (fbo, rgb, depth, program, vao) when reusing
+        self._drawn_for: tuple | None = None  # (view, proj, model, ortho) of the layer
+        if self.reuse_deg > 0:
+            rgb, depth = ctx.texture(size, 4), ctx.depth_texture(size)
+            depth.compare_func = ""  # read as values, not compared
+            fbo = ctx.framebuffer(color_attachments=[rgb], depth_attachment=depth)
+            prog = ctx.program(vertex_shader=LAYER_VERTEX_SHADER,
+                               fragment_shader=LAYER_FRAGMENT_SHADER)
+            prog["u_rgb"].value, prog["u_depth"].value = 1, 2
+            self._layer = (rgb, depth, fbo, prog, ctx.vertex_array(prog, []))
 
     def set(self, mesh: HairMesh, colour: tuple[float, float, float]) -> None:
         """Upload a style's mesh (replacing the last) and its sRGB colour."""
@@ -222,15 +273,39 @@ class HairDrawer:
             self.vao_cap = ctx.vertex_array(self.prog, layout, self.ibo_cap)
         self.prog["u_colour"].value = tuple(float(c) ** 2.2 for c in colour)
         self.prog["u_centre"].value = tuple(float(c) for c in mesh.centre)
+        self._drawn_for = None  # the layer shows the last style
 
     def draw(
-        self, view: np.ndarray, proj: np.ndarray, model: np.ndarray | None, ortho: bool
+        self, view: np.ndarray, proj: np.ndarray, model: np.ndarray | None, ortho: bool,
+        target: moderngl.Framebuffer | None = None,
     ) -> None:
-        """Draw into the bound framebuffer with depth testing (after the opaque head)."""
+        """Draw into ``target`` (the bound framebuffer) with depth testing, after the
+        opaque head: directly, or through the reused layer (see the class)."""
         if self.vbo is None:
             return
         m = np.eye(4) if model is None else np.asarray(model, float)
-        for name, mat in (("u_view", view), ("u_proj", proj), ("u_model", m)):
+        if self._layer is None or target is None:
+            self._draw_strands(view, proj, m, ortho)
+            return
+        rgb, depth, fbo, _, vao = self._layer
+        last = self._drawn_for
+        if (last is None or not (np.array_equal(last[0], view) and np.array_equal(last[1], proj)
+                                 and last[3] == ortho)
+                or turn_between_deg(last[2], m) > self.reuse_deg):
+            fbo.use()
+            fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+            self._draw_strands(view, proj, m, ortho)
+            self._drawn_for = (np.array(view), np.array(proj), m, ortho)
+            self.redrawn += 1
+            target.use()
+        rgb.use(1)
+        depth.use(2)
+        self.ctx.enable(moderngl.DEPTH_TEST)
+        vao.render(moderngl.TRIANGLES, vertices=3)
+
+    def _draw_strands(self, view: np.ndarray, proj: np.ndarray, model: np.ndarray,
+                      ortho: bool) -> None:
+        for name, mat in (("u_view", view), ("u_proj", proj), ("u_model", model)):
             self.prog[name].write(np.asarray(mat, np.float32).T.tobytes())
         self.prog["u_ortho"].value = ortho
         self.ctx.enable(moderngl.DEPTH_TEST)
@@ -250,3 +325,6 @@ class HairDrawer:
     def release(self) -> None:
         self._release_buffers()
         self.prog.release()
+        for obj in reversed(self._layer or ()):
+            obj.release()
+        self._layer = None

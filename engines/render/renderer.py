@@ -126,6 +126,9 @@ class RenderConfig:
     background: tuple[float, float, float] = (0.42, 0.45, 0.50)  # sRGB
     transparent: bool = False  # True: return (H, W, 4) with alpha 0 off the mesh
     samples: int = 0  # MSAA samples (4 looks smoother at about twice the cost on a CPU)
+    # > 0: the hair is drawn again only when the head has turned more than this since it
+    # last was (degrees; see engines.render.hair.HairDrawer); 0: every frame
+    hair_reuse_deg: float = 0.0
     iris_angle_deg: float = 33.0  # angular radius of the iris on the eyeball
     pupil_angle_deg: float = 12.0
 
@@ -376,7 +379,9 @@ class MeshRenderer:
                 self.hair = None
                 return
             if self.hair is None:
-                self.hair = HairDrawer(self.ctx)
+                cfg = self.config
+                reuse = cfg.hair_reuse_deg if cfg.samples == 0 else 0.0  # MSAA: drawn directly
+                self.hair = HairDrawer(self.ctx, (cfg.width, cfg.height), reuse)
             self.hair.set(hair_mesh(np.asarray(strands), look or HairLook()), colour)
 
     def render(
@@ -424,7 +429,7 @@ class MeshRenderer:
         ctx.disable(moderngl.BLEND)
         draw_elements(self.vao_opaque, moderngl.TRIANGLES)  # the GIL is free meanwhile
         if self.hair is not None:
-            self.hair.draw(view, proj, hair_transform, ortho)
+            self.hair.draw(view, proj, hair_transform, ortho, self.fbo)
         ctx.disable(moderngl.CULL_FACE)  # lash cards are seen from both sides
         if self.vao_blended is not None:
             ctx.enable(moderngl.BLEND)
