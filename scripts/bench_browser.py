@@ -6,7 +6,8 @@ against `vn3d serve` on loopback, for ``--seconds`` after the page goes live (th
   received, decoded and displayed (the avatar video's playback quality), per second;
 - the server's receipt-to-render latency (median and p95 over the run) and its stages;
 - the CPU share of the server process and of the browser (all its processes), on this
-  machine's cores.
+  machine's cores;
+- a screenshot of the page at the end, beside the JSON (to look at).
 
 The page is the shipped one; the bench only watches it (the peer connections it makes are
 recorded by a script injected before the page runs, to read their WebRTC statistics).
@@ -186,6 +187,7 @@ def summarise(samples: list[dict], cpu: dict[str, float]) -> dict:
 
 
 def run(args, camera: Path, work: Path) -> dict:
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     extra = ["--max-sessions", "1", "--size", str(args.size), *args.serve_args.split()]
     avatar = None
     if args.avatar:
@@ -204,6 +206,7 @@ def run(args, camera: Path, work: Path) -> dict:
         cpu0 = (cpu_seconds(server.pid), browser_cpu_seconds(), time.perf_counter())
         samples = watch(driver, args.seconds, args.warmup)
         wall = time.perf_counter() - cpu0[2]
+        driver.save_screenshot(str(Path(args.out).with_suffix(".png")))  # to look at
         cpu = {"server": 100 * (cpu_seconds(server.pid) - cpu0[0]) / wall,
                "browser": 100 * (browser_cpu_seconds() - cpu0[1]) / wall}
     finally:
