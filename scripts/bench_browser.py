@@ -29,13 +29,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_server import CLK, cpu_seconds, enter_private_netns, free_port, start_server
 
 from engines.files.assets import asset_root
+from engines.files.video_writer import write_y4m
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 RECORD_PEERS_JS = """
@@ -71,20 +71,6 @@ Promise.all(peers.map(p => p.getStats())).then(reports => {
   done(out);
 }, () => done(out));
 """
-
-
-def make_y4m(src: Path, dst: Path, width: int = 640, height: int = 480) -> None:
-    """The clip as a Y4M file, Chromium's fake camera (it loops it)."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w", format="yuv4mpegpipe") as out:
-        stream = out.add_stream("rawvideo", rate=inp.streams.video[0].average_rate or 25)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for frame in inp.decode(video=0):
-            f = frame.reformat(width=width, height=height, format="yuv420p")
-            f.pts = None
-            for packet in stream.encode(f):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
 
 
 def chromium(camera: Path, profile: Path):
@@ -235,7 +221,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         camera = work / "camera.y4m"
-        make_y4m(asset_root() / "video" / "grid_corpus" / args.clip, camera)
+        write_y4m(asset_root() / "video" / "grid_corpus" / args.clip, camera)
         row = run(args, camera, work)
     target = f"avatar from {Path(args.avatar).name} (hair {args.hair})" if args.avatar \
         else "the default head"

@@ -31,6 +31,7 @@ import pytest
 from chromium import CHROMEDRIVER, CHROMIUM, chrome
 
 from engines.files.assets import asset_root
+from engines.files.video_writer import write_y4m
 
 pytestmark = pytest.mark.netns
 
@@ -48,26 +49,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _make_y4m(src: Path, dst: Path, width: int = 640, height: int = 480) -> int:
-    """Decode the clip and write it as a Y4M (yuv420p) fake-camera file; returns frames."""
-    import av
-
-    n = 0
-    with av.open(str(src)) as inp, av.open(str(dst), "w", format="yuv4mpegpipe") as out:
-        rate = inp.streams.video[0].average_rate or 25
-        stream = out.add_stream("rawvideo", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for frame in inp.decode(video=0):
-            f = frame.reformat(width=width, height=height, format="yuv420p")
-            f.pts = None
-            for packet in stream.encode(f):
-                out.mux(packet)
-            n += 1
-        for packet in stream.encode():
-            out.mux(packet)
-    return n
 
 
 def _tail(path: Path, n: int = 60) -> str:
@@ -238,7 +219,7 @@ def camera_file(workdir: Path) -> Path:
     if not clip.is_file():  # a broken checkout, not a reason to skip
         pytest.fail(f"GRID clip missing: {clip.resolve()} (asset root {asset_root()})")
     dst = workdir / "camera.y4m"
-    assert _make_y4m(clip, dst) > 25
+    assert write_y4m(clip, dst) > 25
     return dst
 
 

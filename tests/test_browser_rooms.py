@@ -20,12 +20,12 @@ from test_browser import (
     _browser_log,
     _chrome,
     _free_port,
-    _make_y4m,
     _screenshot,
     _tail,
 )
 
 from engines.files.assets import asset_root
+from engines.files.video_writer import write_y4m
 
 pytestmark = pytest.mark.netns
 
@@ -67,7 +67,7 @@ def cameras(tmp_path_factory) -> list[Path]:
     out = []
     for name in CLIPS:
         dst = tmp_path_factory.mktemp("cam") / "camera.y4m"
-        assert _make_y4m(asset_root() / "video" / "grid_corpus" / name, dst) > 25
+        assert write_y4m(asset_root() / "video" / "grid_corpus" / name, dst) > 25
         out.append(dst)
     return out
 

@@ -1,32 +1,25 @@
 """The draw and the readback through ctypes (engines.render.gl_calls): the same pixels as
-moderngl's own calls, and the interpreter lock free while llvmpipe works."""
+moderngl's own calls, and the interpreter lock free while llvmpipe works. The moderngl
+baseline and the lateness probe are scripts/bench_render.py's (``--gil``)."""
 
 from __future__ import annotations
 
-import threading
-import time
+import runpy
+from pathlib import Path
 
-import moderngl
 import numpy as np
 import pytest
 import torch
 
 from avatars.restyle import styled_hair
 from engines.render import gl_calls
-from engines.render import hair as hair_module
-from engines.render import renderer as renderer_module
 from engines.render.hair import head_transform
 from engines.render.renderer import MeshRenderer, RenderConfig
 
 
-def moderngl_draw(vao: moderngl.VertexArray, mode: int) -> None:
-    vao.render(mode)
-
-
-def moderngl_read(fbo: moderngl.Framebuffer, out: np.ndarray) -> np.ndarray:
-    raw = fbo.read(components=out.shape[2], alignment=1)
-    out[:] = np.frombuffer(raw, np.uint8).reshape(out.shape)
-    return out
+@pytest.fixture(scope="module")
+def bench() -> dict:
+    return runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "bench_render.py"))
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +38,14 @@ def strands(ict):
 
 @pytest.mark.parametrize("config", [RenderConfig(160, 96), RenderConfig(
     96, 128, transparent=True, samples=4)], ids=["rgb", "rgba-msaa"])
-def test_same_pixels_as_moderngls_own_calls(ict, frames, strands, config, monkeypatch) -> None:
+def test_same_pixels_as_moderngls_own_calls(ict, frames, strands, config, bench) -> None:
     vertices, moves = frames
     with MeshRenderer(ict.topology, config) as r:
         r.set_hair(strands)
         ours = [r.render(v, hair_transform=m) for v, m in zip(vertices, moves, strict=True)]
-        for module in (renderer_module, hair_module):
-            monkeypatch.setattr(module, "draw_elements", moderngl_draw)
-        monkeypatch.setattr(renderer_module, "read_pixels", moderngl_read)
-        theirs = [r.render(v, hair_transform=m) for v, m in zip(vertices, moves, strict=True)]
+        with bench["moderngl_calls"]():
+            theirs = [r.render(v, hair_transform=m)
+                      for v, m in zip(vertices, moves, strict=True)]
     for a, b in zip(ours, theirs, strict=True):
         assert a.shape == (config.height, config.width, 4 if config.transparent else 3)
         assert a.std() > 10  # a head and hair, not a blank frame
@@ -68,35 +60,10 @@ def test_read_pixels_refuses_a_buffer_of_the_wrong_shape(ict) -> None:
                 gl_calls.read_pixels(r.fbo_resolve, bad)
 
 
-def loop_late_share(render_once, frames: int) -> float:
-    """Share of the render time in which a thread sleeping 1 ms at a time (as an event
-    loop waits on its sockets) woke more than 2 ms late: the GIL held by the render."""
-    late, stop = [], threading.Event()
-
-    def waker() -> None:
-        last = time.perf_counter()
-        while not stop.is_set():
-            time.sleep(0.001)
-            now = time.perf_counter()
-            late.append(now - last - 0.001)
-            last = now
-
-    thread = threading.Thread(target=waker)
-    thread.start()
-    t0 = time.perf_counter()
-    for i in range(frames):
-        render_once(i)
-    spent = time.perf_counter() - t0
-    stop.set()
-    thread.join()
-    late_s = np.array(late)
-    return float(late_s[late_s > 0.002].sum() / spent)
-
-
-def test_the_gil_is_free_while_llvmpipe_draws_and_reads(ict, frames, strands, monkeypatch) -> None:
-    """Measured on this renderer (512², hair): with moderngl's calls a sleeping thread is
-    late for ~80 % of the render time, with ctypes' ~5 %. The test asks for a clear
-    relative gap only (under half of moderngl's share), not an absolute time."""
+def test_the_gil_is_free_while_llvmpipe_draws_and_reads(ict, frames, strands, bench) -> None:
+    """Measured on this renderer (512², hair): with moderngl's calls a thread sleeping 1 ms
+    at a time is late for ~80 % of the render time, with ctypes' ~5-10 %. The test asks
+    for a clear relative gap only (under half of moderngl's share), not an absolute time."""
     vertices, moves = frames
     with MeshRenderer(ict.topology, RenderConfig(512, 512)) as r:
         r.set_hair(strands)
@@ -105,10 +72,8 @@ def test_the_gil_is_free_while_llvmpipe_draws_and_reads(ict, frames, strands, mo
             r.render(vertices[i % 4], hair_transform=moves[i % 4])
 
         render_once(0)
-        ours = loop_late_share(render_once, 12)
-        for module in (renderer_module, hair_module):
-            monkeypatch.setattr(module, "draw_elements", moderngl_draw)
-        monkeypatch.setattr(renderer_module, "read_pixels", moderngl_read)
-        theirs = loop_late_share(render_once, 12)
+        ours = bench["loop_lateness"](render_once, 12)["late_share"]
+        with bench["moderngl_calls"]():
+            theirs = bench["loop_lateness"](render_once, 12)["late_share"]
     assert theirs > 0.3, f"moderngl's calls should hold the GIL (late share {theirs:.2f})"
     assert ours < 0.5 * theirs, f"late share {ours:.2f} with ctypes vs {theirs:.2f}"

@@ -43,19 +43,23 @@ from avatars.builder import (
     AvatarBuilder,
     AvatarConfig,
     AvatarError,
-    decode_photo,
 )
 from avatars.eye_colour import iris_colour
 from avatars.flame_avatar import FlameAvatarBuilder
+from engines.dataset.expression_files import (
+    erm_expression,
+    photo_arrays,
+    subject_photos,
+    write_expression,
+)
 from engines.dataset.flame_subject import build_flame_subject
 from engines.dataset.loader import FORMAT_VERSION
 from engines.dataset.photos import SAMPLE_PATTERN, find_photos
-from engines.emotion.facs import EMOTIONS, LABELS
+from engines.emotion.facs import LABELS
 from engines.face.by_name import load_face_model
 from engines.face.model import FaceModel
 from engines.files.assets import AssetMissingError, asset_root
 from engines.files.disk_cache import cache_root, write_atomic
-from engines.files.mesh_obj import write_obj
 from engines.flame_encoders.photo_to_flame import load_photo_to_flame
 from engines.render.renderer import MeshRenderer, RenderConfig
 from engines.tracking.landmarkers import DEFAULT_LANDMARKER
@@ -189,14 +193,8 @@ def _build_in_worker(name: str, files: dict[str, Path], out: Path) -> dict:
 
 def build_subject(files: dict[str, Path], folder: Path, model: FaceModel, erm,
                   builder: AvatarBuilder, renderer: MeshRenderer) -> dict:
-    images, landmarks, photos = {}, {}, []
-    for expr, path in files.items():
-        image = decode_photo(path.read_bytes())
-        lms, n_faces = builder.landmarks(image)
-        if n_faces > 1:
-            raise AvatarError(f"{path.name}: {n_faces} faces in the photo")
-        images[expr], landmarks[expr] = image, lms
-        photos.append((lms, image.shape[1], image.shape[0]))
+    images, landmarks = subject_photos(files, builder)
+    photos = [(landmarks[e], images[e].shape[1], images[e].shape[0]) for e in files]
     fits = dict(zip(files, builder.fitter.fit(photos), strict=True))
     shape = torch.from_numpy(next(iter(fits.values())).shape[None].copy())
     with torch.no_grad():
@@ -223,28 +221,17 @@ def build_subject(files: dict[str, Path], folder: Path, model: FaceModel, erm,
     renderer.set_texture(texture)
     synthesised = []
     for expr in LABELS:
+        camera = {}
         if expr in fits:
             psi = fits[expr].expression
             pose = np.zeros(model.n_pose, np.float32)
             pose[:3] = head_rotation(fits[expr].rotation)
+            camera = photo_arrays(fits[expr])
         else:
-            intensities = np.array([[1.0 if e == expr else 0.0 for e in EMOTIONS]], np.float32)
-            psi, pose = (x[0] for x in erm.predict(intensities))
+            psi, pose = erm_expression(erm, expr)
             synthesised.append(expr)
-        with torch.no_grad():
-            v = model.forward_prepared(identity, torch.as_tensor(psi[None], dtype=torch.float32),
-                                       torch.as_tensor(pose[None], dtype=torch.float32))[0]
-        camera = {}
-        if expr in fits:  # the photo's camera and landmarks, to re-render it for evaluation
-            f = fits[expr]
-            camera = {"photo_rotation": f.rotation, "photo_translation": f.translation,
-                      "photo_focal": np.float64(f.focal_px),
-                      "photo_size": np.array([f.width, f.height]),
-                      "photo_landmarks": f.landmarks_px.astype(np.float32)}
-        np.savez(folder / f"{expr}.npz", expression=np.asarray(psi, np.float32),
-                 pose=np.asarray(pose, np.float32), synthesised=expr in synthesised, **camera)
-        write_obj(folder / f"{expr}.obj", v.numpy(), model.topology.faces)
-        cv2.imwrite(str(folder / f"{expr}.png"), renderer.render(v)[:, :, ::-1])
+        write_expression(folder, expr, model, identity, psi, pose, expr in synthesised,
+                         renderer, **camera)
     return {"status": "done", "photos": {e: str(p) for e, p in files.items()},
             "synthesised": synthesised}
 

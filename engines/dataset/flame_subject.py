@@ -20,13 +20,17 @@ import cv2
 import numpy as np
 import torch
 
-from avatars.builder import AvatarError, decode_photo
 from avatars.eye_colour import iris_colour
 from avatars.flame_avatar import FlameAvatarBuilder, photo_camera
 from avatars.flame_photo_texture import flame_texture
-from engines.emotion.facs import EMOTIONS, LABELS
+from engines.dataset.expression_files import (
+    erm_expression,
+    photo_arrays,
+    subject_photos,
+    write_expression,
+)
+from engines.emotion.facs import LABELS
 from engines.face.model import FaceModel
-from engines.files.mesh_obj import write_obj
 from engines.render.camera import PerspectiveCamera
 from engines.render.renderer import MeshRenderer
 
@@ -36,14 +40,8 @@ def build_flame_subject(files: dict[str, Path], folder: Path, model: FaceModel, 
     """Write one subject (``files``: expression -> photo) into ``folder``; its manifest
     entry. ``model``: FLAME driven by ARKit ψ; ``builder``: its photo tracker and DECA."""
     reader = builder.reader
-    images, landmarks, fits = {}, {}, {}
-    for expr, path in files.items():
-        image = decode_photo(path.read_bytes())
-        lms, n_faces = builder.landmarks(image)
-        if n_faces > 1:
-            raise AvatarError(f"{path.name}: {n_faces} faces in the photo")
-        images[expr], landmarks[expr] = image, lms
-        fits[expr] = reader(image, lms)
+    images, landmarks = subject_photos(files, builder)
+    fits = {e: reader(images[e], landmarks[e]) for e in files}
     shape = np.zeros(model.n_shape, np.float32)  # MICA's (or DECA's), mean over the photos
     mean = np.mean([f.shape for f in fits.values()], axis=0)
     shape[:min(len(mean), model.n_shape)] = mean[:model.n_shape]
@@ -74,21 +72,11 @@ def build_flame_subject(files: dict[str, Path], folder: Path, model: FaceModel, 
                                  shape, model.n_expression)
             extra = {"deca_expression": fit.expression.astype(np.float32),
                      "deca_pose": np.r_[fit.pose[:3], fit.pose[6:9]].astype(np.float32),
-                     "map_error": np.float64(error),
-                     "photo_rotation": photo.rotation, "photo_translation": photo.translation,
-                     "photo_focal": np.float64(photo.focal_px),
-                     "photo_size": np.array([photo.width, photo.height]),
-                     "photo_landmarks": photo.landmarks_px.astype(np.float32)}
+                     "map_error": np.float64(error), **photo_arrays(photo)}
         else:
-            intensities = np.array([[1.0 if e == expr else 0.0 for e in EMOTIONS]], np.float32)
-            psi, pose = (x[0] for x in erm.predict(intensities))
+            psi, pose = erm_expression(erm, expr)
             synthesised.append(expr)
-        with torch.no_grad():
-            v = model.forward_prepared(identity, torch.as_tensor(psi[None], dtype=torch.float32),
-                                       torch.as_tensor(pose[None], dtype=torch.float32))[0]
-        np.savez(folder / f"{expr}.npz", expression=np.asarray(psi, np.float32),
-                 pose=np.asarray(pose, np.float32), synthesised=expr in synthesised, **extra)
-        write_obj(folder / f"{expr}.obj", v.numpy(), model.topology.faces)
-        cv2.imwrite(str(folder / f"{expr}.png"), renderer.render(v, camera)[:, :, ::-1])
+        write_expression(folder, expr, model, identity, psi, pose, expr in synthesised,
+                         renderer, camera, **extra)
     return {"status": "done", "photos": {e: str(p) for e, p in files.items()},
             "synthesised": synthesised}

@@ -68,3 +68,21 @@ class VideoWriter:
 
 def _format_for(path: Path) -> str:
     return {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}.get(path.suffix.lower(), "mp4")
+
+
+def write_y4m(src: str | Path, dst: str | Path, width: int = 640, height: int = 480) -> int:
+    """Decode a video and write it as Y4M (yuv420p, ``width`` x ``height``), the format of
+    Chromium's fake camera (``--use-file-for-fake-video-capture``); returns its frames."""
+    n = 0
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="yuv4mpegpipe") as out:
+        stream = out.add_stream("rawvideo", rate=inp.streams.video[0].average_rate or 25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for frame in inp.decode(video=0):
+            f = frame.reformat(width=width, height=height, format="yuv420p")
+            f.pts = None
+            for packet in stream.encode(f):
+                out.mux(packet)
+            n += 1
+        for packet in stream.encode():
+            out.mux(packet)
+    return n
