@@ -58,10 +58,9 @@ class TargetCatalogue:
     def add_dataset(self, dataset: Dataset, name: str | None = None) -> list[str]:
         """Every subject of ``dataset`` as ``NAME:SUBJECT`` (NAME: its folder's name)."""
         name = name or dataset.root.name
-        made_for = str(dataset.manifest.get("model", "ict"))
-        if made_for != self.model.name:
-            raise ValueError(f"dataset {name}: its subjects are {made_for} heads; serve it "
-                             f"with --model {made_for}")
+        if dataset.model != self.model.name:
+            raise ValueError(f"dataset {name}: its subjects are {dataset.model} heads; serve "
+                             f"it with --model {dataset.model}")
         ids = []
         for subject in dataset.subjects:
             tid = f"{name}:{subject}"
@@ -138,19 +137,23 @@ def load_target(spec: str, model: FaceModel, store: AvatarStore | None = None) -
         return read_avatar(path, model).target()
     if ":" in spec and not path.exists():
         folder, subject = spec.rsplit(":", 1)
-        dataset = None if folder == SAMPLE and model.name != "ict" else Dataset(
-            sample_dataset_dir() if folder == SAMPLE else folder)
-        made_for = "ict" if dataset is None else str(dataset.manifest.get("model", "ict"))
-        if dataset is None or made_for != model.name:  # the sample gallery is ICT's
-            raise UnknownTargetError(
-                f"target {spec!r} is built on the {made_for} head; a {model.name} head takes "
-                f"'default', its own avatars (vn3d avatar build PHOTO --model {model.name}), "
-                f"its own datasets (vn3d dataset build PHOTOS --model {model.name}) or a "
-                "target .npz (vn3d flame reconstruct PHOTO --target OUT.npz)")
+        if folder == SAMPLE and model.name != "ict":  # the sample gallery is ICT's
+            raise UnknownTargetError(other_head(spec, "ict", model))
+        dataset = Dataset(sample_dataset_dir() if folder == SAMPLE else folder)
+        if dataset.model != model.name:
+            raise UnknownTargetError(other_head(spec, dataset.model, model))
         return dataset.target(subject, model)
     if path.suffix == ".npz" and path.is_file():
         return read_target_file(path, model)
     raise UnknownTargetError(f"unknown target {spec!r}: use {FORMS}")
+
+
+def other_head(spec: str, made_for: str, model: FaceModel) -> str:
+    """The error for a dataset subject built on another face model than ``model``."""
+    return (f"target {spec!r} is built on the {made_for} head; a {model.name} head takes "
+            f"'default', its own avatars (vn3d avatar build PHOTO --model {model.name}), its "
+            f"own datasets (vn3d dataset build PHOTOS --model {model.name}) or a target .npz "
+            "(vn3d flame reconstruct PHOTO --target OUT.npz)")
 
 
 def read_target_file(path: Path, model: FaceModel) -> Target:

@@ -59,8 +59,8 @@ ERRORS = {
     "unavailable": "the mode needs the emotion models, which could not be loaded",
     "too_large": "an upload is larger than announced or than the server's limit",
     "bad_photo": "the uploaded portrait cannot be made into an avatar (no face, ...)",
-    "ict_only": "strand hair, the sample gallery and datasets are ICT heads: a server "
-                "running another face model (--model flame) offers none",
+    "ict_only": "strand hair is on ICT heads only: a server running another face model "
+                "(--model flame) offers none",
     "no_avatar_builds": "this server cannot make avatars from portraits (a FLAME server "
                         "without DECA's files: the message says which)",
     "quota": "this user's avatars, builds per hour, or the whole store are at their limit",

@@ -61,6 +61,12 @@ class Dataset:
                       if isinstance(v, dict) and v.get("status") == "done")
 
     @property
+    def model(self) -> str:
+        """The face model its subjects are built on (ICT for datasets from before the
+        field)."""
+        return str(self.manifest.get("model", "ict"))
+
+    @property
     def expressions(self) -> tuple[str, ...]:
         return LABELS
 

@@ -39,18 +39,13 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def dataset_model(folder: Path) -> str:
-    """The face model a built dataset is for (its manifest's ``model``; ICT before it)."""
-    from engines.dataset.loader import Dataset
-
-    return str(Dataset(folder).manifest.get("model", "ict"))
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
+    from engines.dataset.loader import Dataset
     from engines.evaluation.dataset_eval import evaluate_dataset
     from engines.evaluation.tables import fmt
 
-    result = evaluate_dataset(Path(args.dataset), load_model(dataset_model(Path(args.dataset))),
+    model = load_model(Dataset(Path(args.dataset)).model)  # the model it was built on
+    result = evaluate_dataset(Path(args.dataset), model,
                               synthetic=not args.no_synthetic,
                               scans=Path(args.scans) if args.scans else None,
                               scan_units=args.scan_units, seed=args.seed)
