@@ -24,6 +24,9 @@ READER_HELP = ("how ψ and the head pose are read from the landmarks: mediapipe 
                "(experimental: the face model fitted to the landmarks per frame) or deca "
                "(DECA on the frame's face, through the ARKit map: the registered FLAME and "
                "DECA files, ~0.1 s a frame on a CPU); see docs/PERFORMANCE.md")
+HAIR_REUSE_HELP = ("an avatar's hair is drawn again only when the head has turned more "
+                   "than this many degrees since it last was (0: every frame; "
+                   "docs/PERFORMANCE.md)")
 STORE_HELP = "the avatar store folder (default: $VN3D_AVATARS or ~/.local/share/vn3d/avatars)"
 
 
@@ -76,9 +79,7 @@ class ServerConfig:
     # sessions that track+render at the same time (see server/retarget_track.py); on a
     # 2-core CPU a second slot gives ~9 % more frames for ~60 % more latency: Mesa's
     # llvmpipe already rasterises on every core
-    hair_reuse_deg: float = flag(0.3, help="an avatar's hair is drawn again only when the "
-                                 "head has turned more than this many degrees since it "
-                                 "last was (0: every frame; docs/PERFORMANCE.md)")
+    hair_reuse_deg: float = flag(0.3, help=HAIR_REUSE_HELP)
     render_slots: int = flag(1, help="sessions that track and render at the same time "
                              "(1 keeps latency low on CPU renderers)")
     idle_timeout_s: float = flag(60.0, help="a socket without a call that sends nothing this "
