@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-import torch
 from scipy.spatial.transform import Rotation
 
 from avatars.builder import Avatar, AvatarError
@@ -52,14 +51,8 @@ def photo_camera(fit: FlameFit, reader: PhotoToFlame, image_size: tuple[int, int
     without DECA's global rotation to where DECA's camera puts it."""
     h, w = image_size
     camera_cm, focal = pinhole_vertices(fit, (h, w))
-    pose = torch.from_numpy(fit.pose[None].copy())
-    pose[:, :3] = 0  # the global rotation goes into the camera
-    flame = reader.flame
-    n_shape, n_exp = flame.n_shape, flame.n_expression
-    with torch.no_grad():
-        still = flame(torch.from_numpy(fit.shape[None, :n_shape].copy()),
-                      torch.from_numpy(fit.expression[None, :n_exp].copy()), pose)[0].numpy()
-    rot, trans = rigid_fit(still.astype(np.float64), camera_cm / 100.0)
+    # the global rotation goes into the camera
+    rot, trans = rigid_fit(reader.still_vertices(fit), camera_cm / 100.0)
     residual = float("nan")
     if fit.landmarks68 is not None:  # FLAME's inner 51 landmarks against MediaPipe's, px
         error = fit.project(fit.landmarks68) - landmarks_px[MEDIAPIPE_IBUG68]

@@ -40,15 +40,9 @@ class Reconstruction:
         """Raises AvatarError when no face is found in the render."""
         lms, _ = self.builder.landmarks(image)
         h, w = image.shape[:2]
-        if isinstance(self.builder, FlameAvatarBuilder):
-            fit = self.builder.reader(image, lms)
-            flame = self.builder.reader.flame
-            pose = torch.from_numpy(fit.pose[None].copy())
-            pose[:, :6] = 0  # the global and neck turns: the rigid alignment's
-            with torch.no_grad():
-                v = flame(torch.from_numpy(fit.shape[None, :flame.n_shape].copy()),
-                          torch.from_numpy(fit.expression[None].copy()), pose)[0]
-            return v.numpy().astype(np.float64)
+        if isinstance(self.builder, FlameAvatarBuilder):  # the head turn: the alignment's
+            reader = self.builder.reader
+            return reader.still_vertices(reader(image, lms))
         fit = self.builder.fitter.fit([(lms, w, h)])[0]
         with torch.no_grad():
             v = self.model(torch.from_numpy(fit.shape[None].copy()),

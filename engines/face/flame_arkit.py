@@ -28,6 +28,7 @@ from engines.files.assets import asset_path, sha256_file
 from engines.files.disk_cache import cache_root, load_arrays, save_arrays
 from engines.files.registered import FLAME_LANDMARKS, FLAME_MODEL
 
+ARKIT_RIDGE = 1e-3  # arkit_from_flame's pull towards ψ = 0, relative to the largest shape
 MAP_VERSION = "arkit-to-flame-v2"  # v2: per-shape motion in mm
 
 
@@ -55,6 +56,7 @@ class FlameArkitModel(FaceModel):
         self._idx = {n: i for i, n in enumerate(arkit.names)}
         self.register_buffer("arkit_matrix", torch.as_tensor(arkit.matrix))  # (E, 53)
         self.register_buffer("arkit_jaw", torch.as_tensor(arkit.jaw))  # (53, 3)
+        self._basis: tuple[np.ndarray, np.ndarray] | None = None  # arkit_from_flame's
 
     @property
     def n_vertices(self) -> int:
@@ -78,14 +80,14 @@ class FlameArkitModel(FaceModel):
         return self.flame.prepare_identity(shape)
 
     @torch.no_grad()
-    def arkit_from_flame(self, expression: np.ndarray, jaw: np.ndarray,
-                         ridge: float = 1e-3) -> tuple[np.ndarray, float]:
+    def arkit_from_flame(self, expression: np.ndarray, jaw: np.ndarray
+                         ) -> tuple[np.ndarray, float]:
         """ARKit ψ (53,) in [0, 1] whose face (through the map) is closest to FLAME's face
         for ``expression`` (E',) coefficients and ``jaw`` (3,) axis-angle (e.g. DECA's
         reading of a photo), on the mean head: bounded least squares over every vertex's
         displacement, each ARKit shape's displacement taken at weight 1 (the jaw's turn
         linearised). Returns ψ and the relative error (0 exact, 1 no better than rest)."""
-        basis = self._arkit_displacements()  # (53, V*3)
+        basis, factor = self._arkit_basis()  # (53, V*3), (53, 53) lower
         zeros = torch.zeros(1, self.flame.n_shape)
         exp = torch.zeros(1, self.flame.n_expression)
         n = min(len(expression), self.flame.n_expression)
@@ -96,28 +98,22 @@ class FlameArkitModel(FaceModel):
         target = (self.flame(zeros, exp, pose) - rest).reshape(-1).numpy()  # (V*3,)
         # the same objective on the normal equations' Cholesky factor: 53 rows, not V*3
         # (|Bψ - t|² + r|ψ|² = |Lᵀψ - L⁻¹Bt|² + const, with LLᵀ = BBᵀ + r)
-        factor = self._arkit_factor(ridge)  # (53, 53) lower
         rhs = np.linalg.solve(factor, basis @ target)
         psi = lsq_linear(factor.T, rhs, bounds=(0.0, 1.0)).x
         error = np.linalg.norm(basis.T @ psi - target) / max(np.linalg.norm(target), 1e-12)
         return psi.astype(np.float32), float(error)
 
-    def _arkit_factor(self, ridge: float) -> np.ndarray:  # (53, 53)
-        """The Cholesky factor of BBᵀ + ridge·max|B|²·I for the ARKit displacements B."""
-        if getattr(self, "_factor", None) is None or self._factor[0] != ridge:
-            basis = self._arkit_displacements()
-            gram = basis @ basis.T + ridge * np.abs(basis).max() ** 2 * np.eye(len(basis))
-            self._factor = (ridge, np.linalg.cholesky(gram))
-        return self._factor[1]
-
-    def _arkit_displacements(self) -> np.ndarray:  # (53, V*3)
-        """Each ARKit shape's displacement of the mean head at weight 1 (cached)."""
-        if getattr(self, "_arkit_basis", None) is None:
+    def _arkit_basis(self) -> tuple[np.ndarray, np.ndarray]:  # (53, V*3), (53, 53)
+        """Each ARKit shape's displacement B of the mean head at weight 1, and the Cholesky
+        factor of BBᵀ + ARKIT_RIDGE·max|B|²·I (made once)."""
+        if self._basis is None:
             n = self.n_expression
             rest = self(torch.zeros(1, self.n_shape), torch.zeros(1, n), torch.zeros(1, 6))
             moved = self(torch.zeros(n, self.n_shape), torch.eye(n), torch.zeros(n, 6))
-            self._arkit_basis = (moved - rest).reshape(n, -1).numpy().astype(np.float64)
-        return self._arkit_basis
+            basis = (moved - rest).reshape(n, -1).numpy().astype(np.float64)
+            gram = basis @ basis.T + ARKIT_RIDGE * np.abs(basis).max() ** 2 * np.eye(n)
+            self._basis = (basis, np.linalg.cholesky(gram))
+        return self._basis
 
     def forward_prepared(  # (B, V, 3)
         self, prepared: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor

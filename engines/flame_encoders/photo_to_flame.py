@@ -89,6 +89,16 @@ class PhotoToFlame:
             vertices[0].numpy(), landmarks, texture,
         )
 
+    @torch.no_grad()
+    def still_vertices(self, fit: FlameFit) -> np.ndarray:  # (V, 3) float64
+        """The fit's mesh (its shape, expression and jaw) without DECA's head rotation."""
+        pose = torch.from_numpy(fit.pose[None].copy())
+        pose[:, :3] = 0  # DECA's global rotation (its neck is still)
+        flame = self.flame
+        v = flame(torch.from_numpy(fit.shape[None, :flame.n_shape].copy()),
+                  torch.from_numpy(fit.expression[None, :flame.n_expression].copy()), pose)
+        return v[0].numpy().astype(np.float64)
+
 
 def optional(load: Callable[[PathArg], T], path: PathArg, missing: str, notes: list[str]
              ) -> T | None:
