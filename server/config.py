@@ -20,7 +20,9 @@ from engines.tracking.tracker import DEFAULT_READER, READERS
 WEB_ROOT = Path(__file__).resolve().parent.parent / "client_web"
 READER_HELP = ("how ψ and the head pose are read from the landmarks: mediapipe (its "
                "blendshapes by name), inverse (its blendshapes with the head's response "
-               "curves undone), encoder (the project's landmark encoder), fit "
+               "curves undone), openings (inverse, with the jaw set so the avatar's "
+               "mouth opens as far as yours), encoder (the project's "
+               "landmark encoder), fit "
                "(experimental: the face model fitted to the landmarks per frame) or deca "
                "(DECA on the frame's face, through the ARKit map: the registered FLAME and "
                "DECA files, ~0.1 s a frame on a CPU); see docs/PERFORMANCE.md")

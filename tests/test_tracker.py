@@ -242,6 +242,24 @@ def test_inverse_reader_reads_the_heads_own_weight(ict, render_head, shape, weig
     assert abs(read["inverse"] - weight) < 0.2
 
 
+def test_the_openings_reader_opens_the_jaw_as_far_as_the_render(ict, render_head) -> None:
+    """On renders of the head itself (a FOV and distance the curves were not measured at),
+    the reader gives back the jaw the head was rendered with, closer than the blendshape
+    score by name."""
+    for weight in (0.3, 0.7):
+        image = render_head({"jawOpen": weight})
+        read = {}
+        for reader in ("mediapipe", "openings"):
+            cfg = TrackerConfig(smoothing=None, video=False, reader=reader)
+            with FaceTracker(ict.expression_names, cfg) as t:
+                res = t.process(image, 0.0)
+            assert res.found
+            assert np.all((res.expression >= 0) & (res.expression <= 1))
+            read[reader] = res.expression[ict.expression_names.index("jawOpen")]
+        assert abs(read["openings"] - weight) < 0.12
+        assert abs(read["openings"] - weight) < abs(read["mediapipe"] - weight)
+
+
 def test_range_gains_map_each_moved_shapes_peak_to_one() -> None:
     readings = np.zeros((9, 4))
     readings[2:5, 0] = 0.5  # held for three frames: gain 2

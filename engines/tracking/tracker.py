@@ -4,19 +4,21 @@ Per frame: 478 landmarks, 52 blendshape scores and the facial transformation mat
 MediaPipe's networks run by one of two landmarkers (``TrackerConfig.landmarker``, see
 ``engines/tracking/landmarkers.py``): "tflite", MediaPipe's own Tasks API in VIDEO running
 mode, or "onnx", the same networks under ONNX Runtime (batched across sessions when the
-config carries shared ``OnnxNetworks``). Five readers (``TrackerConfig.reader``): "mediapipe"
+config carries shared ``OnnxNetworks``). Six readers (``TrackerConfig.reader``): "mediapipe"
 maps the scores to the face model's ψ by name through ``engines.tracking.arkit_mapping``
 and takes the matrix's rotation as the head rotation; "inverse" takes the same rotation
 and undoes, per shape, how weakly MediaPipe reads the ICT head's shapes
-(``engines/tracking/response_curves.py``); "encoder" reads both from the landmarks with
-the project's landmark encoder (``engines/encoder/``); "fit" solves both per frame so the
-ICT head's landmarks match them (``engines/tracking/landmark_fit.py``); "deca" runs DECA
-on the frame's face (``engines/flame_encoders/deca_reader.py``: the registered files). Rotations are
-axis-angle in the ICT head's axes (x to the subject's left, y up, z out of the face). Then
-an optional neutral calibration (the person's resting face reads 0), an optional range
-calibration (per shape, the person's own biggest reading during a few seconds of big
-expressions reads 1: a full smile that reads 0.6 is scaled up to 1) and the One-Euro
-filter.
+(``engines/tracking/response_curves.py``); "openings" is "inverse" with the jaw then set
+so the avatar's mouth opens as far as the person's, as MediaPipe's landmarks measure both
+(``engines/tracking/openings.py``); "encoder" reads both from the landmarks with the
+project's landmark encoder (``engines/encoder/``); "fit" solves both per frame so the ICT
+head's landmarks match them (``engines/tracking/landmark_fit.py``); "deca" runs DECA on
+the frame's face (``engines/flame_encoders/deca_reader.py``: the registered files).
+Rotations are axis-angle in the ICT head's axes (x to the subject's left, y up, z out of
+the face). Then an optional neutral calibration (the person's resting face reads 0), an
+optional range calibration (per shape, the person's own biggest reading during a few
+seconds of big expressions reads 1: a full smile that reads 0.6 is scaled up to 1) and the
+One-Euro filter.
 
 No face: the last parameters are held for ``hold_s``, then eased to neutral over
 ``ease_s``. Several faces: the first frame picks the largest, most central one; later
@@ -46,10 +48,11 @@ from engines.tracking.landmarkers import (
     OnnxNetworks,
     TfliteLandmarker,
 )
+from engines.tracking.openings import OpeningCurves, OpeningMatcher, face_openings
 from engines.tracking.response_curves import RESPONSE_FILE, InverseResponse, ResponseCurves
 
-READERS = ("mediapipe", "inverse", "encoder", "fit", "deca")
-SCORE_READERS = ("mediapipe", "inverse")  # read MediaPipe's blendshapes and its matrix
+READERS = ("mediapipe", "inverse", "openings", "encoder", "fit", "deca")
+SCORE_READERS = ("mediapipe", "inverse", "openings")  # read MediaPipe's blendshapes and its matrix
 DEFAULT_READER = "mediapipe"
 
 
@@ -153,11 +156,17 @@ class FaceTracker:
             self._image_reader = DecaReader(expression_names)
         self._map: np.ndarray | None = None  # (n_expr, 52), built from the first result
         self._inverse: InverseResponse | None = None
-        if cfg.reader == "inverse":
+        self._openings: OpeningMatcher | None = None
+        if cfg.reader in ("inverse", "openings"):
             curves = ResponseCurves.load(Path(cfg.response_path or RESPONSE_FILE))
             if curves.expression_names != tuple(expression_names):
                 raise ValueError("the inverse reader's curves are for another face model")
             self._inverse = InverseResponse(curves)
+        if cfg.reader == "openings":
+            opening_curves = OpeningCurves.load()
+            if opening_curves.expression_names != tuple(expression_names):
+                raise ValueError("the openings reader's curves are for another face model")
+            self._openings = OpeningMatcher(opening_curves)
         self._filter = OneEuroFilter(cfg.smoothing) if cfg.smoothing else None
         self._last_ms = -1
         self._last_seen_s: float | None = None
@@ -221,6 +230,9 @@ class FaceTracker:
             if self._map is None:
                 self._map = mapping_matrix(list(BLENDSHAPE_NAMES), self.expression_names)
             psi = self._inverse(scores) if self._inverse is not None else self._map @ scores
+            if self._openings is not None:
+                opened = face_openings(faces[k], rgb.shape[1], rgb.shape[0])
+                psi = self._openings(psi, opened)
             matrix = readings[k].matrix
             rotation = cv2.Rodrigues(matrix[:3, :3])[0].ravel()
         if self._calibrate_n > 0:
