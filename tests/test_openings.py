@@ -86,3 +86,17 @@ def test_the_shipped_curves_are_the_heads(ict) -> None:
     jaw = c.openings[c.driver(0), :, 0]
     assert np.all(np.diff(jaw) > 0) and 0.2 < jaw[-1] - jaw[0] < 0.5
     assert c.openings[c.driver(1), -1, 1] < c.openings[c.driver(1), 0, 1] - 0.03
+
+
+def test_degenerate_landmarks_leave_the_scores_alone(ict) -> None:
+    """All points in one place, or NaN: no opening is measured and ψ is the other
+    reader's, with no NaN."""
+    jaw = ict.expression_names.index("jawOpen")
+    match = OpeningMatcher(curves(ict))
+    psi = np.zeros(ict.n_expression)
+    psi[jaw] = 0.4
+    for bad in (np.zeros((478, 3)), np.full((478, 3), np.nan)):
+        measured = face_openings(bad, 100, 100)
+        assert np.isnan(measured).all()
+        out = match(psi, measured)
+        assert np.isfinite(out).all() and out[jaw] == 0.4

@@ -42,9 +42,12 @@ MOUTH_OPENING = 0  # its index in ``OPENINGS``: the one the reader matches
 
 def face_openings(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
     """(3,) mouth and the two eyes' openings (``OPENINGS``) of MediaPipe's (478, 3)
-    normalised landmarks in a ``width`` × ``height`` frame, in eye-corner spans."""
+    normalised landmarks in a ``width`` × ``height`` frame, in eye-corner spans; NaN when
+    the eye corners coincide (degenerate landmarks)."""
     p = np.asarray(landmarks, np.float64)[:, :3] * (width, height, width)  # (478, 3) px
-    span = max(float(np.linalg.norm(p[CORNERS[0]] - p[CORNERS[1]])), 1e-9)
+    span = float(np.linalg.norm(p[CORNERS[0]] - p[CORNERS[1]]))
+    if not span > 1e-6:  # degenerate (or NaN) landmarks measure nothing
+        return np.full(3, np.nan)
     pairs = (MOUTH, *EYES)
     return np.array([np.linalg.norm(p[a] - p[b]) for a, b in pairs]) / span
 
@@ -89,9 +92,12 @@ class OpeningMatcher:
 
     def __call__(self, psi: np.ndarray, openings: np.ndarray) -> np.ndarray:
         out = np.asarray(psi, np.float64).copy()  # (E,)
+        opening = float(openings[MOUTH_OPENING])
+        if not np.isfinite(opening):  # degenerate landmarks: the scores stand
+            return out
         out[self.driver] = 0.0
         moved = sum(np.interp(out[i], self.levels, self.change[i])
                     for i in np.flatnonzero(out))  # the other shapes' share
-        want = float(openings[MOUTH_OPENING]) - self.rest - moved
+        want = opening - self.rest - moved
         out[self.driver] = np.interp(want, self.grid, self.levels)  # within [0, 1]
         return out
