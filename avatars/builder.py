@@ -39,6 +39,7 @@ STAGES = ("landmarks", "shape", "texture", "hair")
 BALD_DELTA_E = 20.0  # see bare_scalp
 BALD_LIGHTER_L = 10.0
 SILHOUETTE_SIDE = 160  # px: hair silhouettes are compared at this size
+EYE_MARGIN = 0.3  # of an eye's width: the band over each eye left out of the texture
 # MediaPipe face-mesh rings: the mouth's inner lip line and the two eye openings
 MOUTH_OPENING = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14,
                  87, 178, 88, 95]  # fmt: skip
@@ -260,11 +261,29 @@ def bare_scalp(hair_rgb: tuple[float, float, float], skin_rgb: np.ndarray) -> bo
 
 
 def openings_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(H, W) bool: the mouth and eye openings, whose pixels are not skin."""
+    """(H, W) bool: the mouth and eye openings, whose pixels are not skin, and over each
+    eye a band ``EYE_MARGIN`` of its width tall (the lash line and the upper lid's rim:
+    the head's upper lids cover the eyes with these texels when they shut, and the
+    photo's lash line painted mid-lid reads as a ghost of an open eye)."""
     mask = np.zeros(shape, np.uint8)
     for ring in (MOUTH_OPENING, *EYE_OPENINGS):
         cv2.fillPoly(mask, [np.round(landmarks[ring]).astype(np.int32)], 1)
-    return cv2.dilate(mask, np.ones((3, 3), np.uint8)).astype(bool)
+    mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
+    for ring in EYE_OPENINGS:
+        points = np.asarray(landmarks[ring], np.float64)
+        r = round(EYE_MARGIN * np.ptp(points[:, 0]))
+        eye = cv2.fillPoly(np.zeros(shape, np.uint8), [np.round(points).astype(np.int32)], 1)
+        mask |= cv2.dilate(eye, over_kernel(r), anchor=(r // 2, 0))
+    return mask.astype(bool)
+
+
+def over_kernel(r: int) -> np.ndarray:
+    """(r + 1, 2 (r // 2) + 1) uint8: the lower half of an ellipse r tall and r wide.
+    Anchored at its top middle, a dilation with it grows a mask upwards by r px, rounded
+    (r / 2 px to each side at the mask's own height, none at the top)."""
+    a = r // 2
+    j, i = np.mgrid[0 : r + 1, -a : a + 1]
+    return (((i / max(a, 1)) ** 2 + (j / max(r, 1)) ** 2) <= 1.0).astype(np.uint8)
 
 
 def splat_mask(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:

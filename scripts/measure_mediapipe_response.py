@@ -12,7 +12,7 @@ The GRID clips are not used: they are what the reader is judged on
 (``scripts/bench_fidelity.py``), and ``scripts/bench_tracking.py`` renders its own samples
 with another seed.
 
-    python scripts/measure_mediapipe_response.py [--identities 8] [--seed 1]
+    python scripts/measure_mediapipe_response.py [--identities 16] [--seed 1]
         [--out engines/tracking/data/mediapipe_response.npz]
         [--openings-out engines/tracking/data/mediapipe_openings.npz]
 """
@@ -81,7 +81,7 @@ def read_levels(model: ICTFaceModel, identities: int,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--identities", type=int, default=8)
+    ap.add_argument("--identities", type=int, default=16)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default=str(RESPONSE_FILE))
     ap.add_argument("--openings-out", default=str(OPENINGS_FILE))

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 import trimesh
 
 from avatars.builder import (
@@ -376,3 +377,47 @@ def write_avatar_dir(files: dict[str, bytes], folder) -> None:
     folder.mkdir(parents=True, exist_ok=False)
     for name, data in files.items():
         (folder / name).write_bytes(data)
+
+
+def test_the_texture_leaves_out_a_band_over_each_eye() -> None:
+    """The band over each eye opening (the lash line and upper lid rim, which the head's
+    shut lids would show as a painted eye) is left out; under the eye only the opening's
+    own rim is."""
+    from avatars.builder import EYE_MARGIN, openings_mask
+    from avatars.eye_colour import EYE_OPENINGS
+
+    lms = np.zeros((478, 2))
+    lms[:] = (100, 170)  # every other point on the mouth: a speck
+    for ring, cx in zip(EYE_OPENINGS, (60, 140), strict=True):
+        t = np.linspace(0, 2 * np.pi, len(ring), endpoint=False)
+        lms[ring] = np.c_[cx + 20 * np.cos(t), 80 + 8 * np.sin(t)]  # 40 px wide, 16 tall
+    mask = openings_mask(lms, (200, 200))
+    band = round(EYE_MARGIN * 40)
+    column = np.flatnonzero(mask[:, 60])  # through the left eye's middle
+    assert column.min() == pytest.approx(72 - band, abs=2)  # the band over the eye
+    assert column.max() <= 89  # under it: the opening and a pixel
+    assert not mask[40:60, 100].any()  # nothing between the eyes' bands
+
+
+def test_shut_eyes_show_lids_not_the_photos_open_eye(ict, avatar, photo_bytes, monkeypatch
+                                                     ) -> None:
+    """With the band over the eyes left out of the texture, the avatar's shut lids are
+    nearer the skin round them than when only the eye openings are (the photo's lash line
+    painted mid-lid), by scripts/bench_lids.py's measure."""
+    import runpy
+
+    import avatars.builder as builder_module
+
+    bench = runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "bench_lids.py"))
+    monkeypatch.setattr(builder_module, "EYE_MARGIN", 0.0)
+    builder = AvatarBuilder(ict, AvatarConfig(texture_size=512))
+    try:
+        openings_only = builder.build(decode_photo(photo_bytes), "london 001", "x")
+    finally:
+        builder.close()
+    contrast = []
+    for a in (avatar, openings_only):
+        shape = torch.from_numpy(a.shape[None].copy())
+        shut, opened = bench["shut_and_open"](ict, shape, a.texture, a.iris_rgb)
+        contrast.append(bench["lid_scores"](shut, opened)["contrast"])
+    assert contrast[0] < contrast[1] - 2.0, contrast

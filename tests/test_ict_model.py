@@ -184,3 +184,31 @@ def test_prepared_identity_gives_the_same_mesh(ict: ICTFaceModel) -> None:
     p[:, 1] = 0.4
     prepared = ict.prepare_identity(s)
     assert torch.allclose(ict.forward_prepared(prepared, e, p), ict(s, e, p))
+
+
+def test_the_lash_cards_under_the_eyes_are_split_off_and_not_drawn(ict: ICTFaceModel) -> None:
+    """Six cards per eye: the three above stay lashes, the three below (a grey smudge under
+    open eyes, a dark band under shut ones) get their own material, which is not drawn."""
+    from engines.render.camera import PerspectiveCamera
+    from engines.render.materials import ICT_MATERIALS, material_for
+    from engines.render.renderer import MeshRenderer, RenderConfig
+
+    t = ict.topology
+    upper = t.faces[t.face_material == t.material_names.index("M_EyeLashes")]
+    lower = t.faces[t.face_material == t.material_names.index("M_EyeLashesLower")]
+    assert len(upper) == len(lower) > 0
+    y = ict.neutral[:, 1].numpy()
+    assert y[np.unique(lower)].max() < y[np.unique(upper)].mean()  # all under the upper
+    assert material_for("M_EyeLashesLower").alpha == 0.0
+    cam = PerspectiveCamera(fov_y_deg=20, eye=(0, 3, 60), target=(0, 3, 0))
+    drawn_as_lashes = {"M_EyeLashesLower": ICT_MATERIALS["M_EyeLashes"]}
+    irises_white = {"M_IrisLeft": ICT_MATERIALS["M_Teeth"], "M_IrisRight": ICT_MATERIALS["M_Teeth"]}
+    frames = []
+    for materials in (None, drawn_as_lashes, irises_white):
+        with MeshRenderer(t, RenderConfig(256, 256), materials=materials) as r:
+            frames.append(r.render(ict(*ict.zero_params(1))[0], cam).astype(float))
+    differ = np.abs(frames[0] - frames[1]).sum(2) > 6  # (H, W) where the lower cards show
+    iris_rows = np.flatnonzero((np.abs(frames[0] - frames[2]).sum(2) > 6).any(1))
+    assert differ.sum() > 100  # drawn, they would show ...
+    assert np.flatnonzero(differ.any(1)).min() > iris_rows.mean()  # ... under the eyes
+    assert frames[1][differ].mean() < frames[0][differ].mean() - 20  # darkening the skin

@@ -244,20 +244,22 @@ def test_inverse_reader_reads_the_heads_own_weight(ict, render_head, shape, weig
 
 def test_the_openings_reader_opens_the_jaw_as_far_as_the_render(ict, render_head) -> None:
     """On renders of the head itself (a FOV and distance the curves were not measured at),
-    the reader gives back the jaw the head was rendered with, closer than the blendshape
-    score by name."""
-    for weight in (0.3, 0.7):
+    the reader gives back the jaw the head was rendered with, over the range closer than
+    the blendshape score by name (which reads a wide-open jaw short)."""
+    error = {"mediapipe": 0.0, "openings": 0.0}
+    for weight in (0.3, 0.6, 0.9):
         image = render_head({"jawOpen": weight})
-        read = {}
-        for reader in ("mediapipe", "openings"):
+        for reader in error:
             cfg = TrackerConfig(smoothing=None, video=False, reader=reader)
             with FaceTracker(ict.expression_names, cfg) as t:
                 res = t.process(image, 0.0)
             assert res.found
             assert np.all((res.expression >= 0) & (res.expression <= 1))
-            read[reader] = res.expression[ict.expression_names.index("jawOpen")]
-        assert abs(read["openings"] - weight) < 0.12
-        assert abs(read["openings"] - weight) < abs(read["mediapipe"] - weight)
+            read = res.expression[ict.expression_names.index("jawOpen")]
+            error[reader] += abs(read - weight)
+            if reader == "openings":
+                assert abs(read - weight) < 0.12
+    assert error["openings"] < error["mediapipe"] - 0.1, error
 
 
 def test_range_gains_map_each_moved_shapes_peak_to_one() -> None:

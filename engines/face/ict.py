@@ -18,6 +18,12 @@ sclera meshes) are rotated rigidly about their fitted sphere centres:
 ``yaw = GAZE_HORIZONTAL_DEG * (lookOut - lookIn)`` (outwards for each eye) and
 ``pitch = GAZE_UP_DEG * lookUp - GAZE_DOWN_DEG * lookDown``, then the pose's gaze rotation.
 The transparent helper shells (eye occlusion, eye blend, lacrimal fluid) follow the lids.
+
+Lashes: ICT's ``M_EyeLashes`` is six cards per eye, three layers above the eye and three
+below it. The lower cards stand about 1 cm tall under the lid, so drawn at any opacity
+they read as a grey smudge under each open eye and a dark band under a shut one; they get
+a material of their own, ``M_EyeLashesLower`` (not drawn: ``engines/render/materials.py``),
+and the upper lashes stay.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from engines.face.lbs import batch_rodrigues, blend_shapes, rotate_about
 from engines.face.model import FaceModel, MeshTopology
@@ -42,6 +50,33 @@ GAZE_UP_DEG = 25.0
 GAZE_DOWN_DEG = 30.0
 
 EYE_MATERIALS = {"left": ("M_IrisLeft", "M_ScleraLeft"), "right": ("M_IrisRight", "M_ScleraRight")}
+LASHES, LOWER_LASHES = "M_EyeLashes", "M_EyeLashesLower"
+
+
+def split_lower_lashes(
+    faces: np.ndarray, face_material: np.ndarray, material_names: tuple[str, ...],
+    vertices: np.ndarray,
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Triangles (F, 3), their material (F,) into ``material_names`` and the rest mesh
+    (V, 3) -> the materials with the lash cards under the eyes (connected cards whose
+    mean height is below the mean of all lash vertices) moved to ``LOWER_LASHES``. A
+    mesh without lashes comes back as it was."""
+    if LASHES not in material_names:
+        return face_material, material_names
+    lash = np.flatnonzero(face_material == material_names.index(LASHES))
+    tri = faces[lash]  # (K, 3)
+    edges = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]])  # (3K, 2)
+    n = len(vertices)
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    _, card = connected_components(graph, directed=False)  # (V,) a card per lash vertex
+    used = np.unique(tri)
+    ids, inverse = np.unique(card[used], return_inverse=True)
+    heights = np.bincount(inverse, vertices[used, 1]) / np.bincount(inverse)  # (cards,)
+    lower_cards = ids[heights < vertices[used, 1].mean()]
+    names = (*material_names, LOWER_LASHES)
+    out = face_material.copy()
+    out[lash[np.isin(card[tri[:, 0]], lower_cards)]] = len(names) - 1
+    return out, names
 
 
 def smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -105,8 +140,9 @@ class ICTFaceModel(FaceModel):
 
         tris, src = triangulate(data["faces"])
         uv_tris, _ = triangulate(data["face_uv"])
-        material_names = tuple(str(n) for n in data["material_names"])
-        face_material = data["face_material"][src].astype(np.int16)
+        face_material, material_names = split_lower_lashes(
+            tris, data["face_material"][src].astype(np.int16),
+            tuple(str(n) for n in data["material_names"]), neutral)
         indices = json.loads(str(data["vertex_indices_json"]))
         eye_ids, eye_offsets = [], []
         eye_directions = np.zeros_like(neutral)

@@ -40,6 +40,9 @@ ICT_MATERIALS: dict[str, Material] = {
     "M_BackHead": SKIN,
     # lash cards reach past the lid line: stronger than this, every avatar wears eyeliner
     "M_EyeLashes": Material((0.06, 0.045, 0.04), alpha=0.15, specular=0.0),
+    # the cards under the eyes (engines/face/ict.py): a smudge under open eyes, a dark
+    # band under shut ones
+    "M_EyeLashesLower": Material((0.0, 0.0, 0.0), alpha=0.0),
     "M_Teeth": Material((0.82, 0.79, 0.72), specular=0.25, shininess=40.0),
     "M_GumsTongue": Material((0.50, 0.22, 0.24), specular=0.2, shininess=30.0),
     "M_IrisLeft": Material((0.33, 0.22, 0.13), specular=0.0, kind=KIND_IRIS),

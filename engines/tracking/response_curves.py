@@ -1,12 +1,12 @@
 """How MediaPipe reads the ICT head, and the inverse that the "inverse" reader applies.
 
 MediaPipe's blendshape scores are not the ICT head's weights. Rendered with one shape at
-a time (``scripts/measure_mediapipe_response.py``), the head's ``jawOpen = 1`` reads as
-about 0.68, ``mouthSmile_L = 1`` as 0.64, ``eyeBlink_L = 1`` as 0.36, and the head at rest
-already reads ``browInnerUp`` 0.55; some shapes (browDown, cheekSquint, noseSneer,
-cheekPuff) get no response at all. Passing the scores through by name (the "mediapipe"
-reader) therefore makes the avatar's mouth move about three quarters as much as the
-person's.
+a time (``scripts/measure_mediapipe_response.py``, 16 identities), the head's
+``jawOpen = 1`` reads as about 0.73, ``mouthSmile_L = 1`` as 0.73, ``eyeBlink_L = 1`` as
+0.41, and the head at rest already reads ``browInnerUp`` 0.69; some shapes (browDown,
+cheekSquint, noseSneer, cheekPuff) get no response at all. Passing the scores through by
+name (the "mediapipe" reader) therefore makes the avatar's mouth move about three quarters
+as much as the person's.
 
 The "inverse" reader undoes each shape's response curve: for a score ``s`` of the shape's
 own MediaPipe category it gives the weight whose render MediaPipe reads as ``s``, so the
