@@ -110,9 +110,6 @@ def rotation_error_deg(a: np.ndarray, b: np.ndarray) -> float:
     return math.degrees(math.acos(np.clip(cos, -1, 1)))
 
 
-PERSON_READERS = ("fit", "openings")  # readers that keep per-person state
-
-
 def reader_configs(encoder_path: str | None) -> dict[str, TrackerConfig]:
     """One tracker configuration per reader (unfiltered, every frame on its own)."""
     fn = torch_batch_fn(load_encoder(encoder_path)) if encoder_path else None
@@ -159,7 +156,7 @@ def neutral_readings(model: ICTFaceModel, renderer: MeshRenderer, cam: Perspecti
     for i in range(len(ids)):
         image = renderer.render(model(ids[i : i + 1], *model.zero_params(1)[1:])[0], cam)
         for r, per_identity in trackers.items():
-            if per_identity[i].config.reader in PERSON_READERS:  # others: no per-person state
+            if per_identity[i].config.reader == "fit":  # the others keep no per-person state
                 for _ in range(FitConfig.identity_frames - 1):
                     per_identity[i].process(image, 0.0)
             res = per_identity[i].process(image, 0.0)
@@ -286,9 +283,8 @@ def baselines(model: ICTFaceModel, face: np.ndarray, ids: torch.Tensor, which: l
 def identity_trackers(model: ICTFaceModel, cfg: TrackerConfig, n_ids: int
                       ) -> list[FaceTracker]:
     """The tracker each identity's renders go to: its own for a reader that learns the
-    person (the fit reader's identity, the openings reader's eye reference), as in a live
-    stream; else one shared."""
-    if cfg.reader in PERSON_READERS:
+    person (the fit reader's identity), as in a live stream; else one shared."""
+    if cfg.reader == "fit":
         return [FaceTracker(model.expression_names, cfg) for _ in range(n_ids)]
     return [FaceTracker(model.expression_names, cfg)] * n_ids
 

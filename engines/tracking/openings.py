@@ -3,7 +3,8 @@ MediaPipe's landmarks measure both.
 
 The blendshape scores read the ICT head's jaw short (``engines/tracking/response_curves.py``),
 and a real mouth's opening is more than its jawOpen score: the "inverse" reader's avatar
-opens its mouth 0.9 times as far as the speaker, r 0.89 (``scripts/bench_fidelity.py``).
+opens its mouth 0.87 times as far as the speaker, r 0.87 (``scripts/bench_fidelity.py``;
+this reader: 1.08, r 0.94).
 The landmarks measure the opening directly: the inner lips' distance (points 13-14) over
 the eye-corner span (33-263), in 3D (MediaPipe's z is scaled like x), so a turned or
 tilted head does not foreshorten it. ``face_openings`` also measures each eye's lid
@@ -19,9 +20,10 @@ closed mouth reads about 0 on anyone, so no per-person reference is needed).
 
 The eyes keep their blink scores. Matched the same way (relative to a high percentile of
 the person's last seconds, as lid apertures differ per person) they did not follow the
-speakers better (GRID clips 0-3: eye r 0.925 vs 0.947, range 0.85 vs 0.85): MediaPipe reads
-the head's fully shut lids as half open (0.062 spans against 0.117 at rest) while speakers'
-blinks read about 0.03, so no lid weight can reach a blink's depth.
+speakers better (GRID clips 0-3, on the head that still drew its lower lashes: eye r 0.925
+vs 0.947, range 0.85 vs 0.85): MediaPipe reads the head's fully shut lids as half open
+(0.066 spans against 0.12 at rest) while speakers' blinks read about 0.03, so no lid
+weight can reach a blink's depth.
 """
 
 from __future__ import annotations
