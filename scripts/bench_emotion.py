@@ -1,8 +1,8 @@
 """ERM and emotion detector figures: the default ERM's validation MAE per output group, and
 the detector on the London Set (neutral photos should read neutral, smiling ones happy),
-without and with each person's neutral face as calibration. The calibration reads a shifted,
-rescaled crop of the neutral photo, not the scored photo itself, so "neutral reads neutral"
-is not true by construction. Table + JSON.
+without and with each person's neutral face as calibration (read then by the detector for
+calibrated ψ). The calibration reads a shifted, rescaled crop of the neutral photo, not the
+scored photo itself, so "neutral reads neutral" is not true by construction. Table + JSON.
 
     python scripts/bench_emotion.py [--reader mediapipe] [--out out/bench_emotion.json]
 """
@@ -76,7 +76,8 @@ def main() -> None:
             raw = LABELS[int(models.detector.probabilities(psi).argmax())]
             cal = None
             if base is not None:
-                cal = LABELS[int(models.detector.probabilities(from_neutral(psi, base)).argmax())]
+                calibrated = from_neutral(psi, base)
+                cal = LABELS[int(models.calibrated_detector.probabilities(calibrated).argmax())]
             rows.append(
                 {
                     "person": person,

@@ -17,7 +17,7 @@ from engines.encoder.training import evaluate, train_encoder
 from engines.face.correspondence import load_ict_correspondence
 from engines.files.assets import asset_root
 from engines.inference.batcher import InferenceBatcher
-from engines.inference.networks import project_networks
+from engines.inference.networks import NETWORKS, project_networks
 from engines.inference.onnx_export import export_onnx, onnx_parity
 from engines.tracking.tracker import FaceTracker, TrackerConfig
 
@@ -94,7 +94,7 @@ def test_shipped_encoder_reads_synthetic_faces(synthetic) -> None:
     assert m["rotation_error_deg"] < 4.0
 
 
-@pytest.mark.parametrize("name", ["landmark_encoder", "erm", "emotion_detector"])
+@pytest.mark.parametrize("name", NETWORKS)
 def test_onnx_parity_for_every_network(ict, tmp_path, name) -> None:
     module, n_in, inp, out = project_networks(ict.expression_names)[name]
     path = export_onnx(module, n_in, tmp_path / f"{name}.onnx", inp, out)
@@ -181,7 +181,8 @@ def test_cli_exports_every_network_and_says_when_tensorrt_is_missing(tmp_path, c
 
     assert main(["engines", "export", "--out", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.glob("*.onnx")) == [
-        "emotion_detector.onnx", "erm.onnx", "landmark_encoder.onnx"]
+        "emotion_detector.onnx", "emotion_detector_calibrated.onnx", "erm.onnx",
+        "landmark_encoder.onnx"]
     if tensorrt_available()[0]:
         return  # a GPU machine builds instead (tests/test_trt_build.py)
     assert main(["engines", "build", "--out", str(tmp_path)]) == 2

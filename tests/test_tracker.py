@@ -216,10 +216,11 @@ def test_neutral_calibration_zeroes_the_resting_face(ict, render_head, tracker) 
     rest = render_head()
     raw = tracker.process(rest, 0.0)
     assert raw.expression.max() > 0.1  # the resting face reads as a slight expression
+    assert not tracker.calibrated
     tracker.start_neutral_calibration(3)
     for i in range(3):
         tracker.process(rest, 0.1 * (i + 1))
-    assert not tracker.calibrating
+    assert not tracker.calibrating and tracker.calibrated
     calibrated = tracker.process(rest, 0.5)
     assert calibrated.expression.max() < 0.05
     smile = tracker.process(render_head({"mouthSmile_L": 1.0, "mouthSmile_R": 1.0}), 0.6)

@@ -34,7 +34,11 @@ def intensities_from(values: dict[str, float] | list[float] | np.ndarray) -> np.
 @dataclass
 class EmotionModels:
     erm: ERM
-    detector: EmotionDetector
+    detector: EmotionDetector  # for ψ as read
+    calibrated_detector: EmotionDetector  # for ψ relative to a neutral calibration
+
+    def detector_for(self, calibrated: bool) -> EmotionDetector:
+        return self.calibrated_detector if calibrated else self.detector
 
     def sliders(self, values: dict[str, float] | list[float]) -> tuple[np.ndarray, np.ndarray]:
         """The sliders API: six intensities -> ψ (n_expression,) and θ (6,)."""
@@ -50,8 +54,11 @@ class EmotionMode:
         self.models = models
         self.label = EmotionLabel(expression_names)
 
-    def step(self, tracked_psi: np.ndarray) -> tuple[str, float, np.ndarray, np.ndarray]:
-        probs = self.models.detector.probabilities(tracked_psi)[0]
+    def step(self, tracked_psi: np.ndarray, calibrated: bool = False
+             ) -> tuple[str, float, np.ndarray, np.ndarray]:
+        """One tracked ψ (relative to the user's neutral calibration when ``calibrated``)
+        -> (label, intensity, ψ, θ)."""
+        probs = self.models.detector_for(calibrated).probabilities(tracked_psi)[0]
         name, intensity = self.label.update(probs, tracked_psi)
         psi, theta = self.models.erm.predict(self.label.intensities())
         return name, intensity, psi[0], theta[0]
@@ -62,20 +69,30 @@ def cache_dir() -> Path:
 
 
 def default_emotion_models(expression_names: tuple[str, ...]) -> EmotionModels:
-    """The default ERM and detector: trained from FACS records on first use, then cached."""
+    """The default ERM and detectors: trained from FACS records on first use, then cached
+    (a cache from before the calibrated detector gets it added)."""
     d = cache_dir()
-    erm_path, det_path = d / "erm" / "erm.pt", d / "detector.pt"
-    if erm_path.is_file() and det_path.is_file():
-        erm = load_erm(erm_path)
-        detector = EmotionDetector(len(expression_names))
-        detector.load_state_dict(torch.load(det_path, weights_only=True))
-        if erm.expression_names == tuple(expression_names):
-            return EmotionModels(erm, detector.eval())
-    records = facs_records(expression_names)
-    result = train_erm(records, ERMConfig())
-    save_erm(result.model, d / "erm", {k: v for k, v in result.metrics.items() if k != "history"})
-    detector = train_detector(records)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.save(detector.state_dict(), det_path)
-    return EmotionModels(result.model, detector)
+    erm_path = d / "erm" / "erm.pt"
+    paths = {False: d / "detector.pt", True: d / "detector_calibrated.pt"}
+    records = None
+    erm = load_erm(erm_path) if erm_path.is_file() else None
+    if erm is None or erm.expression_names != tuple(expression_names):
+        records = facs_records(expression_names)
+        result = train_erm(records, ERMConfig())
+        erm = result.model
+        save_erm(erm, d / "erm", {k: v for k, v in result.metrics.items() if k != "history"})
+        paths[False].unlink(missing_ok=True)  # the detectors go with this ERM's records
+        paths[True].unlink(missing_ok=True)
+    detectors = {}
+    for calibrated, path in paths.items():
+        if path.is_file():
+            detector = EmotionDetector(len(expression_names))
+            detector.load_state_dict(torch.load(path, weights_only=True))
+        else:
+            records = records if records is not None else facs_records(expression_names)
+            detector = train_detector(records, calibrated=calibrated)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.save(detector.state_dict(), path)
+        detectors[calibrated] = detector.eval()
+    return EmotionModels(erm, detectors[False], detectors[True])

@@ -12,7 +12,7 @@ from engines.emotion.models import default_emotion_models
 from engines.encoder.network import N_INPUTS, load_encoder
 from engines.inference.onnx_export import export_onnx
 
-NETWORKS = ("landmark_encoder", "erm", "emotion_detector")
+NETWORKS = ("landmark_encoder", "erm", "emotion_detector", "emotion_detector_calibrated")
 FLAME_NETWORKS = ("deca_encoder", "mica")
 
 # module, n_inputs (an int, or the item's shape), input name, output name
@@ -26,6 +26,8 @@ def project_networks(expression_names: tuple[str, ...]) -> dict[str, Network]:
         "landmark_encoder": (load_encoder(), N_INPUTS, "landmarks", "psi_rotation"),
         "erm": (emotion.erm, emotion.erm.n_inputs, "intensities", "params"),
         "emotion_detector": (emotion.detector, len(expression_names), "psi", "logits"),
+        "emotion_detector_calibrated": (emotion.calibrated_detector, len(expression_names),
+                                        "psi", "logits"),
     }
 
 

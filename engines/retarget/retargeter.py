@@ -156,7 +156,8 @@ class Retargeter:
         gaze = None
         expression, rotation = track.expression, track.rotation
         if self.mode == "emotion" and self._emotion is not None:
-            label, intensity, erm_psi, erm_theta = self._emotion.step(track.expression)
+            label, intensity, erm_psi, erm_theta = self._emotion.step(
+                track.expression, self.tracker.calibrated)
             emotion = (label, intensity)
             expression, rotation, gaze = with_emotion(
                 np.zeros_like(expression), rotation, erm_psi, erm_theta

@@ -191,6 +191,11 @@ class FaceTracker:
         self._range, self._range_n = [], n_frames
 
     @property
+    def calibrated(self) -> bool:
+        """Whether ψ is read relative to the user's neutral calibration."""
+        return self._neutral is not None
+
+    @property
     def calibrating(self) -> bool:
         return self._calibrate_n > 0 or self._range_n > 0
 
