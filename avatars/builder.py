@@ -265,14 +265,11 @@ def openings_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     eye a band ``EYE_MARGIN`` of its width tall (the lash line and the upper lid's rim:
     the head's upper lids cover the eyes with these texels when they shut, and the
     photo's lash line painted mid-lid reads as a ghost of an open eye)."""
-    mask = np.zeros(shape, np.uint8)
-    for ring in (MOUTH_OPENING, *EYE_OPENINGS):
-        cv2.fillPoly(mask, [np.round(landmarks[ring]).astype(np.int32)], 1)
-    mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
-    for ring in EYE_OPENINGS:
-        points = np.asarray(landmarks[ring], np.float64)
-        r = round(EYE_MARGIN * np.ptp(points[:, 0]))
-        eye = cv2.fillPoly(np.zeros(shape, np.uint8), [np.round(points).astype(np.int32)], 1)
+    rings = [np.round(landmarks[ring]).astype(np.int32) for ring in (MOUTH_OPENING, *EYE_OPENINGS)]
+    mask = cv2.dilate(cv2.fillPoly(np.zeros(shape, np.uint8), rings, 1), np.ones((3, 3), np.uint8))
+    for eye_ring in rings[1:]:
+        r = round(EYE_MARGIN * np.ptp(eye_ring[:, 0]))
+        eye = cv2.fillPoly(np.zeros(shape, np.uint8), [eye_ring], 1)
         mask |= cv2.dilate(eye, over_kernel(r), anchor=(r // 2, 0))
     return mask.astype(bool)
 

@@ -279,3 +279,35 @@ def test_emotion_mode_turns_a_tracked_smile_into_a_steady_happy_avatar(ict, mode
     assert psi[ict.expression_names.index("cheekSquint_L")] > 0.3  # the ERM adds the cheeks
     flicker = mode.step(np.zeros(53, np.float32))
     assert flicker[0] == "happy"  # one neutral frame does not flip the label
+
+
+def test_emotion_mode_uses_the_calibrated_detector_once_calibrated(ict, models) -> None:
+    """Through the retargeter, as a live session runs it: London 114's smile (inverse
+    reader) holds as neutral uncalibrated, and as happy once the session has calibrated
+    on another view of the person's neutral photo."""
+    import runpy
+
+    import cv2
+
+    from engines.render.renderer import RenderConfig
+    from engines.retarget.retargeter import Retargeter
+    from engines.tracking.tracker import TrackerConfig
+
+    bench = runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "bench_emotion.py"))
+    faces = asset_root() / "faces" / "london_set"
+    neutral, smile = (cv2.cvtColor(cv2.imread(str(faces / f"london_114_{kind}.jpg")),
+                                   cv2.COLOR_BGR2RGB) for kind in ("neutral", "smiling"))
+    cfg = TrackerConfig(reader="inverse", video=False, smoothing=None)
+    labels = {}
+    for calibrate in (False, True):
+        with Retargeter(ict, render_config=RenderConfig(64, 64), emotion_models=models,
+                        tracker_config=cfg) as rt:
+            rt.set_mode("emotion")
+            if calibrate:
+                rt.calibrate(1)
+                rt.finish(rt.track(bench["calibration_view"](neutral), 0.0))
+                assert rt.tracker.calibrated
+            for i in range(10):
+                out = rt.finish(rt.track(smile, 0.1 * (i + 1)))
+            labels[calibrate] = out.emotion[0]
+    assert labels == {False: "neutral", True: "happy"}
