@@ -5,6 +5,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# the cluster extra (Ray) for the tests of cluster mode; `make run` does not need it
+CLUSTER_STAMP := $(VENV)/.cluster-installed
 APT_PACKAGES := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libglib2.0-0
 # the WebRTC/browser tests: a browser and its driver, `ip` and `unshare` for a private netns
 TEST_APT_PACKAGES := chromium chromium-driver iproute2 util-linux
@@ -67,7 +69,11 @@ run: setup
 demo: setup
 	$(VENV)/bin/vn3d demo --out out/demo.mp4
 
-test: setup test-system
+$(CLUSTER_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[dev,cluster]"
+	touch $(CLUSTER_STAMP)
+
+test: setup test-system $(CLUSTER_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q -m "not netns"
 	$(NETNS) sh -c 'ip link set lo up && $(VENV)/bin/pytest -q -m netns'

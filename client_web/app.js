@@ -51,6 +51,7 @@
     hairStyles: $("hair-styles"),
     hairColour: $("hair-colour"),
     hairSave: $("hair-save"),
+    roomCall: $("room-call"),
     roomCreate: $("room-create"),
     roomLeave: $("room-leave"),
     roomMute: $("room-mute"),
@@ -379,6 +380,9 @@
       case "subscribed":
         onSubscribed(msg);
         break;
+      case "reoffer":
+        onReoffer(msg);
+        break;
       case "avatar_begin":
       case "avatar_chunk":
       case "hangup":
@@ -407,6 +411,8 @@
     if (el.hairGroup) {
       el.hairGroup.hidden = Array.isArray(msg.hairstyles) && !msg.hairstyles.length;
     }
+    // a cluster's gateway offers no rooms yet (welcome.rooms === false)
+    if (el.roomCall) el.roomCall.hidden = msg.rooms === false;
     buildModes(Array.isArray(msg.modes) && msg.modes.length ? msg.modes : DEFAULT_MODES);
     buildSliders();
     // A new socket is a new server session: re-apply what the user chose before.
@@ -1058,6 +1064,17 @@
     } finally {
       if (serial === callSerial) negotiating = false;
     }
+  }
+
+  // cluster mode: the host of this call stopped; offer again at once (the gateway keeps
+  // this session's target and mode, and the new offer lands on a healthy host)
+  function onReoffer(msg) {
+    pub.reoffers = (pub.reoffers || 0) + 1;
+    if (!wantCall) return;
+    setMessage("notice", "The avatar's host stopped — reconnecting…", { timeoutMs: 5000 });
+    clearTimeout(pcRetryTimer);
+    closePeer();
+    startCall();
   }
 
   async function onAnswer(msg) {

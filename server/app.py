@@ -14,9 +14,8 @@ import gc
 import logging
 import signal
 import ssl
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve
@@ -26,11 +25,8 @@ from avatars.catalogue import UnknownTargetError
 from avatars.hair.styles import list_styles
 from avatars.hair.thumbnails import StyleThumbnails
 from avatars.restyle import NO_HAIR
-from avatars.store import AvatarStore
 from engines.emotion.facs import EMOTIONS
-from engines.emotion.models import EmotionModels, default_emotion_models
-from engines.face.by_name import load_face_model
-from engines.render.renderer import RenderConfig
+from engines.emotion.models import EmotionModels
 from engines.retarget.retargeter import MODES
 from server.access import token_ok, user_key
 from server.admission import Admission, watch_session
@@ -38,13 +34,13 @@ from server.config import ServerConfig
 from server.hair import HairTryOn
 from server.ice import restrict_ice_to_loopback
 from server.malloc_arenas import cap_malloc_arenas
-from server.networks import SharedNetworks
 from server.peer import answer_offer, offer_sdp
 from server.protocol import ProtocolError, calibration, error, parse, send, slider_values
 from server.rooms import Rooms
 from server.routes import HttpRoutes
-from server.session import Session, SessionContext
-from server.targets import TargetPicker, shared_targets
+from server.runtime import SessionRuntime
+from server.session import Session
+from server.targets import TargetPicker
 from server.uploads import MB, AvatarBuilds, Quotas, Uploads
 
 log = logging.getLogger("vn3d.server")
@@ -55,9 +51,9 @@ class App:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.model = load_face_model(config.model)
-        self.store = AvatarStore(config.avatar_store)
-        self.catalogue = shared_targets(config, self.model, self.store)
+        self.runtime = SessionRuntime(config)
+        self.model, self.store = self.runtime.model, self.runtime.store
+        self.catalogue = self.runtime.catalogue
         self.picker = TargetPicker(self.catalogue, config.token)
         styles = StyleThumbnails(self.model) if self.catalogue.ict_head else None
         self.routes = HttpRoutes(config.web_root, self.picker, self.store, config.token,
@@ -67,40 +63,33 @@ class App:
         self.builds = AvatarBuilds(self.model, self.store, config.max_upload_bytes, quotas)
         self.uploads = Uploads(self.builds, config.max_upload_bytes)
         self.hair = HairTryOn(self.model, self.picker, self.store, self.builds)
-        self.emotion_models: EmotionModels | None = None
-        self.emotion_reason = ""
         self.sessions: dict[str, tuple[Session, ServerConnection]] = {}  # one per socket
         self.admission = Admission(config)
         if config.ice_loopback:
             restrict_ice_to_loopback()
-        self.networks = SharedNetworks(config)  # the encoder, MediaPipe's ONNX networks
         self.rooms = Rooms(config.room_size, self.sessions, config.ice_servers,
                            config.ice_loopback)  # fmt: skip
-        # at most render_slots sessions track+render at once (see RetargetTrack)
-        self.render_gate = threading.BoundedSemaphore(config.render_slots)
-        # ... and as many frames are tracked or wait for a render (server/retarget_track.py)
-        self.track_gate = threading.BoundedSemaphore(config.render_slots)
 
     def prepare(self) -> None:
         """Thumbnails and the emotion models (trained on first use, then cached)."""
         self.picker.render_shared()
-        try:
-            self.emotion_models = default_emotion_models(self.model.expression_names)
-        except Exception as exc:  # the service still runs in "track" mode
-            self.emotion_reason = f"emotion models unavailable: {exc}"
-            log.exception("emotion models unavailable")
+        self.runtime.load_emotion_models()
+
+    @property
+    def emotion_models(self) -> EmotionModels | None:
+        return self.runtime.emotion_models
+
+    @property
+    def emotion_reason(self) -> str:
+        return self.runtime.emotion_reason
 
     def new_session(self, user: str | None = None) -> Session:
         """A session with the narrow context it needs (not registered: see ``handle``)."""
-        size = self.config.size
-        ctx = SessionContext(
-            self.model, self.emotion_models,
-            RenderConfig(size, size, hair_reuse_deg=self.config.hair_reuse_deg),
-            self.networks.tracker_config(),
-            self.render_gate, self.track_gate, self.config.stamp_frames,
-        )
-        default = self.config.default_target
-        return Session(ctx, user, default, self.catalogue.get(default))
+        return self.runtime.new_session(user)
+
+    def watch(self, session: Session, ws: ServerConnection) -> Awaitable[None]:
+        """What runs beside a socket: stats, timeouts (``server/admission.py``)."""
+        return watch_session(session, ws, self.config)
 
     # -- signalling -----------------------------------------------------------------------
     async def handle(self, ws: ServerConnection) -> None:
@@ -119,7 +108,7 @@ class App:
         self.sessions[session.id] = (session, ws)
         self.admission.opened(address)
         log.info("session %s opened (%d sockets)", session.id, len(self.sessions))
-        watch = asyncio.ensure_future(watch_session(session, ws, self.config))
+        watch = asyncio.ensure_future(self.watch(session, ws))
         try:
             await send(ws, self.welcome(session))
             async for raw in ws:
@@ -132,9 +121,13 @@ class App:
             del self.sessions[session.id]
             self.admission.closed(address)
             self.uploads.drop(session.id)
-            await self.rooms.leave(session)
-            await session.close()
+            await self.session_closed(session)
             log.info("session %s closed (%d active)", session.id, len(self.sessions))
+
+    async def session_closed(self, session: Session) -> None:
+        """Its socket closed: out of its room, its call ended, its threads stopped."""
+        await self.rooms.leave(session)
+        await session.close()
 
     async def reply(self, session: Session, raw: str | bytes) -> dict:
         """The one answer to one client message (an ``error`` for anything refused)."""
@@ -167,8 +160,9 @@ class App:
             "maxSessions": self.config.max_sessions,
         }
 
-    async def dispatch(self, session: Session, msg: dict) -> dict:
-        handlers: dict[str, Callable] = {
+    def handlers(self) -> dict[str, Callable]:
+        """Message type -> its handler (``handler(session, msg)`` -> the reply)."""
+        return {
             "ping": self.on_ping, "offer": self.on_offer, "hangup": self.on_hangup,
             "target": self.on_target,
             "mode": self.on_mode, "sliders": self.on_sliders, "calibrate": self.on_calibrate,
@@ -179,7 +173,9 @@ class App:
             "leave_room": self.rooms.leave_message, "subscribe": self.rooms.subscribe,
             "background": self.rooms.background,
         }
-        handler = handlers.get(msg["type"])
+
+    async def dispatch(self, session: Session, msg: dict) -> dict:
+        handler = self.handlers().get(msg["type"])
         if handler is None:
             raise ProtocolError("unknown_type", f"unknown message type {msg['type'][:64]!r}")
         return await handler(session, msg)
@@ -196,7 +192,6 @@ class App:
             raise ProtocolError("unknown_target", str(exc)) from exc
         session.target_id, session.target, session.hair = target, chosen, (None, None)
         return {"type": "target", "id": target, "ok": True}
-
 
     async def on_mode(self, session: Session, msg: dict) -> dict:
         mode = msg.get("mode")
@@ -249,18 +244,24 @@ class App:
         await session.end_call()
         return {"type": "hangup", "ok": True}
 
+    def start(self) -> list[asyncio.Future]:
+        """The server's own tasks, beside the sockets' (cancelled when it stops)."""
+        return [asyncio.ensure_future(self.rooms.sweep())]
+
     async def close_all(self) -> None:
         for _, ws in list(self.sessions.values()):
             await ws.close(1001, "server shutting down")
         await self.builds.close()
         self.routes.pool.shutdown(wait=False)
-        self.networks.close()
+        self.runtime.close()
 
 
-async def run_server(config: ServerConfig, ready: Callable[[str], None] | None = None) -> None:
-    """Serve until SIGINT/SIGTERM; ``ready(url)`` is called once listening."""
+async def run_server(config: ServerConfig, ready: Callable[[str], None] | None = None,
+                     app_class: type[App] = App) -> None:
+    """Serve until SIGINT/SIGTERM; ``ready(url)`` is called once listening. ``app_class``:
+    ``App`` (calls in this process) or a cluster's gateway (``server/cluster/gateway.py``)."""
     cap_malloc_arenas()  # before the threads that load the models and serve the calls
-    app = App(config)
+    app = app_class(config)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, app.prepare)
     # the ~290k objects made so far live as long as the server: out of the collector's
@@ -274,7 +275,7 @@ async def run_server(config: ServerConfig, ready: Callable[[str], None] | None =
     stop = loop.create_future()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
-    sweep = asyncio.ensure_future(app.rooms.sweep())
+    tasks = app.start()
     async with serve(
         app.handle,
         config.host,
@@ -290,6 +291,7 @@ async def run_server(config: ServerConfig, ready: Callable[[str], None] | None =
             await stop
         finally:  # also when the serving task is cancelled
             log.info("shutting down: closing %d sessions", len(app.sessions))
-            sweep.cancel()
+            for task in tasks:
+                task.cancel()
             await app.close_all()
             gc.unfreeze()

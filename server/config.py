@@ -97,6 +97,12 @@ class ServerConfig:
                              "uploads are refused")
     downloads_per_minute: int = flag(30, help="avatar zip/GLB downloads one user key may make "
                                      "a minute (those without a key share one allowance)")
+    cluster: str | None = flag(None, metavar="ADDRESS",
+                               help="cluster mode: this server is a gateway, and each call runs "
+                               "on a session host of the Ray cluster at ADDRESS (host:port of "
+                               "its head; `vn3d worker` adds nodes; docs/DEPLOYMENT.md)")
+    cluster_wait_s: float = flag(5.0, help="cluster mode: how long an offer waits for a free "
+                                 "session host before it is told 'busy'")
     stamp_frames: bool = flag(False, action="store_true",
                               help="benchmarks: stamp each source frame's index into the video")
     # not on the command line
@@ -114,6 +120,8 @@ class ServerConfig:
             raise ValueError("--hair-reuse-deg must be within 0-5 degrees")
         if self.max_sockets < 1 or self.max_sockets_per_ip < 1:
             raise ValueError("the socket limits must be >= 1")
+        if self.cluster_wait_s < 0:
+            raise ValueError("--cluster-wait-s must be >= 0")
         if self.idle_timeout_s <= 0 or self.call_timeout_s <= 0:
             raise ValueError("the idle and call timeouts must be > 0 seconds")
 

@@ -43,11 +43,13 @@ CLIENT_MESSAGES = {
 }
 # sent by the server unasked: stats (about once a second in a call), room (to every member
 # whenever a room's members change: room, you, size, participants [{id, target, video,
-# call, handle, background}])
+# call, handle, background}]), reoffer (cluster mode: the host of the call stopped; the
+# page offers again, keeping its choices, and lands on a healthy host: reason)
 
 # error code -> when it is sent
 ERRORS = {
-    "busy": "all call slots are in use: the offer is refused, the socket stays (offer later)",
+    "busy": "all call slots are in use (in cluster mode: no session host came free within "
+            "--cluster-wait-s): the offer is refused, the socket stays (offer later)",
     "too_many_connections": "the server, or this address, has too many sockets open "
                             "(closes, 1013)",
     "unauthorized": "the server has a token and the request lacks it (closes, 1008)",
@@ -65,6 +67,7 @@ ERRORS = {
                         "without DECA's files: the message says which)",
     "quota": "this user's avatars, builds per hour, or the whole store are at their limit",
     "internal": "a bug on the server; the session goes on",
+    "not_in_cluster": "rooms are not offered by a cluster gateway yet (docs/DEPLOYMENT.md)",
     "no_call": "a room needs the camera call first (its avatar is what the room sees)",
     "unknown_room": "no such room: it ended, or the link is wrong",
     "room_full": "the room has --room-size members already",
@@ -80,6 +83,9 @@ class ProtocolError(Exception):
         assert code in ERRORS, code
         super().__init__(message)
         self.code = code
+
+    def __reduce__(self) -> tuple:  # pickled whole (a cluster's host raises it, Ray carries it)
+        return ProtocolError, (self.code, str(self))
 
 
 def parse(raw: str | bytes) -> dict:

@@ -167,12 +167,12 @@ def test_server_sessions_share_one_encoder_batcher(tmp_path) -> None:
     for t in threads:
         t.join()
     assert [s.face for s in sessions] == ["tracked"] * 3
-    assert app.networks.encoder_batcher.stats.requests == 3
+    assert app.runtime.networks.encoder_batcher.stats.requests == 3
     for s in sessions:
         s.close_retargeter()
     asyncio.run(app.close_all())
     with pytest.raises(RuntimeError):
-        app.networks.encoder_batcher(np.zeros(N_INPUTS, np.float32))  # closed with the app
+        app.runtime.networks.encoder_batcher(np.zeros(N_INPUTS, np.float32))  # closed with the app
 
 
 def test_cli_exports_every_network_and_says_when_tensorrt_is_missing(tmp_path, capsys) -> None:

@@ -175,11 +175,11 @@ def test_server_sessions_get_the_shared_networks(tmp_path, monkeypatch):
     monkeypatch.setenv("VN3D_CACHE", str(tmp_path / "cache"))
     app = App(ServerConfig(size=64, sample_gallery=False, landmarker="onnx",
                            avatar_store=str(tmp_path / "store")))  # fmt: skip
-    assert app.networks.onnx_networks is not None
+    assert app.runtime.networks.onnx_networks is not None
     cfg = app.new_session().ctx.tracker_config
-    assert cfg.landmarker == "onnx" and cfg.onnx_networks is app.networks.onnx_networks
+    assert cfg.landmarker == "onnx" and cfg.onnx_networks is app.runtime.networks.onnx_networks
     plain = App(ServerConfig(size=64, sample_gallery=False, avatar_store=str(tmp_path / "s2")))
-    assert plain.networks.onnx_networks is None
+    assert plain.runtime.networks.onnx_networks is None
     assert plain.new_session().ctx.tracker_config.landmarker == "tflite"
 
 

@@ -6,13 +6,13 @@ import argparse
 import sys
 
 from engines.files.assets import AssetMissingError
-from vn3d.commands import avatar, camera, dataset, flame, networks, render, serve
+from vn3d.commands import avatar, camera, dataset, flame, networks, render, serve, worker
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vn3d", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (render, networks, avatar, dataset, flame, serve, camera):
+    for group in (render, networks, avatar, dataset, flame, serve, camera, worker):
         group.register(sub)
     return parser
 

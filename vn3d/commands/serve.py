@@ -12,16 +12,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    from server.app import run_server
+    from server.app import App, run_server
 
     config = config_from_args(args)
+    app_class = App
+    if config.cluster:  # a gateway: the calls run on the cluster's session hosts
+        from server.cluster.gateway import ClusterApp
+
+        app_class = ClusterApp
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     def ready(url: str) -> None:
         suffix = f"?token={config.token}" if config.token else ""
         print(f"serving on {url}{suffix}  (Ctrl+C stops)", flush=True)
 
-    asyncio.run(run_server(config, ready))
+    asyncio.run(run_server(config, ready, app_class))
     return 0
 
 

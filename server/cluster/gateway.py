@@ -1,0 +1,176 @@
+"""The gateway of cluster mode (``vn3d serve --cluster ADDRESS``): the page, the HTTP
+routes, signalling, uploads and the target picker as in a single process, but each call
+runs on a session host of the Ray cluster (``server/cluster/pool.py``).
+
+A page's messages are checked here (the same handlers as ``App``'s) and the choices that
+shape its avatar go on to its host; an offer takes a free host and is answered by it, so
+the camera and avatar video flow between the page and that host's node. The page's
+``stats`` come from its host. When a host dies the page gets ``reoffer`` and offers again
+with its choices kept: the new offer lands on a healthy host. Rooms are not offered yet
+(they need Janus to span hosts: docs/DEPLOYMENT.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from server.admission import IDLE_CLOSE
+from server.app import App
+from server.cluster.choices import Choices
+from server.cluster.pool import Host, HostPool
+from server.config import ServerConfig
+from server.peer import offer_sdp
+from server.protocol import ProtocolError, calibration, send
+from server.session import Session
+
+log = logging.getLogger("vn3d.server")
+ROOM_TYPES = ("create_room", "join_room", "leave_room", "subscribe")
+FORWARDED = ("target", "mode", "sliders", "hair", "background")  # choices the host applies
+
+
+class ClusterApp(App):
+    def __init__(self, config: ServerConfig) -> None:
+        if not config.cluster:
+            raise ValueError("a gateway needs the cluster's address (--cluster)")
+        super().__init__(config)
+        self.pool = HostPool(config, self.host_lost)
+        self.calls: dict[str, Host] = {}  # session id -> the host of its call
+
+    def start(self) -> list[asyncio.Future]:
+        return [*super().start(), asyncio.ensure_future(self.pool.keep_filled())]
+
+    def welcome(self, session: Session) -> dict:
+        return {**super().welcome(session), "maxSessions": len(self.pool.hosts),
+                "rooms": False}  # fmt: skip
+
+    def handlers(self) -> dict[str, Callable]:
+        handlers = super().handlers()
+        for kind in FORWARDED:
+            handlers[kind] = self.forwarding(handlers[kind])
+        for kind in ROOM_TYPES:
+            handlers[kind] = self.no_rooms
+        return handlers
+
+    def forwarding(self, handler: Callable) -> Callable:
+        """``handler`` (which checks the message and sets the session's choice), then the
+        choices to the call's host."""
+
+        async def forward(session: Session, msg: dict) -> dict:
+            reply = await handler(session, msg)
+            host = self.calls.get(session.id)
+            if host is not None:
+                await self.on_host(host, host.actor.choose.remote(Choices.of(session)))
+            return reply
+
+        return forward
+
+    async def no_rooms(self, session: Session, msg: dict) -> dict:
+        raise ProtocolError("not_in_cluster", "rooms are not offered by a cluster gateway yet")
+
+    async def on_host(self, host: Host, call: Awaitable) -> object:
+        """A host's reply; its own refusals (``ProtocolError``) pass through, a host that
+        died meanwhile is the pool's to notice (its page is told to offer again)."""
+        try:
+            return await call
+        except ProtocolError:
+            raise
+        except self.pool.ray.exceptions.RayError as exc:
+            raise ProtocolError("busy", "the session host stopped; offer again") from exc
+
+    # -- the call --------------------------------------------------------------------------
+    async def on_offer(self, session: Session, msg: dict) -> dict:
+        offer = offer_sdp(msg, self.config.ice_loopback)
+        self.end_remote_call(session)  # a new offer replaces the call (and its host)
+        for attempt in range(2):  # a host that dies while it answers: once more, elsewhere
+            host = await self.pool.acquire(session.id)
+            choices = Choices.of(session)
+            try:
+                sdp = await host.actor.offer.remote(session.user, offer, choices)
+                break
+            except ProtocolError:
+                self.pool.release(host)
+                raise
+            except self.pool.ray.exceptions.RayError as exc:
+                self.pool.release(host)
+                log.warning("session %s: host lost while answering: %s", session.id, exc)
+                if attempt:
+                    raise ProtocolError("busy", "no session host could answer; offer again"
+                                        ) from exc
+        if session.id not in self.sessions:  # the page left while its host answered
+            self.pool.release(host)
+            raise ProtocolError("no_call", "the page closed")
+        self.calls[session.id] = host
+        if Choices.of(session) != choices:  # chosen while the host answered
+            await self.on_host(host, host.actor.choose.remote(Choices.of(session)))
+        log.info("session %s: call on %s (node %s, pid %d)", session.id, host.address,
+                 host.node[:8], host.pid)  # fmt: skip
+        return {"type": "answer", "sdp": sdp, "sdpType": "answer"}
+
+    async def on_calibrate(self, session: Session, msg: dict) -> dict:
+        kind, frames = calibration(msg)
+        host = self.calls.get(session.id)
+        if host is not None:
+            await self.on_host(host, host.actor.calibrate.remote(kind, frames))
+        return {"type": "calibrate", "ok": True, "kind": kind, "frames": frames}
+
+    async def on_hangup(self, session: Session, msg: dict) -> dict:
+        self.end_remote_call(session)
+        return {"type": "hangup", "ok": True}
+
+    def end_remote_call(self, session: Session) -> None:
+        host = self.calls.pop(session.id, None)
+        if host is not None:
+            self.pool.release(host)
+
+    async def session_closed(self, session: Session) -> None:
+        self.end_remote_call(session)
+        await super().session_closed(session)
+
+    def host_lost(self, host: Host) -> None:
+        """A host died: its call's page offers again (``reoffer``) and lands elsewhere."""
+        session_id = host.session_id
+        if session_id is None or self.calls.get(session_id) is not host:
+            return
+        del self.calls[session_id]
+        _, ws = self.sessions.get(session_id, (None, None))
+        if ws is not None:
+            log.info("session %s: its host died; asking the page to offer again", session_id)
+            msg = {"type": "reoffer", "reason": "the session host stopped"}
+            self.pool.spawn(send(ws, msg))
+
+    def watch(self, session: Session, ws: ServerConnection) -> Awaitable[None]:
+        return self.watch_remote(session, ws)
+
+    async def watch_remote(self, session: Session, ws: ServerConnection) -> None:
+        """About once a second: the host's ``stats`` for the page, a call the host ended
+        (never connected, camera quiet) released, an idle socket closed."""
+        cfg = self.config
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(min(cfg.stats_interval_s, cfg.idle_timeout_s / 2))
+            now = time.perf_counter()
+            host = self.calls.get(session.id)
+            with contextlib.suppress(ConnectionClosed):
+                if host is not None:
+                    with contextlib.suppress(self.pool.ray.exceptions.RayError):
+                        polled = await host.actor.poll.remote(now - last)
+                        if polled["stats"] is not None:
+                            await send(ws, polled["stats"])
+                        if polled["ended"] and self.calls.get(session.id) is host:
+                            log.info("session %s: call ended: %s", session.id, polled["ended"])
+                            self.end_remote_call(session)
+                elif time.monotonic() - session.last_message_at > cfg.idle_timeout_s:
+                    log.info("session %s: idle, closing", session.id)
+                    await ws.close(IDLE_CLOSE, "idle")
+            last = now
+
+    async def close_all(self) -> None:
+        await self.pool.close()
+        await super().close_all()

@@ -1,0 +1,154 @@
+"""The gateway's warm session hosts: one Ray actor per call slot the cluster offers.
+
+Capacity is Ray's: a worker node offers ``vn3d_slot`` resources (``vn3d worker --slots
+K``) and each host actor takes one, so Ray places the hosts and a node that joins gets
+hosts of its own. The pool keeps as many hosts as the cluster has slots (every
+``FILL_S``), hands a free one to each offer — on the node with the fewest calls — and
+answers ``busy`` when none comes free within ``wait_s`` (never an unbounded queue). Each
+host is watched through its ``alive`` long-poll: a host that dies (its process killed, its
+node gone) leaves the pool at once, the gateway's ``on_lost`` tells its page, and the
+next fill starts a replacement wherever a slot is free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from server.cluster import SLOT
+from server.cluster.host import SessionHost
+from server.config import ServerConfig
+from server.protocol import ProtocolError
+
+log = logging.getLogger("vn3d.server")
+FILL_S = 2.0  # how often the pool matches its hosts to the cluster's slots
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ValueError("cluster mode needs Ray: pip install -e '.[cluster]'") from exc
+    return ray
+
+
+@dataclass(eq=False)
+class Host:
+    actor: Any  # the SessionHost actor's handle
+    node: str  # the Ray node it runs on
+    address: str
+    session_id: str | None = None  # the call it hosts
+    pid: int = 0  # its process on that node
+
+
+def pick_host(hosts: list[Host]) -> Host | None:
+    """A free host on the node with the fewest calls (None: every host has a call)."""
+    free = [h for h in hosts if h.session_id is None]
+    calls = Counter(h.node for h in hosts if h.session_id is not None)
+    return min(free, key=lambda h: calls[h.node], default=None)
+
+
+class HostPool:
+    def __init__(self, config: ServerConfig, on_lost: Callable[[Host], None]) -> None:
+        self.ray = import_ray()
+        if not self.ray.is_initialized():
+            self.ray.init(address=config.cluster, namespace="vn3d", log_to_driver=False,
+                          logging_level=logging.WARNING)  # fmt: skip
+        self.config = config
+        self.on_lost = on_lost
+        self.actor_class = self.ray.remote(SessionHost)
+        self.hosts: list[Host] = []  # started and watched
+        self.starting = 0  # asked of Ray, not ready yet (waiting for a slot or loading)
+        self.changed = asyncio.Event()
+        self.tasks: set[asyncio.Task] = set()
+
+    # -- capacity --------------------------------------------------------------------------
+    def slots(self) -> int:
+        return int(self.ray.cluster_resources().get(SLOT, 0))
+
+    async def keep_filled(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):  # a GCS hiccup: try again next round
+                await self.fill()
+            await asyncio.sleep(FILL_S)
+
+    async def fill(self) -> None:
+        """Start hosts for the slots that have none."""
+        slots = await asyncio.get_running_loop().run_in_executor(None, self.slots)
+        for _ in range(slots - len(self.hosts) - self.starting):
+            self.spawn(self._start())
+
+    async def _start(self) -> None:
+        self.starting += 1
+        actor = self.actor_class.options(resources={SLOT: 1}, num_cpus=0, max_restarts=0,
+                                         max_concurrency=64).remote(self.config)
+        try:
+            info = await actor.where.remote()
+        except self.ray.exceptions.RayError as exc:
+            log.warning("a session host did not start: %s", exc)
+            return
+        finally:
+            self.starting -= 1
+        host = Host(actor, info["node"], info["address"], pid=info["pid"])
+        self.hosts.append(host)
+        log.info("session host ready on %s (node %s, pid %s)", host.address, host.node[:8],
+                 info["pid"])  # fmt: skip
+        self.spawn(self._watch(host))
+        self.changed.set()
+
+    async def _watch(self, host: Host) -> None:
+        try:
+            while await host.actor.alive.remote():
+                pass
+        except self.ray.exceptions.RayError as exc:
+            log.warning("session host on node %s lost: %s", host.node[:8], type(exc).__name__)
+        if host in self.hosts:
+            self.hosts.remove(host)
+            self.on_lost(host)
+            self.changed.set()
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    # -- calls -----------------------------------------------------------------------------
+    async def acquire(self, session_id: str) -> Host:
+        """A free host for ``session_id``'s call, on the node with the fewest calls;
+        ``busy`` when none comes free within the wait."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.cluster_wait_s
+        while True:
+            host = pick_host(self.hosts)
+            if host is not None:
+                host.session_id = session_id
+                return host
+            left = deadline - loop.time()
+            if left <= 0:
+                n = len(self.hosts)
+                raise ProtocolError("busy", f"the cluster is busy: all {n} sessions are in use")
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), left)
+
+    def release(self, host: Host) -> None:
+        """The call on ``host`` is over: hang it up there; the host is free again."""
+        if host.session_id is None:
+            return
+        host.session_id = None
+        if host in self.hosts:
+            host.actor.hangup.remote()  # in order before the host's next offer
+            self.changed.set()
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        for host in self.hosts:
+            with contextlib.suppress(Exception):
+                self.ray.kill(host.actor)
+        self.hosts.clear()

@@ -1,0 +1,222 @@
+"""Cluster mode on one machine: a Ray head and two worker nodes with one call slot each
+(``vn3d worker``, as separate processes), a gateway (``ClusterApp``) in the test's loop,
+and aiortc pages. Calls land on different nodes, a third is told busy, a killed host's
+page is asked to offer again and is live within 5 s on the other slot. Runs in a private
+network namespace (Ray and the WebRTC media on 127.0.0.1 only)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import websockets
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from test_server import ClipTrack
+
+from server.app import run_server
+from server.cluster.gateway import ClusterApp
+from server.config import ServerConfig
+from server.ice import loopback_candidates_only
+
+ray = pytest.importorskip("ray", reason="cluster mode needs the cluster extra (make test "
+                          "installs it)")  # fmt: skip
+pytestmark = pytest.mark.netns
+VN3D = [sys.executable, "-m", "vn3d.cli"]
+HOSTS_READY_S = 180  # two session hosts load the face model etc. on a 2-core machine
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A head (no slots) and two nodes of one slot each; yields the head's address."""
+    with socketless_port() as port:
+        address = f"127.0.0.1:{port}"
+    logs = tmp_path_factory.mktemp("ray")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    common = ["--node-ip", "127.0.0.1", "--object-store-mb", "100"]
+    nodes = [[*VN3D, "worker", "--head", "--port", str(port), "--slots", "0", *common]]
+    nodes += [[*VN3D, "worker", "--address", address, "--slots", "1", *common]] * 2
+    procs = []
+    try:
+        for i, cmd in enumerate(nodes):  # one at a time: raylets starting together time out
+            path = logs / f"node{i}.log"
+            with open(path, "w") as log:
+                procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=log))
+            wait_for_node(path, procs[-1])
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(30)
+            if p.poll() is None:
+                p.kill()
+        if ray.is_initialized():
+            ray.shutdown()
+
+
+@contextlib.contextmanager
+def socketless_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    yield port
+
+
+def wait_for_node(log: Path, proc: subprocess.Popen) -> None:
+    """Until ``ray start --block`` says its node is up."""
+    end = time.monotonic() + 90
+    while "block forever" not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > end:
+            pytest.fail(f"a Ray node did not start:\n{log.read_text()[-2000:]}")
+        time.sleep(0.3)
+
+
+class Gateway(ClusterApp):
+    last: Gateway | None = None
+
+    def __init__(self, config: ServerConfig) -> None:
+        super().__init__(config)
+        Gateway.last = self
+
+
+@contextlib.asynccontextmanager
+async def gateway(port: int, address: str, **settings):
+    cfg = ServerConfig(port=port, ice_loopback=True, size=128, cluster=address,
+                       sample_gallery=False, **settings)  # fmt: skip
+    started = asyncio.Event()
+    task = asyncio.create_task(run_server(cfg, lambda url: started.set(), Gateway))
+    await asyncio.wait_for(started.wait(), 120)
+    app = Gateway.last
+    end = time.monotonic() + HOSTS_READY_S
+    while len(app.pool.hosts) < 2:  # both session hosts started and loaded
+        assert time.monotonic() < end, "the session hosts did not start"
+        await asyncio.sleep(0.5)
+    try:
+        yield app, f"ws://127.0.0.1:{port}/ws"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class Page:
+    """An aiortc page: a socket, a camera call, the frames and messages it receives."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.pc: RTCPeerConnection | None = None
+        self.frames: list[float] = []  # arrival times
+        self.size: tuple[int, int] | None = None  # of the last frame
+        self.messages: list[dict] = []
+        self.replies: asyncio.Queue = asyncio.Queue()
+        self.reader = asyncio.ensure_future(self.read())
+        self.pulls: list[asyncio.Task] = []
+
+    async def read(self) -> None:
+        async for raw in self.ws:
+            msg = json.loads(raw)
+            self.messages.append(msg)
+            if msg["type"] not in ("stats", "reoffer", "welcome"):
+                await self.replies.put(msg)
+
+    async def ask(self, msg: dict) -> dict:
+        await self.ws.send(json.dumps(msg))
+        return await asyncio.wait_for(self.replies.get(), 60)
+
+    async def call(self) -> dict:
+        if self.pc is not None:
+            await self.pc.close()
+        self.pc = pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTrack(ClipTrack())
+
+        @pc.on("track")
+        def on_track(track) -> None:
+            async def pull() -> None:
+                with contextlib.suppress(Exception):
+                    while True:
+                        frame = await track.recv()
+                        self.size = (frame.width, frame.height)
+                        self.frames.append(time.monotonic())
+
+            self.pulls.append(asyncio.ensure_future(pull()))
+
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = loopback_candidates_only(pc.localDescription.sdp)
+        reply = await self.ask({"type": "offer", "sdp": sdp, "sdpType": "offer"})
+        if reply["type"] == "answer":
+            await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
+        return reply
+
+    async def frames_after(self, t: float, n: int, timeout: float) -> float | None:
+        """When the ``n``-th frame after ``t`` arrived (None: not within ``timeout``)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            later = [f for f in self.frames if f > t]
+            if len(later) >= n:
+                return later[n - 1]
+            await asyncio.sleep(0.05)
+        return None
+
+    async def close(self) -> None:
+        for task in [self.reader, *self.pulls]:
+            task.cancel()
+        if self.pc is not None:
+            await self.pc.close()
+
+
+async def test_calls_spread_over_nodes_busy_then_failover(cluster, free_port) -> None:
+    async with gateway(free_port, cluster, cluster_wait_s=1.0) as (app, url), \
+            contextlib.AsyncExitStack() as stack:  # fmt: skip
+        pages = []
+        for _ in range(3):
+            page = Page(await stack.enter_async_context(websockets.connect(url)))
+            stack.push_async_callback(page.close)
+            pages.append(page)
+        a, b, c = pages
+        assert (await a.call())["type"] == "answer"
+        assert (await a.ask({"type": "mode", "mode": "sliders"}))["ok"]  # kept over failover
+        assert (await b.call())["type"] == "answer"
+        sessions = list(app.calls)
+        nodes = {app.calls[s].node for s in sessions}
+        assert len(sessions) == 2 and len(nodes) == 2, "the two calls share a node"
+        now = time.monotonic()
+        for page in (a, b):
+            assert await page.frames_after(now, 10, 30) is not None, "no avatar video"
+            assert page.size == (128, 128)  # the gateway's render size, not the 360x288 camera
+        busy = await c.call()
+        assert busy["type"] == "error" and busy["code"] == "busy", busy
+        assert (await c.ask({"type": "ping"}))["type"] == "pong"  # the socket stays
+        refused = await a.ask({"type": "create_room"})
+        assert refused["type"] == "error" and refused["code"] == "not_in_cluster", refused
+
+        # b hangs up: its slot is free; a's host dies mid-stream
+        assert (await b.ask({"type": "hangup"}))["ok"]
+        a_session = next(s for s, h in app.calls.items())
+        old = app.calls[a_session]
+        killed = time.monotonic()
+        os.kill(old.pid, signal.SIGKILL)  # the host's process, as a crash would
+        end = killed + 5
+        while not any(m["type"] == "reoffer" for m in a.messages):
+            assert time.monotonic() < end, "the page was not asked to offer again"
+            await asyncio.sleep(0.05)
+        assert (await a.call())["type"] == "answer"
+        live = await a.frames_after(time.monotonic(), 5, 5)
+        assert live is not None and live - killed < 5.0, "not live again within 5 s"
+        print(f"failover: live again {live - killed:.2f} s after the kill")
+        new = app.calls[a_session]
+        assert new is not old and new.node != old.node  # the other slot
+        stats = [m for m in a.messages if m["type"] == "stats" and m["mode"] == "sliders"]
+        await asyncio.sleep(2.5)
+        later = [m for m in a.messages if m["type"] == "stats" and m["mode"] == "sliders"]
+        assert len(later) > len(stats), "the new host lost the page's mode"
