@@ -11,14 +11,12 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import websockets
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from ray_nodes import ancestor, ray_cluster
 from test_server import ClipTrack
 
 from server.app import run_server
@@ -29,57 +27,17 @@ from server.ice import loopback_candidates_only
 ray = pytest.importorskip("ray", reason="cluster mode needs the cluster extra (make test "
                           "installs it)")  # fmt: skip
 pytestmark = pytest.mark.netns
-VN3D = [sys.executable, "-m", "vn3d.cli"]
 HOSTS_READY_S = 180  # two session hosts load the face model etc. on a 2-core machine
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A head (no slots) and two nodes of one slot each; yields the head's address."""
-    with socketless_port() as port:
-        address = f"127.0.0.1:{port}"
-    logs = tmp_path_factory.mktemp("ray")
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    common = ["--node-ip", "127.0.0.1", "--object-store-mb", "100"]
-    nodes = [[*VN3D, "worker", "--head", "--port", str(port), "--slots", "0", *common]]
-    nodes += [[*VN3D, "worker", "--address", address, "--slots", "1", *common]] * 2
-    procs = []
-    try:
-        for i, cmd in enumerate(nodes):  # one at a time: raylets starting together time out
-            path = logs / f"node{i}.log"
-            with open(path, "w") as log:
-                procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=log))
-            wait_for_node(path, procs[-1])
-        yield address
-    finally:
-        for p in reversed(procs):
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(30)
-            if p.poll() is None:
-                p.kill()
-        if ray.is_initialized():
-            ray.shutdown()
-
-
-@contextlib.contextmanager
-def socketless_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    yield port
-
-
-def wait_for_node(log: Path, proc: subprocess.Popen) -> None:
-    """Until ``ray start --block`` says its node is up."""
-    end = time.monotonic() + 90
-    while "block forever" not in log.read_text():
-        if proc.poll() is not None or time.monotonic() > end:
-            pytest.fail(f"a Ray node did not start:\n{log.read_text()[-2000:]}")
-        time.sleep(0.3)
+    """A head (no slots) and two nodes of one slot each: the head's address and the
+    nodes' ``vn3d worker`` processes (the head's first)."""
+    with ray_cluster(tmp_path_factory.mktemp("ray")) as (address, procs):
+        yield address, procs
+    if ray.is_initialized():  # the in-process gateways' driver
+        ray.shutdown()
 
 
 class Gateway(ClusterApp):
@@ -176,7 +134,8 @@ class Page:
 
 
 async def test_calls_spread_over_nodes_busy_then_failover(cluster, free_port) -> None:
-    async with gateway(free_port, cluster, cluster_wait_s=1.0) as (app, url), \
+    address, workers = cluster
+    async with gateway(free_port, address, cluster_wait_s=1.0) as (app, url), \
             contextlib.AsyncExitStack() as stack:  # fmt: skip
         pages = []
         for _ in range(3):
@@ -220,3 +179,22 @@ async def test_calls_spread_over_nodes_busy_then_failover(cluster, free_port) ->
         await asyncio.sleep(2.5)
         later = [m for m in a.messages if m["type"] == "stats" and m["mode"] == "sliders"]
         assert len(later) > len(stats), "the new host lost the page's mode"
+
+        # the node of a's call leaves (its `vn3d worker` gets SIGTERM; Ray drains it): once
+        # the killed host's replacement is up, a moves to it
+        end = time.monotonic() + HOSTS_READY_S
+        while len(app.pool.hosts) < 2:
+            assert time.monotonic() < end, "the killed host was not replaced"
+            await asyncio.sleep(0.5)
+        leaving = next(p for p in workers if p.pid == ancestor(new.pid, 2))  # worker -> raylet
+        leaving.send_signal(signal.SIGTERM)
+        left = time.monotonic()
+        while sum(m["type"] == "reoffer" for m in a.messages) < 2:
+            assert time.monotonic() < left + 10, "the call did not move off the leaving node"
+            await asyncio.sleep(0.05)
+        assert (await a.call())["type"] == "answer"
+        live = await a.frames_after(time.monotonic(), 5, 5)
+        assert live is not None and live - left < 8.0, "not live again after the move"
+        print(f"drain: live again {live - left:.2f} s after SIGTERM to the node")
+        moved = app.calls[a_session]
+        assert moved.node != new.node and not moved.draining

@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from server.admission import IDLE_CLOSE
 from server.app import App
 from server.cluster.choices import Choices
-from server.cluster.pool import Host, HostPool
+from server.cluster.pool import Host, HostPool, pick_host
 from server.config import ServerConfig
 from server.peer import offer_sdp
 from server.protocol import ProtocolError, calibration, send
@@ -40,14 +40,14 @@ class ClusterApp(App):
         if not config.cluster:
             raise ValueError("a gateway needs the cluster's address (--cluster)")
         super().__init__(config)
-        self.pool = HostPool(config, self.host_lost)
+        self.pool = HostPool(config, self.host_lost, self.host_draining)
         self.calls: dict[str, Host] = {}  # session id -> the host of its call
 
     def start(self) -> list[asyncio.Future]:
         return [*super().start(), asyncio.ensure_future(self.pool.keep_filled())]
 
     def welcome(self, session: Session) -> dict:
-        return {**super().welcome(session), "maxSessions": len(self.pool.hosts),
+        return {**super().welcome(session), "maxSessions": self.pool.capacity,
                 "rooms": False}  # fmt: skip
 
     def handlers(self) -> dict[str, Callable]:
@@ -135,15 +135,21 @@ class ClusterApp(App):
 
     def host_lost(self, host: Host) -> None:
         """A host died: its call's page offers again (``reoffer``) and lands elsewhere."""
-        session_id = host.session_id
-        if session_id is None or self.calls.get(session_id) is not host:
-            return
-        del self.calls[session_id]
+        if self.calls.get(host.session_id or "") is host:
+            del self.calls[host.session_id]
+            self.ask_to_reoffer(host.session_id, "the session host stopped")
+
+    def host_draining(self, host: Host) -> None:
+        """A host's node is leaving: its call moves now if another host is free (the
+        page offers again), else it goes on until the node stops."""
+        if self.calls.get(host.session_id or "") is host and pick_host(self.pool.hosts):
+            self.ask_to_reoffer(host.session_id, "the session host's machine is leaving")
+
+    def ask_to_reoffer(self, session_id: str, reason: str) -> None:
         _, ws = self.sessions.get(session_id, (None, None))
         if ws is not None:
-            log.info("session %s: its host died; asking the page to offer again", session_id)
-            msg = {"type": "reoffer", "reason": "the session host stopped"}
-            self.pool.spawn(send(ws, msg))
+            log.info("session %s: %s; asking the page to offer again", session_id, reason)
+            self.pool.spawn(send(ws, {"type": "reoffer", "reason": reason}))
 
     def watch(self, session: Session, ws: ServerConnection) -> Awaitable[None]:
         return self.watch_remote(session, ws)
