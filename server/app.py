@@ -32,7 +32,7 @@ from server.access import token_ok, user_key
 from server.admission import Admission, watch_session
 from server.config import ServerConfig
 from server.hair import HairTryOn
-from server.ice import restrict_ice_to_loopback
+from server.ice import ice_configuration, restrict_ice_to_loopback
 from server.malloc_arenas import cap_malloc_arenas
 from server.peer import answer_offer, offer_sdp
 from server.protocol import ProtocolError, calibration, error, parse, send, slider_values
@@ -67,8 +67,8 @@ class App:
         self.admission = Admission(config)
         if config.ice_loopback:
             restrict_ice_to_loopback()
-        self.rooms = Rooms(config.room_size, self.sessions, config.ice_servers,
-                           config.ice_loopback)  # fmt: skip
+        self.ice = ice_configuration(config)
+        self.rooms = Rooms(config.room_size, self.sessions, self.ice, config.ice_loopback)
 
     def prepare(self) -> None:
         """Thumbnails and the emotion models (trained on first use, then cached)."""
@@ -233,7 +233,7 @@ class App:
         self.admission.check_call(session, (s for s, _ in self.sessions.values()))
         session.offering = True  # holds the slot while the answer is made
         try:
-            sdp = await answer_offer(session, offer, self.config.ice_servers, self.rooms.relay)
+            sdp = await answer_offer(session, offer, self.ice, self.rooms.relay)
         finally:
             session.offering = False
         await self.rooms.call_started(session)

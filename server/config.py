@@ -59,7 +59,10 @@ class ServerConfig:
     key: str | None = flag(None, help="TLS private key (PEM)")
     ice_servers: list[str] = flag(factory=list, flag="--ice-server", action="append",
                                   metavar="URL",
-                                  help="a STUN/TURN server URL (repeatable); none by default")
+                                  help="a STUN/TURN server URL, e.g. stun:HOST:3478 or "
+                                  "turn:HOST:3478 (repeatable); none by default")
+    ice_username: str | None = flag(None, help="the TURN user for the --ice-server turn: URLs")
+    ice_credential: str | None = flag(None, help="the TURN password for the turn: URLs")
     ice_loopback: bool = flag(False, action="store_true",
                               help="ICE on 127.0.0.1 only (tests and single-machine use)")
     datasets: list[str] = flag(factory=list, flag="--dataset", action="append", metavar="DIR",

@@ -12,7 +12,6 @@ import time
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
-    RTCIceServer,
     RTCPeerConnection,
     RTCSessionDescription,
 )
@@ -66,11 +65,11 @@ def relay_microphone(relay: MediaRelay, track: MediaStreamTrack) -> asyncio.Task
     return task
 
 
-async def answer_offer(session: Session, sdp: str, ice_servers: list[str],
+async def answer_offer(session: Session, sdp: str, ice: RTCConfiguration,
                        relay: MediaRelay) -> str:  # fmt: skip
     """The answer SDP to a checked offer (``offer_sdp``); a new offer replaces the call."""
     await session.end_call()  # a new offer replaces the call (reconnects)
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(urls=u) for u in ice_servers]))
+    pc = RTCPeerConnection(ice)
     session.pc = pc
     session.call_started_at = time.monotonic()
 

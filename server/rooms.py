@@ -31,7 +31,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc import RTCSessionDescription as Description
 from aiortc.contrib.media import MediaRelay
 from websockets.asyncio.server import ServerConnection
@@ -58,11 +58,11 @@ class Rooms:
     """Every room of the server; the ``*_room`` / ``subscribe`` handlers of the protocol."""
 
     def __init__(self, size: int, sockets: Mapping[str, tuple[Session, ServerConnection]],
-                 ice_servers: list[str], loopback: bool) -> None:  # fmt: skip
+                 ice: RTCConfiguration, loopback: bool) -> None:  # fmt: skip
         self.size = size
         self.relay = MediaRelay()
         self._sockets = sockets  # the server's open sessions: where room messages go
-        self._ice = ice_servers
+        self._ice = ice
         self._loopback = loopback
         self._rooms: dict[str, Room] = {}
         self._handle_key = secrets.token_bytes(32)  # handles are unguessable, and this run's
@@ -113,8 +113,7 @@ class Rooms:
         old = session.subscriptions.pop(pid, None)
         if old is not None:
             await old.close()
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(urls=u)
-                                                            for u in self._ice]))  # fmt: skip
+        pc = RTCPeerConnection(self._ice)
         session.subscriptions[pid] = pc
         try:
             await pc.setRemoteDescription(Description(sdp=sdp, type="offer"))

@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
-from ray_nodes import ray_cluster
 from test_browser import Server, _browser_log, _chrome, _free_port, _screenshot, _tail, _wait_for
 
 from engines.files.assets import asset_root
 from engines.files.video_writer import write_y4m
+from server.cluster.local import local_cluster
 
 pytest.importorskip("ray", reason="cluster mode needs the cluster extra (make test installs it)")
 pytestmark = pytest.mark.netns
@@ -53,7 +53,7 @@ def tracked(info: dict) -> bool:
 def test_the_page_survives_a_host_crash_and_a_gateway_restart(tmp_path, ict) -> None:
     camera = tmp_path / "camera.y4m"
     assert write_y4m(asset_root() / "video/grid_corpus/bbaf2n.mpg", camera) > 25
-    with ray_cluster(tmp_path) as (address, _):
+    with local_cluster(tmp_path) as (address, _):
         log = tmp_path / "gateway.log"
         gateway = Server(_free_port(), log, ("--cluster", address, "--size", "256",
                                              "--no-sample-gallery"))  # fmt: skip

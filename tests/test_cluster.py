@@ -16,11 +16,11 @@ import time
 import pytest
 import websockets
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from ray_nodes import ancestor, ray_cluster
 from test_server import ClipTrack
 
 from server.app import run_server
 from server.cluster.gateway import ClusterApp
+from server.cluster.local import ancestor, local_cluster
 from server.config import ServerConfig
 from server.ice import loopback_candidates_only
 
@@ -34,7 +34,7 @@ HOSTS_READY_S = 180  # two session hosts load the face model etc. on a 2-core ma
 def cluster(tmp_path_factory):
     """A head (no slots) and two nodes of one slot each: the head's address and the
     nodes' ``vn3d worker`` processes (the head's first)."""
-    with ray_cluster(tmp_path_factory.mktemp("ray")) as (address, procs):
+    with local_cluster(tmp_path_factory.mktemp("ray")) as (address, procs):
         yield address, procs
     if ray.is_initialized():  # the in-process gateways' driver
         ray.shutdown()

@@ -247,6 +247,8 @@ def test_members_leaving_a_room_at_once() -> None:
     goes, and nothing raises (it did: a dict changed while iterated, a room deleted twice)."""
     from types import SimpleNamespace
 
+    from aiortc import RTCConfiguration
+
     from server.rooms import Room, Rooms
 
     class SlowPeer:
@@ -256,7 +258,7 @@ def test_members_leaving_a_room_at_once() -> None:
             await asyncio.sleep(0.01)  # the others leave meanwhile
             SlowPeer.closed += 1
 
-    rooms = Rooms(6, {}, [], loopback=True)
+    rooms = Rooms(6, {}, RTCConfiguration(), loopback=True)
     room = Room("r" * 22)
     members = [SimpleNamespace(id=f"s{i}", room_id=room.id, subscriptions={}) for i in range(4)]
     for m in members:

@@ -14,7 +14,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from server.app import App
 from server.config import ServerConfig
-from server.ice import loopback_candidates_only
+from server.ice import ice_configuration, loopback_candidates_only
 from server.protocol import ProtocolError, calibration, parse
 from server.retarget_track import RetargetTrack
 
@@ -262,6 +262,12 @@ def test_serve_flags_are_made_from_the_config() -> None:
     assert (config.port, config.max_sessions) == (9001, 2)
     assert config.default_target == "sample:london_001"
     assert config.ice_servers == ["stun:a", "stun:b"] and config.datasets == ["x"]
+    turn = config_from_args(parser.parse_args([
+        "serve", "--ice-server", "stun:s:3478", "--ice-server", "turn:t:3478?transport=udp",
+        "--ice-username", "u", "--ice-credential", "p"]))
+    servers = ice_configuration(turn).iceServers  # a relay for a node behind NAT
+    assert [(s.urls, s.username, s.credential) for s in servers] == [
+        ("stun:s:3478", None, None), ("turn:t:3478?transport=udp", "u", "p")]
     assert not config.sample_gallery and config.ice_loopback and config.render_slots == 3
     assert config.reader == "encoder"
     exposed = {f.name for f in command_line_fields()}

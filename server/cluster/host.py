@@ -23,7 +23,7 @@ from aiortc.contrib.media import MediaRelay
 from avatars.restyle import restyle_target
 from server.cluster.choices import Choices
 from server.config import ServerConfig
-from server.ice import restrict_ice_to_loopback
+from server.ice import ice_configuration, restrict_ice_to_loopback
 from server.peer import answer_offer
 from server.runtime import SessionRuntime
 from server.session import Session
@@ -39,6 +39,7 @@ class SessionHost:
         self.config = config
         self.runtime = SessionRuntime(config)
         self.runtime.load_emotion_models()
+        self.ice = ice_configuration(config)  # STUN/TURN: a relay for a node behind NAT
         self.relay = MediaRelay()
         self.session: Session | None = None
         self.closing = asyncio.Event()
@@ -67,7 +68,7 @@ class SessionHost:
         session = self.runtime.new_session(user)
         try:
             await self._apply(session, choices)
-            answer = await answer_offer(session, sdp, self.config.ice_servers, self.relay)
+            answer = await answer_offer(session, sdp, self.ice, self.relay)
         except BaseException:
             await session.close()
             raise
