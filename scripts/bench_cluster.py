@@ -2,7 +2,8 @@
 127.0.0.1 in a private network namespace), against the single process it replaces:
 
 1. offer -> answer: the time from an offer sent to its answer received, N offers one
-   after another (each hung up before the next), ``vn3d serve`` vs the gateway;
+   after another (each hung up ``--offer-gap`` seconds before the next: a host closes
+   the last call meanwhile), ``vn3d serve`` vs the gateway;
 2. sessions per node at N slots: one worker node with N slots and N synthetic clients
    (bench_server's: the GRID clip at 25 fps, frame stamps for latency), against
    ``vn3d serve --max-sessions N`` with the same clients;
@@ -79,7 +80,7 @@ def serving(extra: list[str], log: Path):
 
 
 # -- 1. offer -> answer ---------------------------------------------------------------------
-async def offer_times(url: str, n: int, frames: list[np.ndarray]) -> list[float]:
+async def offer_times(url: str, n: int, frames: list[np.ndarray], gap: float) -> list[float]:
     times = []
     async with websockets.connect(url) as ws:
         await ws.recv()  # welcome
@@ -98,6 +99,7 @@ async def offer_times(url: str, n: int, frames: list[np.ndarray]) -> list[float]
             while json.loads(await ws.recv())["type"] != "hangup":
                 pass
             await pc.close()
+            await asyncio.sleep(gap)
     return times
 
 
@@ -171,19 +173,33 @@ def node_cpu(pid: int) -> float:
 def run(args, frames, work: Path) -> dict:
     base = ["--size", str(args.size)]
     result: dict = {"offers": {}, "sessions": [], "failover": {}}
+    if "offers" in args.parts:
+        result["offers"] = offers_rows(base, frames, args, work)
+    if "sessions" in args.parts:
+        with local_cluster(work, slots=()) as (address, _):
+            for n in args.slots:
+                result["sessions"].append(sessions_row(n, address, base, frames, args, work))
+    if "failover" in args.parts:
+        result["failover"] = failover_rows(base, frames, args, work)
+    return result
+
+
+def offers_rows(base: list[str], frames, args, work: Path) -> dict:
+    rows = {}
     with serving([*base, "--max-sessions", "1"], work / "single.log") as (_, url):
-        result["offers"]["single process"] = asyncio.run(offer_times(url, args.offers, frames))
-    with local_cluster(work, slots=()) as (address, _):
-        node = add_node(address, 1, work / "offers-node.log")
+        rows["single process"] = asyncio.run(offer_times(url, args.offers, frames,
+                                                         args.offer_gap))  # fmt: skip
+    with local_cluster(work, slots=(1,)) as (address, _):
         log = work / "offers-gateway.log"
         with serving([*base, "--cluster", address], log) as (_, url):
             wait_for_log(log, HOST_READY, 1)
-            result["offers"]["cluster gateway"] = asyncio.run(offer_times(url, args.offers,
-                                                                          frames))
-        node.send_signal(signal.SIGTERM)
-        node.wait(60)
-        for n in args.slots:
-            result["sessions"].append(sessions_row(n, address, base, frames, args, work))
+            rows["cluster gateway"] = asyncio.run(offer_times(url, args.offers, frames,
+                                                              args.offer_gap))  # fmt: skip
+    return rows
+
+
+def failover_rows(base: list[str], frames, args, work: Path) -> dict:
+    rows = {}
     with local_cluster(work, slots=(1, 1)) as (address, _):
         log = work / "failover-gateway.log"
         with serving([*base, "--cluster", address], log) as (_, url):
@@ -195,8 +211,8 @@ def run(args, frames, work: Path) -> dict:
                     gaps.append(asyncio.run(failover_gap(url, log, frames, obey)))
                     kills += 1
                 key = "told to offer again (reoffer)" if obey else "baseline: waits for failure"
-                result["failover"][key] = gaps
-    return result
+                rows[key] = gaps
+    return rows
 
 
 def sessions_row(n: int, address: str, base: list[str], frames, args, work: Path) -> dict:
@@ -235,7 +251,8 @@ def sessions_row(n: int, address: str, base: list[str], frames, args, work: Path
 
 
 def report(result: dict, args) -> None:
-    print("\n| offer -> answer | median ms | p95 ms | max ms |\n|---|---|---|---|")
+    print(f"\n| offer -> answer ({args.offer_gap:g} s after the last hangup) | median ms | "
+          "p95 ms | max ms |\n|---|---|---|---|")
     for name, ms in result["offers"].items():
         print(f"| {name} | {np.median(ms):.1f} | {np.percentile(ms, 95):.1f} | "
               f"{max(ms):.1f} |")
@@ -258,7 +275,10 @@ def report(result: dict, args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parts", default="offers,sessions,failover")
     ap.add_argument("--offers", type=int, default=10)
+    ap.add_argument("--offer-gap", type=float, default=1.0,
+                    help="seconds between a hangup and the next offer")
     ap.add_argument("--slots", default="1,2,4", help="sessions per node to measure")
     ap.add_argument("--seconds", type=float, default=12.0)
     ap.add_argument("--warmup", type=float, default=3.0)
@@ -277,7 +297,8 @@ def main() -> None:
     report(result, args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"size": args.size, "seconds": args.seconds, **result}, indent=2))
+    out.write_text(json.dumps({"size": args.size, "seconds": args.seconds,
+                               "offer_gap_s": args.offer_gap, **result}, indent=2))
     print(f"\nwrote {out}")
 
 
