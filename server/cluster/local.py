@@ -1,11 +1,13 @@
 """A cluster on this one machine, for the tests and benchmarks of cluster mode (and to try
 it): a Ray head that hosts no calls and worker nodes, each a ``vn3d worker`` process on
-127.0.0.1 (the tests and benchmarks run inside a private network namespace)."""
+127.0.0.1, and a Janus (Debian's ``janus``) for rooms; the tests and benchmarks run it
+all inside a private network namespace."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -87,6 +89,74 @@ def process_tree(pid: int) -> list[int]:
         tree.append(p)
         todo += children.get(p, [])
     return tree
+
+
+JANUS_LIB = Path("/usr/lib/x86_64-linux-gnu/janus")
+JANUS_CONFIG = """general: {{ configs_folder = "{dir}" plugins_folder = "{dir}/plugins"
+  transports_folder = "{dir}/transports" events_folder = "{dir}/none"
+  loggers_folder = "{dir}/none" debug_level = 3 }}
+media: {{ rtp_port_range = "{rtp}" }}
+nat: {{ ice_enforce_list = "127.0.0.1" ignore_mdns = true }}
+"""
+
+
+@contextlib.contextmanager
+def local_janus(folder: Path) -> Iterator[str]:
+    """Janus with only its VideoRoom plugin and WebSocket API, on 127.0.0.1 (a private
+    config in ``folder``); yields the API's ``ws://`` URL. Janus skips loopback
+    interfaces when it gathers, so inside the namespace 127.0.0.1 is also put on a veth
+    (``janus_loopback``), as ../shared/notes/janus-testing.md describes."""
+    janus = shutil.which("janus")
+    if janus is None or not (JANUS_LIB / "plugins" / "libjanus_videoroom.so").exists():
+        raise RuntimeError("Janus is not installed (apt-get install janus)")
+    janus_loopback()
+    for kind, lib in (("plugins", "libjanus_videoroom.so"),
+                      ("transports", "libjanus_websockets.so")):  # fmt: skip
+        (folder / kind).mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            (folder / kind / lib).symlink_to(JANUS_LIB / kind / lib)
+    (folder / "none").mkdir(exist_ok=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rtp = f"{20000 + port % 20000}-{20099 + port % 20000}"
+    (folder / "janus.jcfg").write_text(JANUS_CONFIG.format(dir=folder, rtp=rtp))
+    (folder / "janus.transport.websockets.jcfg").write_text(
+        f'general: {{ json = "plain" ws = true ws_port = {port} ws_ip = "127.0.0.1" }}\n'
+        "admin: { admin_ws = false }\n")
+    (folder / "janus.plugin.videoroom.jcfg").write_text("general: { }\n")
+    with open(folder / "janus.log", "w") as log:
+        proc = subprocess.Popen([janus, "-F", str(folder), "-C", str(folder / "janus.jcfg")],
+                                stdout=log, stderr=log)  # fmt: skip
+    try:
+        end = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if proc.poll() is not None or time.monotonic() > end:
+                raise RuntimeError(f"Janus did not start:\n{(folder / 'janus.log').read_text()}")
+            time.sleep(0.1)
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def janus_loopback() -> None:
+    """127.0.0.1 on a veth too (once), so that Janus offers a 127.0.0.1 candidate; only in
+    a private network namespace, where nothing else sees it."""
+    if {name for _, name in socket.if_nameindex()} - {"lo", "janus_loopback", "janus_peer"}:
+        raise RuntimeError("local_janus runs only inside a private network namespace")
+    if "janus_loopback" in {name for _, name in socket.if_nameindex()}:
+        return
+    for cmd in ("ip link add janus_loopback type veth peer name janus_peer",
+                "sysctl -q -w net.ipv6.conf.janus_loopback.disable_ipv6=1",
+                "ip addr add 127.0.0.1/32 dev janus_loopback",
+                "ip link set janus_loopback up", "ip link set janus_peer up"):  # fmt: skip
+        subprocess.run(cmd.split(), check=True, capture_output=True)
 
 
 def ancestor(pid: int, generations: int) -> int:
