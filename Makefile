@@ -8,8 +8,9 @@ STAMP := $(VENV)/.installed
 # the cluster extra (Ray) for the tests of cluster mode; `make run` does not need it
 CLUSTER_STAMP := $(VENV)/.cluster-installed
 APT_PACKAGES := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libglib2.0-0
-# the WebRTC/browser tests: a browser and its driver, `ip` and `unshare` for a private netns
-TEST_APT_PACKAGES := chromium chromium-driver iproute2 util-linux
+# the WebRTC/browser tests: a browser and its driver, `ip` and `unshare` for a private netns;
+# Janus (the SFU of cluster mode's rooms; its own service is not started, the tests run one)
+TEST_APT_PACKAGES := chromium chromium-driver iproute2 util-linux janus
 # the three.js GLB viewer page (client_web/viewer/): its node_modules, from the lock file
 VIEWER := client_web/viewer
 VIEWER_STAMP := $(VIEWER)/node_modules/.package-lock.json

@@ -104,6 +104,10 @@ class ServerConfig:
                                help="cluster mode: this server is a gateway, and each call runs "
                                "on a session host of the Ray cluster at ADDRESS (host:port of "
                                "its head; `vn3d worker` adds nodes; docs/DEPLOYMENT.md)")
+    janus: list[str] = flag(factory=list, action="append", metavar="URL",
+                            help="cluster mode: a Janus WebSocket API URL (ws://HOST:8188) for "
+                            "rooms; the hosts and the pages connect to it too (repeatable: "
+                            "each room goes to the instance with the fewest)")
     cluster_wait_s: float = flag(5.0, help="cluster mode: how long an offer waits for a free "
                                  "session host before it is told 'busy'")
     stamp_frames: bool = flag(False, action="store_true",

@@ -13,6 +13,7 @@ import os
 import signal
 import time
 
+import numpy as np
 import pytest
 import websockets
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -20,7 +21,8 @@ from test_server import ClipTrack
 
 from server.app import run_server
 from server.cluster.gateway import ClusterApp
-from server.cluster.local import ancestor, local_cluster
+from server.cluster.janus import JanusSession
+from server.cluster.local import ancestor, local_cluster, local_janus
 from server.config import ServerConfig
 from server.ice import loopback_candidates_only
 
@@ -89,8 +91,15 @@ class Page:
                 await self.replies.put(msg)
 
     async def ask(self, msg: dict) -> dict:
+        """The reply to ``msg`` (``room`` messages sent unasked meanwhile are skipped,
+        but for the room requests, whose reply is one)."""
+        while not self.replies.empty():
+            self.replies.get_nowait()
         await self.ws.send(json.dumps(msg))
-        return await asyncio.wait_for(self.replies.get(), 60)
+        while True:
+            reply = await asyncio.wait_for(self.replies.get(), 60)
+            if reply["type"] != "room" or msg["type"] in ("create_room", "join_room"):
+                return reply
 
     async def call(self) -> dict:
         if self.pc is not None:
@@ -131,6 +140,105 @@ class Page:
             task.cancel()
         if self.pc is not None:
             await self.pc.close()
+
+
+async def watch_feed(url: str, janus: dict, feed: int, seconds: float) -> list:
+    """Subscribe to ``feed`` of a Janus room as a page does; the frames seen meanwhile."""
+    janus_session = await JanusSession.open(url)
+    frames: list = []
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+    @pc.on("track")
+    def on_track(track) -> None:
+        async def pull() -> None:
+            with contextlib.suppress(Exception):
+                while True:
+                    frames.append((await track.recv()).to_ndarray(format="rgb24"))
+
+        pulls.append(asyncio.ensure_future(pull()))
+
+    pulls: list[asyncio.Task] = []
+    try:
+        handle = await janus_session.attach()
+        _, offer = await janus_session.message(handle, {
+            "request": "join", "ptype": "subscriber", "room": janus["room"],
+            "pin": janus["pin"], "streams": [{"feed": feed}]})  # fmt: skip
+        await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        answer = {"type": "answer", "sdp": pc.localDescription.sdp}
+        await janus_session.message(handle, {"request": "start"}, jsep=answer)
+        await asyncio.sleep(seconds)
+    finally:
+        for task in pulls:
+            task.cancel()
+        await pc.close()
+        await janus_session.close()
+    return frames
+
+
+async def room_message(page: Page, after: int, pred) -> dict:
+    """The first ``room`` message after the page's first ``after`` messages that ``pred``
+    holds for (within 20 s)."""
+    end = time.monotonic() + 20
+    while time.monotonic() < end:
+        for msg in page.messages[after:]:
+            if msg["type"] == "room" and pred(msg):
+                return msg
+        await asyncio.sleep(0.05)
+    pytest.fail(f"no such room message: {page.messages[after:]}")
+
+
+async def test_a_room_across_two_nodes_through_janus(cluster, free_port, tmp_path) -> None:
+    address, _ = cluster
+    with local_janus(tmp_path / "janus") as janus_url:
+        async with gateway(free_port, address, janus=[janus_url]) as (app, url), \
+                contextlib.AsyncExitStack() as stack:  # fmt: skip
+            a, b = [Page(await stack.enter_async_context(websockets.connect(url)))
+                    for _ in range(2)]  # fmt: skip
+            for page in (a, b):
+                stack.push_async_callback(page.close)
+                assert (await page.call())["type"] == "answer"
+            assert app.calls[a_id(app, a)].node != app.calls[a_id(app, b)].node
+            made = await a.ask({"type": "create_room"})
+            assert made["type"] == "room" and made["janus"]["url"] == janus_url, made
+            n = len(a.messages)
+            joined = await b.ask({"type": "join_room", "room": made["room"]})
+            feeds = {p["id"]: p["feed"] for p in joined["participants"]}
+            assert len(feeds) == 2 and all(feeds.values()), joined
+            seen_by_a = await room_message(a, n, lambda m: len(m["participants"]) == 2)
+            assert {p["id"]: p["feed"] for p in seen_by_a["participants"]} == feeds
+            # each watches the other's avatar from Janus (not from its host)
+            for other in (joined["you"], seen_by_a["you"]):
+                frames = await watch_feed(janus_url, joined["janus"], feeds[other], 4)
+                assert len(frames) > 30, "the other's avatar did not come through Janus"
+                video = np.stack(frames[-10:]).astype(np.float32)
+                assert video.shape[1:] == (128, 128, 3)  # a render, not the 360x288 camera
+                assert video[:, 40:88, 40:88].std() > 10  # a head, not a blank frame
+
+            # a's host dies: b sees a without video; a calls again and is published anew
+            n = len(b.messages)
+            os.kill(app.calls[seen_by_a["you"]].pid, signal.SIGKILL)
+            gone = await room_message(b, n, lambda m: not any(
+                p["video"] for p in m["participants"] if p["id"] == seen_by_a["you"]))
+            assert gone["room"] == made["room"]
+            assert (await a.call())["type"] == "answer"
+            back = await room_message(b, n, lambda m: any(
+                p["feed"] and p["feed"] != feeds[seen_by_a["you"]]
+                for p in m["participants"] if p["id"] == seen_by_a["you"]))
+            new_feed = next(p["feed"] for p in back["participants"]
+                            if p["id"] == seen_by_a["you"])  # fmt: skip
+            frames = await watch_feed(janus_url, joined["janus"], new_feed, 4)
+            assert len(frames) > 15 and np.stack(frames[-5:])[:, 40:88, 40:88].std() > 10
+
+            assert (await a.ask({"type": "hangup"}))["ok"]  # a leaves; b stays alone
+            alone = await room_message(b, len(b.messages) - 1,
+                                       lambda m: len(m["participants"]) == 1)
+            assert alone["participants"][0]["id"] == joined["you"]
+
+
+def a_id(app, page: Page) -> str:
+    """The gateway's session id of ``page`` (its welcome's)."""
+    return next(m["session"] for m in page.messages if m["type"] == "welcome")
 
 
 async def test_calls_spread_over_nodes_busy_then_failover(cluster, free_port) -> None:

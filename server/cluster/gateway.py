@@ -6,8 +6,8 @@ A page's messages are checked here (the same handlers as ``App``'s) and the choi
 shape its avatar go on to its host; an offer takes a free host and is answered by it, so
 the camera and avatar video flow between the page and that host's node. The page's
 ``stats`` come from its host. When a host dies the page gets ``reoffer`` and offers again
-with its choices kept: the new offer lands on a healthy host. Rooms are not offered yet
-(they need Janus to span hosts: docs/DEPLOYMENT.md).
+with its choices kept: the new offer lands on a healthy host. Rooms are Janus VideoRooms
+(``--janus``: ``server/cluster/janus_rooms.py``); without Janus, none are offered.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from server.admission import IDLE_CLOSE
 from server.app import App
 from server.cluster.choices import Choices
+from server.cluster.janus_rooms import JanusRooms
 from server.cluster.pool import Host, HostPool, pick_host
 from server.config import ServerConfig
 from server.peer import offer_sdp
@@ -42,20 +43,24 @@ class ClusterApp(App):
         super().__init__(config)
         self.pool = HostPool(config, self.host_lost, self.host_draining)
         self.calls: dict[str, Host] = {}  # session id -> the host of its call
+        self.janus_rooms = (JanusRooms(config.janus, config.room_size, self.sessions,
+                                       self.calls) if config.janus else None)  # fmt: skip
 
     def start(self) -> list[asyncio.Future]:
         return [*super().start(), asyncio.ensure_future(self.pool.keep_filled())]
 
     def welcome(self, session: Session) -> dict:
         return {**super().welcome(session), "maxSessions": self.pool.capacity,
-                "rooms": False}  # fmt: skip
+                "rooms": self.janus_rooms is not None}  # fmt: skip
 
     def handlers(self) -> dict[str, Callable]:
         handlers = super().handlers()
         for kind in FORWARDED:
             handlers[kind] = self.forwarding(handlers[kind])
-        for kind in ROOM_TYPES:
-            handlers[kind] = self.no_rooms
+        rooms = self.janus_rooms
+        handlers.update(dict.fromkeys(ROOM_TYPES, self.no_rooms) if rooms is None else {
+            "create_room": rooms.create, "join_room": rooms.join,
+            "leave_room": rooms.leave_message, "subscribe": rooms.subscribe})
         return handlers
 
     def forwarding(self, handler: Callable) -> Callable:
@@ -67,12 +72,14 @@ class ClusterApp(App):
             host = self.calls.get(session.id)
             if host is not None:
                 await self.on_host(host, host.actor.choose.remote(Choices.of(session)))
+            if self.janus_rooms is not None and msg["type"] == "background":
+                await self.janus_rooms.changed(session)  # the room sees the new colour
             return reply
 
         return forward
 
     async def no_rooms(self, session: Session, msg: dict) -> dict:
-        raise ProtocolError("not_in_cluster", "rooms are not offered by a cluster gateway yet")
+        raise ProtocolError("not_in_cluster", "rooms need Janus, and this gateway has none")
 
     async def on_host(self, host: Host, call: Awaitable) -> object:
         """A host's reply; its own refusals (``ProtocolError``) pass through, a host that
@@ -109,6 +116,8 @@ class ClusterApp(App):
         self.calls[session.id] = host
         if Choices.of(session) != choices:  # chosen while the host answered
             await self.on_host(host, host.actor.choose.remote(Choices.of(session)))
+        if self.janus_rooms is not None:  # in a room: the new call is published into it
+            await self.janus_rooms.call_started(session)
         log.info("session %s: call on %s (node %s, pid %d)", session.id, host.address,
                  host.node[:8], host.pid)  # fmt: skip
         return {"type": "answer", "sdp": sdp, "sdpType": "answer"}
@@ -121,6 +130,8 @@ class ClusterApp(App):
         return {"type": "calibrate", "ok": True, "kind": kind, "frames": frames}
 
     async def on_hangup(self, session: Session, msg: dict) -> dict:
+        if self.janus_rooms is not None:
+            await self.janus_rooms.leave(session)
         self.end_remote_call(session)
         return {"type": "hangup", "ok": True}
 
@@ -130,6 +141,8 @@ class ClusterApp(App):
             self.pool.release(host)
 
     async def session_closed(self, session: Session) -> None:
+        if self.janus_rooms is not None:
+            await self.janus_rooms.leave(session)
         self.end_remote_call(session)
         await super().session_closed(session)
 
@@ -138,6 +151,9 @@ class ClusterApp(App):
         if self.calls.get(host.session_id or "") is host:
             del self.calls[host.session_id]
             self.ask_to_reoffer(host.session_id, "the session host stopped")
+            session, _ = self.sessions.get(host.session_id, (None, None))
+            if self.janus_rooms is not None and session is not None:
+                self.pool.spawn(self.janus_rooms.call_lost(session))
 
     def host_draining(self, host: Host) -> None:
         """A host's node is leaving: its call moves now if another host is free (the
@@ -178,5 +194,7 @@ class ClusterApp(App):
             last = now
 
     async def close_all(self) -> None:
+        if self.janus_rooms is not None:
+            await self.janus_rooms.close()
         await self.pool.close()
         await super().close_all()

@@ -18,18 +18,37 @@ import socket
 import time
 
 import numpy as np
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 
 from avatars.restyle import restyle_target
 from server.cluster.choices import Choices
+from server.cluster.janus import JanusError, JanusSession
 from server.config import ServerConfig
 from server.ice import ice_configuration, restrict_ice_to_loopback
 from server.peer import answer_offer
+from server.protocol import ProtocolError
 from server.runtime import SessionRuntime
 from server.session import Session
 
 log = logging.getLogger("vn3d.server")
 ALIVE_POLL_S = 30.0  # how long one alive() call waits before it returns
+PUBLISH_S = 10.0  # how long a publication into a room may take to connect
+
+
+async def connected(pc: RTCPeerConnection, timeout: float = PUBLISH_S) -> None:
+    """Until ``pc`` is connected (``TimeoutError`` after ``timeout``, or if it fails)."""
+    done = asyncio.Event()
+
+    @pc.on("connectionstatechange")
+    def check() -> None:
+        if pc.connectionState in ("connected", "failed", "closed"):
+            done.set()
+
+    check()
+    await asyncio.wait_for(done.wait(), timeout)
+    if pc.connectionState != "connected":
+        raise TimeoutError(f"the publication's connection {pc.connectionState}")
 
 
 class SessionHost:
@@ -42,6 +61,7 @@ class SessionHost:
         self.ice = ice_configuration(config)  # STUN/TURN: a relay for a node behind NAT
         self.relay = MediaRelay()
         self.session: Session | None = None
+        self.publication: tuple[JanusSession, RTCPeerConnection] | None = None  # in a room
         self.closing = asyncio.Event()
 
     async def where(self) -> dict:
@@ -117,8 +137,46 @@ class SessionHost:
             await self.hangup()
         return {"stats": stats, "ended": problem}
 
+    async def publish(self, url: str, room: int, pin: str, display: str) -> int:
+        """Publish the call's avatar (and microphone) into a Janus VideoRoom; its feed id
+        (what the room's other pages subscribe to, from Janus). A publication already
+        made ends first."""
+        await self.unpublish()
+        session = self.session
+        if session is None or session.avatar_track is None:
+            raise ProtocolError("no_call", "start the camera call first: rooms show its avatar")
+        janus = await JanusSession.open(url)
+        pc = RTCPeerConnection(self.ice)
+        self.publication = (janus, pc)
+        try:
+            handle = await janus.attach()
+            joined, _ = await janus.message(handle, {"request": "join", "ptype": "publisher",
+                                                     "room": room, "pin": pin,
+                                                     "display": display})  # fmt: skip
+            pc.addTrack(self.relay.subscribe(session.avatar_track, buffered=False))
+            if session.audio_track is not None:
+                pc.addTrack(self.relay.subscribe(session.audio_track, buffered=False))
+            await pc.setLocalDescription(await pc.createOffer())
+            offer = {"type": "offer", "sdp": pc.localDescription.sdp}
+            _, answer = await janus.message(handle, {"request": "publish"}, jsep=offer)
+            if answer is None:
+                raise JanusError("Janus sent no answer to the publication")
+            await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+            await connected(pc)  # Janus lists a feed to subscribers once its media is up
+        except (JanusError, OSError, TimeoutError) as exc:
+            await self.unpublish()
+            raise ProtocolError("internal", f"the room's media server: {exc}"[:300]) from exc
+        return joined["id"]
+
+    async def unpublish(self) -> None:
+        if self.publication is not None:
+            (janus, pc), self.publication = self.publication, None
+            await pc.close()
+            await janus.close()  # the session's end takes the publisher out of the room
+
     async def hangup(self) -> None:
-        """End the call, if any; the host is free for the next one."""
+        """End the call (and its publication), if any; the host is free for the next one."""
+        await self.unpublish()
         if self.session is not None:
             session, self.session = self.session, None
             await session.close()
