@@ -1170,6 +1170,21 @@
     else send({ type: "join_room", room: roomWanted });
   }
 
+  // cluster mode: the room is a Janus VideoRoom (msg.janus) and the others' avatars are
+  // watched from Janus, through one Janus session for the room (janus_watch.js)
+  let janusLink = null;
+  let janusKey = null;
+  function janusFor(room) {
+    const key = room ? `${room.url}#${room.room}` : null;
+    if (janusLink && janusKey !== key) {
+      janusLink.close();
+      janusLink = null;
+    }
+    if (room && !janusLink) janusLink = new window.JanusWatch.Link(room.url);
+    janusKey = key;
+    return janusLink;
+  }
+
   function onRoom(msg) {
     pub.room = msg;
     roomId = msg.room || null;
@@ -1182,6 +1197,7 @@
     // gone, or their call was made again (the old avatar stream ended): watch anew
     for (const id of Object.keys(subs)) if (calls.get(id) !== subs[id].call) unsubscribe(id);
     for (const p of others) if (!subs[p.id]) subscribe(p.id, p.call);
+    if (!msg.janus) janusFor(null);
     updateRoomUi();
   }
 
@@ -1198,8 +1214,6 @@
     el.roomGrid.append(tile);
     subs[id] = { pc: peer, tile, call };
     pub.remotes[id] = { state: "subscribing", frames: 0 };
-    peer.addTransceiver("video", { direction: "recvonly" });
-    peer.addTransceiver("audio", { direction: "recvonly" });
     const stream = new MediaStream();
     peer.ontrack = (ev) => {
       stream.addTrack(ev.track);
@@ -1210,6 +1224,22 @@
       caption.textContent = "In the room";
       if (pub.remotes[id]) pub.remotes[id].state = "playing";
     });
+    const janus = pub.room && pub.room.janus;
+    if (janus) {
+      // cluster mode: Janus offers the member's feed (`call` is its feed id)
+      const link = janusFor(janus);
+      try {
+        const handle = await window.JanusWatch.watch(link, janus, call, peer, waitIceComplete);
+        if (subs[id] && subs[id].pc === peer) Object.assign(subs[id], { link, handle });
+        else window.JanusWatch.detach(link, handle);
+      } catch (err) {
+        console.error("janus subscribe", err);
+        if (subs[id] && subs[id].pc === peer) unsubscribe(id);
+      }
+      return;
+    }
+    peer.addTransceiver("video", { direction: "recvonly" });
+    peer.addTransceiver("audio", { direction: "recvonly" });
     try {
       await peer.setLocalDescription(await peer.createOffer());
       await waitIceComplete(peer);
@@ -1237,6 +1267,7 @@
     if (!sub) return;
     delete subs[id];
     delete pub.remotes[id];
+    if (sub.handle) window.JanusWatch.detach(sub.link, sub.handle);
     try {
       sub.pc.close();
     } catch (err) {
@@ -1251,6 +1282,7 @@
     roomId = null;
     pub.room = null;
     for (const id of Object.keys(subs)) unsubscribe(id);
+    janusFor(null);
     const url = new URL(location.href);
     url.searchParams.delete("room");
     if (history.replaceState) history.replaceState(null, "", url);
@@ -1278,7 +1310,9 @@
     el.roomMute.textContent = muted ? "Unmute" : "Mute";
     el.roomMute.setAttribute("aria-pressed", String(muted));
     el.roomLink.hidden = el.roomCopy.hidden = !inRoom;
-    el.roomObsLink.hidden = el.roomObsCopy.hidden = !inRoom;
+    // the avatar-only page watches through the server's own rooms, not a cluster's Janus
+    const janusRoom = !!(pub.room && pub.room.janus);
+    el.roomObsLink.hidden = el.roomObsCopy.hidden = !inRoom || janusRoom;
     el.roomGrid.hidden = !inRoom;
     if (inRoom) {
       el.roomLink.value = inviteLink(roomId);

@@ -5,6 +5,7 @@ camera (private network namespace, like test_browser.py).
 The page goes live on a session host; the host's process is SIGKILLed mid-stream and the
 page, told to offer again, is live on the other slot within 5 s with its mode kept; the
 gateway is stopped and started again and the page reconnects by itself and goes live.
+With Janus (``--janus``), two pages on two nodes in one room each play the other's avatar.
 """
 
 from __future__ import annotations
@@ -15,12 +16,22 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-from test_browser import Server, _browser_log, _chrome, _free_port, _screenshot, _tail, _wait_for
+from test_browser import (
+    GRAB_JS,
+    Server,
+    _browser_log,
+    _chrome,
+    _free_port,
+    _screenshot,
+    _tail,
+    _wait_for,
+)
 
 from engines.files.assets import asset_root
 from engines.files.video_writer import write_y4m
-from server.cluster.local import local_cluster
+from server.cluster.local import local_cluster, local_janus
 
 pytest.importorskip("ray", reason="cluster mode needs the cluster extra (make test installs it)")
 pytestmark = pytest.mark.netns
@@ -103,4 +114,70 @@ def test_the_page_survives_a_host_crash_and_a_gateway_restart(tmp_path, ict) -> 
         finally:
             if driver is not None:
                 driver.quit()
+            gateway.kill()
+
+
+ROOM_JS = """
+const v = window.vn3d;
+return {state: v.state, room: v.room, remotes: v.remotes, error: v.lastError,
+        link: document.getElementById('room-link').value,
+        obs: !document.getElementById('room-obs-link').hidden,
+        tiles: document.querySelectorAll('#room-grid video').length};
+"""
+
+
+def room_wait(driver, what: str, pred, log: Path, timeout: float = 90) -> dict:
+    end = time.monotonic() + timeout
+    while not pred(info := driver.execute_script(ROOM_JS)):
+        if time.monotonic() > end:
+            pytest.fail(f"{what}: {info}\n{_browser_log(driver)}\n{_tail(log)}")
+        time.sleep(0.2)
+    return info
+
+
+def test_a_room_of_two_pages_on_two_nodes_through_janus(tmp_path, ict) -> None:
+    """Two Chromium pages, their calls on different nodes, in one room: each plays the
+    other's avatar, which comes from Janus (the gateway relays no media)."""
+    cameras = []
+    for name in ("bbaf2n.mpg", "lwbsza.mpg"):
+        cameras.append(tmp_path / f"{name}.y4m")
+        assert write_y4m(asset_root() / "video/grid_corpus" / name, cameras[-1]) > 25
+    with local_cluster(tmp_path) as (address, _), local_janus(tmp_path / "janus") as janus:
+        log = tmp_path / "gateway.log"
+        gateway = Server(_free_port(), log, ("--cluster", address, "--janus", janus,
+                                             "--size", "160", "--room-size", "2",
+                                             "--no-sample-gallery"))  # fmt: skip
+        gateway.start()
+        drivers = []
+        try:
+            wait_for_log(log, r"session host ready", 2, HOSTS_READY_S)
+            a = _chrome(cameras[0], tmp_path / "a")
+            drivers.append(a)
+            a.get(gateway.url)
+            a.find_element("id", "room-create").click()  # the call, then the room
+            info = room_wait(a, "A in a room", lambda i: i["room"] and i["room"]["room"], log)
+            assert info["room"]["janus"]["url"] == janus and not info["obs"]
+            a_id = info["room"]["you"]
+            b = _chrome(cameras[1], tmp_path / "b")
+            drivers.append(b)
+            b.get(info["link"])
+            b.find_element("id", "start").click()
+            room_wait(b, "B plays A's avatar from Janus",
+                      lambda i: (i["remotes"].get(a_id) or {}).get("state") == "playing", log)
+            info_a = room_wait(a, "A plays B's avatar", lambda i: i["tiles"] == 1 and any(
+                r.get("state") == "playing" for r in i["remotes"].values()), log)
+            b_id = next(iter(info_a["remotes"]))
+            nodes = re.findall(r"session (\w+): call on \S+ \(node (\w+)", log.read_text())
+            assert dict(nodes)[a_id] != dict(nodes)[b_id], "the two calls share a node"
+            time.sleep(2.0)
+            seen = np.asarray(b.execute_script(GRAB_JS, f"remote-{a_id}")["px"], np.float32)
+            own = np.asarray(a.execute_script(GRAB_JS, "avatar")["px"], np.float32)
+            camera = np.asarray(a.execute_script(GRAB_JS, "local")["px"], np.float32)
+            assert np.abs(seen - own).mean() < 25, np.abs(seen - own).mean()  # A's render
+            assert np.abs(seen - camera).mean() > 2 * np.abs(seen - own).mean()
+            _screenshot(a, tmp_path, "cluster_room_a.png")
+            _screenshot(b, tmp_path, "cluster_room_b.png")
+        finally:
+            for d in drivers:
+                d.quit()
             gateway.kill()
