@@ -10,7 +10,11 @@
 3. failover: a client streaming through the gateway whose host process is SIGKILLed;
    the time from the kill to the first avatar frame of the new call, for a client that
    offers again when told to (``reoffer``) and, the baseline, for one that waits until its
-   own peer connection gives up.
+   own peer connection gives up;
+4. room fan-out through Janus: one publisher in a call creates a room, N viewers join it
+   and watch its avatar from Janus (as the page does), against bench_rooms.py's viewers
+   of a single server's room (the same run): FPS per viewer, renders, CPU of Janus, of the
+   host's node, of the single server.
 
 Prints tables and writes JSON. As root it re-executes itself under ``unshare --net``.
 
@@ -39,6 +43,8 @@ import websockets
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_rooms import counter, exchange
+from bench_rooms import level as single_server_room
 from bench_server import (
     ClipTrack,
     MarkerJitterBuffer,
@@ -50,7 +56,8 @@ from bench_server import (
 )
 
 from engines.files.assets import asset_root
-from server.cluster.local import add_node, local_cluster, process_tree
+from server.cluster.janus import JanusSession
+from server.cluster.local import add_node, local_cluster, local_janus, process_tree
 from server.ice import loopback_candidates_only, restrict_ice_to_loopback
 
 HOST_READY = r"session host ready"
@@ -172,7 +179,7 @@ def node_cpu(pid: int) -> float:
 
 def run(args, frames, work: Path) -> dict:
     base = ["--size", str(args.size)]
-    result: dict = {"offers": {}, "sessions": [], "failover": {}}
+    result: dict = {"offers": {}, "sessions": [], "failover": {}, "fanout": []}
     if "offers" in args.parts:
         result["offers"] = offers_rows(base, frames, args, work)
     if "sessions" in args.parts:
@@ -181,7 +188,106 @@ def run(args, frames, work: Path) -> dict:
                 result["sessions"].append(sessions_row(n, address, base, frames, args, work))
     if "failover" in args.parts:
         result["failover"] = failover_rows(base, frames, args, work)
+    if "fanout" in args.parts:
+        result["fanout"] = fanout_rows(base, frames, args, work)
     return result
+
+
+# -- 4. room fan-out ------------------------------------------------------------------------
+async def janus_room(url: str, n: int, frames: list[np.ndarray], seconds: float) -> dict:
+    """bench_rooms.level's measure, but the viewers watch the publisher's feed from Janus."""
+    preview: list[float] = []
+    seen: list[list[float]] = [[] for _ in range(n)]
+    pcs, sockets, janus_sessions = [], [], []
+    renders: list[float] = []
+    tasks: list = []
+    try:
+        pub_ws = await websockets.connect(url)
+        sockets.append(pub_ws)
+        await pub_ws.recv()  # welcome
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pcs.append(pc)
+        pc.addTrack(ClipTrack(frames, {}))
+        counter(pc, preview, tasks)
+        await pc.setLocalDescription(await pc.createOffer())
+        answer = await exchange(pub_ws, {"type": "offer", "sdpType": "offer",
+                                         "sdp": loopback_candidates_only(pc.localDescription.sdp)},
+                                "answer")  # fmt: skip
+        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        room = await exchange(pub_ws, {"type": "create_room"}, "room")
+        feed, janus = room["participants"][0]["feed"], room["janus"]
+        for k in range(n):
+            ws = await websockets.connect(url)
+            sockets.append(ws)
+            await ws.recv()
+            await exchange(ws, {"type": "join_room", "room": room["room"]}, "room")
+            session = await JanusSession.open(janus["url"])
+            janus_sessions.append(session)
+            handle = await session.attach()
+            _, offer = await session.message(handle, {
+                "request": "join", "ptype": "subscriber", "room": janus["room"],
+                "pin": janus["pin"], "streams": [{"feed": feed}]})  # fmt: skip
+            sub = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            pcs.append(sub)
+            counter(sub, seen[k], tasks)
+            await sub.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+            await sub.setLocalDescription(await sub.createAnswer())
+            await session.message(handle, {"request": "start"},
+                                  jsep={"type": "answer", "sdp": sub.localDescription.sdp})
+        await asyncio.sleep(3.0)  # warm-up
+        t0 = time.perf_counter()
+        end = t0 + seconds
+        while (left := end - time.perf_counter()) > 0:
+            with contextlib.suppress(TimeoutError):
+                msg = json.loads(await asyncio.wait_for(pub_ws.recv(), left))
+                if msg["type"] == "stats":
+                    renders.append(msg["fps"])
+    finally:
+        for task in tasks:
+            task.cancel()
+        for pc in pcs:
+            await pc.close()
+        for session in janus_sessions:
+            await session.close()
+        for ws in sockets:
+            await ws.close()
+
+    def fps(times: list[float]) -> float:
+        return len([t for t in times if t0 <= t <= end]) / seconds
+
+    return {"viewers": n, "preview_fps": round(fps(preview), 1),
+            "viewer_fps": [round(fps(s), 1) for s in seen],
+            "renders_per_s": round(float(np.median(renders)), 1) if renders else None}
+
+
+def fanout_rows(base: list[str], frames, args, work: Path) -> list[dict]:
+    rows = []
+    for n in args.viewers:
+        size = ["--room-size", str(n + 1)]
+        with serving([*base, "--max-sessions", "2", *size], work / f"room-{n}.log") as (
+                proc, url):  # fmt: skip
+            cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
+            single = asyncio.run(single_server_room(url, n, frames, args.seconds))
+            single["cpu_percent"] = round(100 * (cpu_seconds(proc.pid) - cpu0)
+                                          / (time.perf_counter() - t0), 1)  # fmt: skip
+        with local_cluster(work, slots=(1,)) as (address, nodes), \
+                local_janus(work / f"janus-{n}") as (janus_url, janus_pid):  # fmt: skip
+            log = work / f"room-gateway-{n}.log"
+            with serving([*base, "--cluster", address, "--janus", janus_url, *size], log) as (
+                    proc, url):  # fmt: skip
+                wait_for_log(log, HOST_READY, 1)
+                pids = {"janus": [janus_pid], "node": [nodes[1].pid], "gateway": [proc.pid]}
+                cpu0 = {k: sum(node_cpu(p) for p in v) for k, v in pids.items()}
+                t0 = time.perf_counter()
+                janus = asyncio.run(janus_room(url, n, frames, args.seconds))
+                wall = time.perf_counter() - t0
+                for k, v in pids.items():
+                    janus[f"{k}_cpu_percent"] = round(
+                        100 * (sum(node_cpu(p) for p in v) - cpu0[k]) / wall, 1)
+        rows.append({"viewers": n, "single server": single, "janus": janus})
+        print(f"  {n} viewers: single {np.mean(single['viewer_fps']):.1f} fps/viewer, "
+              f"janus {np.mean(janus['viewer_fps']):.1f}", flush=True)
+    return rows
 
 
 def offers_rows(base: list[str], frames, args, work: Path) -> dict:
@@ -271,11 +377,22 @@ def report(result: dict, args) -> None:
           "\n|---|---|")
     for name, gaps in result["failover"].items():
         print(f"| {name} | {np.median(gaps):.2f} ({', '.join(f'{g:.2f}' for g in gaps)}) |")
+    print("\n| viewers | room | publisher preview FPS | FPS per viewer (mean; min) | renders/s "
+          "| CPU % |\n|---|---|---|---|---|---|")
+    for row in result["fanout"]:
+        for name, r in (("single server", row["single server"]), ("Janus", row["janus"])):
+            cpu = (f"server {r['cpu_percent']}" if name == "single server" else
+                   f"Janus {r['janus_cpu_percent']}, node {r['node_cpu_percent']}, "
+                   f"gateway {r['gateway_cpu_percent']}")  # fmt: skip
+            renders = r.get("server_renders_per_s", r.get("renders_per_s"))
+            print(f"| {row['viewers']} | {name} | {r['preview_fps']} | "
+                  f"{np.mean(r['viewer_fps']):.1f}; {min(r['viewer_fps'])} | {renders} | {cpu} |")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", default="offers,sessions,failover")
+    ap.add_argument("--parts", default="offers,sessions,failover,fanout")
+    ap.add_argument("--viewers", default="1,5,10", help="room fan-out: viewers per level")
     ap.add_argument("--offers", type=int, default=10)
     ap.add_argument("--offer-gap", type=float, default=1.0,
                     help="seconds between a hangup and the next offer")
@@ -287,6 +404,7 @@ def main() -> None:
     ap.add_argument("--out", default="out/bench_cluster.json")
     args = ap.parse_args()
     args.slots = [int(x) for x in args.slots.split(",") if x]
+    args.viewers = [int(x) for x in args.viewers.split(",") if x]
     enter_private_netns()
     restrict_ice_to_loopback()
     aiortc.rtcrtpreceiver.JitterBuffer = MarkerJitterBuffer

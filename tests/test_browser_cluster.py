@@ -142,7 +142,7 @@ def test_a_room_of_two_pages_on_two_nodes_through_janus(tmp_path, ict) -> None:
     for name in ("bbaf2n.mpg", "lwbsza.mpg"):
         cameras.append(tmp_path / f"{name}.y4m")
         assert write_y4m(asset_root() / "video/grid_corpus" / name, cameras[-1]) > 25
-    with local_cluster(tmp_path) as (address, _), local_janus(tmp_path / "janus") as janus:
+    with local_cluster(tmp_path) as (address, _), local_janus(tmp_path / "janus") as (janus, _):
         log = tmp_path / "gateway.log"
         gateway = Server(_free_port(), log, ("--cluster", address, "--janus", janus,
                                              "--size", "160", "--room-size", "2",

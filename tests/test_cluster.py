@@ -190,7 +190,7 @@ async def room_message(page: Page, after: int, pred) -> dict:
 
 async def test_a_room_across_two_nodes_through_janus(cluster, free_port, tmp_path) -> None:
     address, _ = cluster
-    with local_janus(tmp_path / "janus") as janus_url:
+    with local_janus(tmp_path / "janus") as (janus_url, _):
         async with gateway(free_port, address, janus=[janus_url]) as (app, url), \
                 contextlib.AsyncExitStack() as stack:  # fmt: skip
             a, b = [Page(await stack.enter_async_context(websockets.connect(url)))

@@ -101,11 +101,12 @@ nat: {{ ice_enforce_list = "127.0.0.1" ignore_mdns = true }}
 
 
 @contextlib.contextmanager
-def local_janus(folder: Path) -> Iterator[str]:
+def local_janus(folder: Path) -> Iterator[tuple[str, int]]:
     """Janus with only its VideoRoom plugin and WebSocket API, on 127.0.0.1 (a private
-    config in ``folder``); yields the API's ``ws://`` URL. Janus skips loopback
+    config in ``folder``). Janus skips loopback
     interfaces when it gathers, so inside the namespace 127.0.0.1 is also put on a veth
-    (``janus_loopback``), as ../shared/notes/janus-testing.md describes."""
+    (``janus_loopback``), as ../shared/notes/janus-testing.md describes. Yields the URL
+    and Janus's process id."""
     janus = shutil.which("janus")
     if janus is None or not (JANUS_LIB / "plugins" / "libjanus_videoroom.so").exists():
         raise RuntimeError("Janus is not installed (apt-get install janus)")
@@ -136,7 +137,7 @@ def local_janus(folder: Path) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > end:
                 raise RuntimeError(f"Janus did not start:\n{(folder / 'janus.log').read_text()}")
             time.sleep(0.1)
-        yield f"ws://127.0.0.1:{port}"
+        yield f"ws://127.0.0.1:{port}", proc.pid
     finally:
         proc.terminate()
         try:
