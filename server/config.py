@@ -108,6 +108,8 @@ class ServerConfig:
                             help="cluster mode: a Janus WebSocket API URL (ws://HOST:8188) for "
                             "rooms; the hosts and the pages connect to it too (repeatable: "
                             "each room goes to the instance with the fewest)")
+    janus_admin_key: str | None = flag(None, help="cluster mode: the VideoRoom plugin's "
+                                       "admin_key, when Janus requires one to create rooms")
     cluster_wait_s: float = flag(5.0, help="cluster mode: how long an offer waits for a free "
                                  "session host before it is told 'busy'")
     stamp_frames: bool = flag(False, action="store_true",

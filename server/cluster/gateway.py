@@ -43,8 +43,9 @@ class ClusterApp(App):
         super().__init__(config)
         self.pool = HostPool(config, self.host_lost, self.host_draining)
         self.calls: dict[str, Host] = {}  # session id -> the host of its call
-        self.janus_rooms = (JanusRooms(config.janus, config.room_size, self.sessions,
-                                       self.calls) if config.janus else None)  # fmt: skip
+        self.janus_rooms = (JanusRooms(config.janus, config.janus_admin_key, config.room_size,
+                                       self.sessions, self.calls)
+                            if config.janus else None)  # fmt: skip
 
     def start(self) -> list[asyncio.Future]:
         return [*super().start(), asyncio.ensure_future(self.pool.keep_filled())]

@@ -50,10 +50,11 @@ class JanusRoom:
 
 
 class JanusRooms:
-    def __init__(self, urls: list[str], size: int,
+    def __init__(self, urls: list[str], admin_key: str | None, size: int,
                  sockets: Mapping[str, tuple[Session, ServerConnection]],
                  hosts: Mapping[str, Any]) -> None:  # fmt: skip
         self.urls, self.size = urls, size
+        self.admin_key = {"admin_key": admin_key} if admin_key else {}  # rooms need it
         self._sockets = sockets  # the gateway's open sessions: where room messages go
         self._hosts = hosts  # session id -> the Host of its call
         self._rooms: dict[str, JanusRoom] = {}
@@ -70,7 +71,8 @@ class JanusRooms:
         await self._janus(url, {"request": "create", "room": room.number, "pin": room.pin,
                                 "secret": room.secret, "publishers": self.size,
                                 "is_private": True, "videocodec": "vp8",
-                                "audiocodec": "opus", "bitrate": ROOM_BITRATE})  # fmt: skip
+                                "audiocodec": "opus", "bitrate": ROOM_BITRATE,
+                                **self.admin_key})  # fmt: skip
         self._rooms[room.id] = room
         log.info("room %s… on Janus %s", room.id[:6], url)
         return await self._enter(room, session)
