@@ -43,8 +43,8 @@ import websockets
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_rooms import counter, exchange
-from bench_rooms import level as single_server_room
+from bench_rooms import counter
+from bench_rooms import level as room_level
 from bench_server import (
     ClipTrack,
     MarkerJitterBuffer,
@@ -194,70 +194,23 @@ def run(args, frames, work: Path) -> dict:
 
 
 # -- 4. room fan-out ------------------------------------------------------------------------
-async def janus_room(url: str, n: int, frames: list[np.ndarray], seconds: float) -> dict:
-    """bench_rooms.level's measure, but the viewers watch the publisher's feed from Janus."""
-    preview: list[float] = []
-    seen: list[list[float]] = [[] for _ in range(n)]
-    pcs, sockets, janus_sessions = [], [], []
-    renders: list[float] = []
-    tasks: list = []
-    try:
-        pub_ws = await websockets.connect(url)
-        sockets.append(pub_ws)
-        await pub_ws.recv()  # welcome
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        pcs.append(pc)
-        pc.addTrack(ClipTrack(frames, {}))
-        counter(pc, preview, tasks)
-        await pc.setLocalDescription(await pc.createOffer())
-        answer = await exchange(pub_ws, {"type": "offer", "sdpType": "offer",
-                                         "sdp": loopback_candidates_only(pc.localDescription.sdp)},
-                                "answer")  # fmt: skip
-        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
-        room = await exchange(pub_ws, {"type": "create_room"}, "room")
-        feed, janus = room["participants"][0]["feed"], room["janus"]
-        for k in range(n):
-            ws = await websockets.connect(url)
-            sockets.append(ws)
-            await ws.recv()
-            await exchange(ws, {"type": "join_room", "room": room["room"]}, "room")
-            session = await JanusSession.open(janus["url"])
-            janus_sessions.append(session)
-            handle = await session.attach()
-            _, offer = await session.message(handle, {
-                "request": "join", "ptype": "subscriber", "room": janus["room"],
-                "pin": janus["pin"], "streams": [{"feed": feed}]})  # fmt: skip
-            sub = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-            pcs.append(sub)
-            counter(sub, seen[k], tasks)
-            await sub.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
-            await sub.setLocalDescription(await sub.createAnswer())
-            await session.message(handle, {"request": "start"},
-                                  jsep={"type": "answer", "sdp": sub.localDescription.sdp})
-        await asyncio.sleep(3.0)  # warm-up
-        t0 = time.perf_counter()
-        end = t0 + seconds
-        while (left := end - time.perf_counter()) > 0:
-            with contextlib.suppress(TimeoutError):
-                msg = json.loads(await asyncio.wait_for(pub_ws.recv(), left))
-                if msg["type"] == "stats":
-                    renders.append(msg["fps"])
-    finally:
-        for task in tasks:
-            task.cancel()
-        for pc in pcs:
-            await pc.close()
-        for session in janus_sessions:
-            await session.close()
-        for ws in sockets:
-            await ws.close()
-
-    def fps(times: list[float]) -> float:
-        return len([t for t in times if t0 <= t <= end]) / seconds
-
-    return {"viewers": n, "preview_fps": round(fps(preview), 1),
-            "viewer_fps": [round(fps(s), 1) for s in seen],
-            "renders_per_s": round(float(np.median(renders)), 1) if renders else None}
+async def watch_through_janus(ws, room: dict, seen: list[float], pcs: list, tasks: list,
+                              closers: list) -> None:  # fmt: skip
+    """One viewer: the publisher's feed from Janus, as the page watches it."""
+    janus, feed = room["janus"], room["participants"][0]["feed"]
+    session = await JanusSession.open(janus["url"])
+    closers.append(session.close)
+    handle = await session.attach()
+    _, offer = await session.message(handle, {
+        "request": "join", "ptype": "subscriber", "room": janus["room"], "pin": janus["pin"],
+        "streams": [{"feed": feed}]})  # fmt: skip
+    sub = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pcs.append(sub)
+    counter(sub, seen, tasks)
+    await sub.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+    await sub.setLocalDescription(await sub.createAnswer())
+    await session.message(handle, {"request": "start"},
+                          jsep={"type": "answer", "sdp": sub.localDescription.sdp})
 
 
 def fanout_rows(base: list[str], frames, args, work: Path) -> list[dict]:
@@ -267,7 +220,7 @@ def fanout_rows(base: list[str], frames, args, work: Path) -> list[dict]:
         with serving([*base, "--max-sessions", "2", *size], work / f"room-{n}.log") as (
                 proc, url):  # fmt: skip
             cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
-            single = asyncio.run(single_server_room(url, n, frames, args.seconds))
+            single = asyncio.run(room_level(url, n, frames, args.seconds))
             single["cpu_percent"] = round(100 * (cpu_seconds(proc.pid) - cpu0)
                                           / (time.perf_counter() - t0), 1)  # fmt: skip
         with local_cluster(work, slots=(1,)) as (address, nodes), \
@@ -279,7 +232,8 @@ def fanout_rows(base: list[str], frames, args, work: Path) -> list[dict]:
                 pids = {"janus": [janus_pid], "node": [nodes[1].pid], "gateway": [proc.pid]}
                 cpu0 = {k: sum(node_cpu(p) for p in v) for k, v in pids.items()}
                 t0 = time.perf_counter()
-                janus = asyncio.run(janus_room(url, n, frames, args.seconds))
+                janus = asyncio.run(room_level(url, n, frames, args.seconds,
+                                               watch_through_janus))  # fmt: skip
                 wall = time.perf_counter() - t0
                 for k, v in pids.items():
                     janus[f"{k}_cpu_percent"] = round(
@@ -384,7 +338,7 @@ def report(result: dict, args) -> None:
             cpu = (f"server {r['cpu_percent']}" if name == "single server" else
                    f"Janus {r['janus_cpu_percent']}, node {r['node_cpu_percent']}, "
                    f"gateway {r['gateway_cpu_percent']}")  # fmt: skip
-            renders = r.get("server_renders_per_s", r.get("renders_per_s"))
+            renders = r["server_renders_per_s"]
             print(f"| {row['viewers']} | {name} | {r['preview_fps']} | "
                   f"{np.mean(r['viewer_fps']):.1f}; {min(r['viewer_fps'])} | {renders} | {cpu} |")
 

@@ -54,10 +54,27 @@ def counter(pc: RTCPeerConnection, counts: list[float], tasks: list) -> None:
         tasks.append(asyncio.ensure_future(pull()))
 
 
-async def level(url: str, n: int, frames: list[np.ndarray], seconds: float) -> dict:
+async def watch_through_server(ws, room: dict, seen: list[float], pcs: list, tasks: list,
+                               closers: list) -> None:  # fmt: skip
+    """One viewer: subscribe to the publisher's avatar through the server's own room."""
+    sub = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pcs.append(sub)
+    sub.addTransceiver("video", direction="recvonly")
+    counter(sub, seen, tasks)
+    await sub.setLocalDescription(await sub.createOffer())
+    reply = await exchange(ws, {"type": "subscribe", "participant": room["you"],
+                                "sdpType": "offer",
+                                "sdp": loopback_candidates_only(sub.localDescription.sdp)},
+                           "subscribed")  # fmt: skip
+    await sub.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
+
+
+async def level(url: str, n: int, frames: list[np.ndarray], seconds: float,
+                watch=watch_through_server) -> dict:  # fmt: skip
+    """One publisher creates a room, ``n`` viewers join it and ``watch`` its avatar."""
     preview: list[float] = []
     seen: list[list[float]] = [[] for _ in range(n)]
-    pcs, sockets = [], []
+    pcs, sockets, closers = [], [], []
     renders: list[float] = []
     tasks: list[asyncio.Future] = []
     try:
@@ -79,16 +96,7 @@ async def level(url: str, n: int, frames: list[np.ndarray], seconds: float) -> d
             sockets.append(ws)
             await ws.recv()
             await exchange(ws, {"type": "join_room", "room": room["room"]}, "room")
-            sub = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-            pcs.append(sub)
-            sub.addTransceiver("video", direction="recvonly")
-            counter(sub, seen[k], tasks)
-            await sub.setLocalDescription(await sub.createOffer())
-            reply = await exchange(ws, {"type": "subscribe", "participant": room["you"],
-                                        "sdpType": "offer",
-                                        "sdp": loopback_candidates_only(
-                                            sub.localDescription.sdp)}, "subscribed")  # fmt: skip
-            await sub.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
+            await watch(ws, room, seen[k], pcs, tasks, closers)
         await asyncio.sleep(3.0)  # warm-up
         t0 = time.perf_counter()
         end = t0 + seconds
@@ -102,6 +110,8 @@ async def level(url: str, n: int, frames: list[np.ndarray], seconds: float) -> d
             task.cancel()
         for pc in pcs:
             await pc.close()
+        for close in closers:
+            await close()
         for ws in sockets:
             await ws.close()
 

@@ -28,8 +28,10 @@ import hashlib
 import hmac
 import logging
 import secrets
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc import RTCSessionDescription as Description
@@ -54,28 +56,31 @@ class Room:
     viewers: set[str] = field(default_factory=set)  # members who joined without a call
 
 
-class Rooms:
-    """Every room of the server; the ``*_room`` / ``subscribe`` handlers of the protocol."""
+class RoomBook(ABC):
+    """What the server's rooms and a cluster's (``server/cluster/janus_rooms.py``) share:
+    the rooms by id, where their messages go, the members' handles, who may join."""
 
-    def __init__(self, size: int, sockets: Mapping[str, tuple[Session, ServerConnection]],
-                 ice: RTCConfiguration, loopback: bool) -> None:  # fmt: skip
+    def __init__(self, size: int, sockets: Mapping[str, tuple[Session, ServerConnection]]
+                 ) -> None:  # fmt: skip
         self.size = size
-        self.relay = MediaRelay()
         self._sockets = sockets  # the server's open sessions: where room messages go
-        self._ice = ice
-        self._loopback = loopback
-        self._rooms: dict[str, Room] = {}
+        self._rooms: dict[str, Any] = {}  # room id -> the room (with .id and .members)
         self._handle_key = secrets.token_bytes(32)  # handles are unguessable, and this run's
 
-    # -- handlers ----------------------------------------------------------------------
-    async def create(self, session: Session, msg: dict) -> dict:
-        self._need_call(session)
-        await self.leave(session)
-        room = Room(secrets.token_urlsafe(16))
-        self._rooms[room.id] = room
-        return await self._enter(room, session)
+    @abstractmethod
+    def state(self, room: Any, session: Session) -> dict:
+        """The ``room`` message that ``session`` gets about ``room``."""
+
+    @abstractmethod
+    async def leave(self, session: Session) -> None:
+        """Out of its room, if it is in one (the others are told)."""
+
+    @abstractmethod
+    async def _enter(self, room: Any, session: Session) -> dict:
+        """``session`` into ``room`` (the others are told); its ``room`` message."""
 
     async def join(self, session: Session, msg: dict) -> dict:
+        """``join_room``: into the room it names (``unknown_room``, ``room_full``)."""
         room_id = msg.get("room")
         room = self._rooms.get(room_id) if isinstance(room_id, str) else None
         if room is None:
@@ -85,9 +90,43 @@ class Rooms:
         if len(room.members) >= self.size:
             raise ProtocolError("room_full", f"the room is full ({self.size} people)")
         await self.leave(session)
-        if session.pc is None:
-            room.viewers.add(session.id)
         return await self._enter(room, session)
+
+    async def leave_message(self, session: Session, msg: dict) -> dict:
+        await self.leave(session)
+        return {"type": "room", "room": None, "you": session.id, "participants": []}
+
+    def _handle(self, room: Any, session: Session) -> str:
+        """Stable for one browser (its user key) in one room, across its reconnects."""
+        who = f"{room.id}:{session.user or session.id}".encode()
+        return hmac.new(self._handle_key, who, hashlib.sha256).hexdigest()[:16]
+
+    async def _broadcast(self, room: Any, but: Session | None = None) -> None:
+        for member in list(room.members.values()):
+            entry = self._sockets.get(member.id)
+            if member is not but and entry is not None:
+                with contextlib.suppress(ConnectionClosed):
+                    await send(entry[1], self.state(room, member))
+
+
+class Rooms(RoomBook):
+    """Every room of the server; the ``*_room`` / ``subscribe`` handlers of the protocol."""
+
+    def __init__(self, size: int, sockets: Mapping[str, tuple[Session, ServerConnection]],
+                 ice: RTCConfiguration, loopback: bool) -> None:  # fmt: skip
+        super().__init__(size, sockets)
+        self.relay = MediaRelay()
+        self._ice = ice
+        self._loopback = loopback
+
+    # -- handlers ----------------------------------------------------------------------
+    async def create(self, session: Session, msg: dict) -> dict:
+        self._need_call(session)
+        await self.leave(session)
+        room = Room(secrets.token_urlsafe(16))
+        self._rooms[room.id] = room
+        return await self._enter(room, session)
+
 
     async def call_started(self, session: Session) -> None:
         """A member's call (re)started: the others are told, to watch its new avatar."""
@@ -95,10 +134,6 @@ class Rooms:
         if room is not None:
             room.viewers.discard(session.id)
             await self._broadcast(room)
-
-    async def leave_message(self, session: Session, msg: dict) -> dict:
-        await self.leave(session)
-        return {"type": "room", "room": None, "you": session.id, "participants": []}
 
     async def subscribe(self, session: Session, msg: dict) -> dict:
         """A receive-only peer connection to another member's avatar and microphone."""
@@ -187,24 +222,14 @@ class Rooms:
         return len(self._rooms)
 
     # -- helpers -------------------------------------------------------------------------
-    def _handle(self, room: Room, session: Session) -> str:
-        """Stable for one browser (its user key) in one room, across its reconnects."""
-        who = f"{room.id}:{session.user or session.id}".encode()
-        return hmac.new(self._handle_key, who, hashlib.sha256).hexdigest()[:16]
-
     async def _enter(self, room: Room, session: Session) -> dict:
+        if session.pc is None:  # joined without a call: watches only
+            room.viewers.add(session.id)
         room.members[session.id] = session
         session.room_id = room.id
         log.info("session %s in room %s… (%d)", session.id, room.id[:6], len(room.members))
         await self._broadcast(room, but=session)
         return self.state(room, session)
-
-    async def _broadcast(self, room: Room, but: Session | None = None) -> None:
-        for member in list(room.members.values()):
-            entry = self._sockets.get(member.id)
-            if member is not but and entry is not None:
-                with contextlib.suppress(ConnectionClosed):
-                    await send(entry[1], self.state(room, member))
 
     def _room_of(self, session: Session) -> Room:
         room = self._rooms.get(session.room_id) if session.room_id else None

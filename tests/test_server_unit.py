@@ -287,7 +287,7 @@ def test_every_error_code_is_in_the_table() -> None:
     from server.protocol import ERRORS
 
     sent = set()
-    for path in Path(__file__).resolve().parent.parent.joinpath("server").glob("*.py"):
+    for path in Path(__file__).resolve().parent.parent.joinpath("server").rglob("*.py"):
         sent |= set(re.findall(r'(?:ProtocolError|error)\(\s*"([a-z_]+)"', path.read_text()))
     assert sent == set(ERRORS)
     with pytest.raises(AssertionError):

@@ -18,8 +18,6 @@ destroys the Janus room.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import logging
 import secrets
 from collections.abc import Mapping
@@ -27,11 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 
 from avatars.restyle import hex_colour
 from server.cluster.janus import JanusError, JanusSession
-from server.protocol import ProtocolError, send
+from server.protocol import ProtocolError
+from server.rooms import RoomBook
 from server.session import Session
 
 log = logging.getLogger("vn3d.server")
@@ -49,17 +47,15 @@ class JanusRoom:
     feeds: dict[str, int] = field(default_factory=dict)  # session id -> its Janus feed
 
 
-class JanusRooms:
+class JanusRooms(RoomBook):
     def __init__(self, urls: list[str], admin_key: str | None, size: int,
                  sockets: Mapping[str, tuple[Session, ServerConnection]],
                  hosts: Mapping[str, Any]) -> None:  # fmt: skip
-        self.urls, self.size = urls, size
+        super().__init__(size, sockets)
+        self.urls = urls
         self.admin_key = {"admin_key": admin_key} if admin_key else {}  # rooms need it
-        self._sockets = sockets  # the gateway's open sessions: where room messages go
         self._hosts = hosts  # session id -> the Host of its call
-        self._rooms: dict[str, JanusRoom] = {}
         self._admins: dict[str, tuple[JanusSession, int]] = {}
-        self._handle_key = secrets.token_bytes(32)
 
     # -- handlers ----------------------------------------------------------------------
     async def create(self, session: Session, msg: dict) -> dict:
@@ -76,22 +72,6 @@ class JanusRooms:
         self._rooms[room.id] = room
         log.info("room %s… on Janus %s", room.id[:6], url)
         return await self._enter(room, session)
-
-    async def join(self, session: Session, msg: dict) -> dict:
-        room_id = msg.get("room")
-        room = self._rooms.get(room_id) if isinstance(room_id, str) else None
-        if room is None:
-            raise ProtocolError("unknown_room", "no such room (it ended, or the link is wrong)")
-        if session.id in room.members:
-            return self.state(room, session)
-        if len(room.members) >= self.size:
-            raise ProtocolError("room_full", f"the room is full ({self.size} people)")
-        await self.leave(session)
-        return await self._enter(room, session)
-
-    async def leave_message(self, session: Session, msg: dict) -> dict:
-        await self.leave(session)
-        return {"type": "room", "room": None, "you": session.id, "participants": []}
 
     async def subscribe(self, session: Session, msg: dict) -> dict:
         raise ProtocolError("bad_message", "a cluster's rooms are watched from Janus: "
@@ -173,17 +153,6 @@ class JanusRooms:
             if admin is not None:
                 await admin[0].close()
             raise ProtocolError("room_server", f"the rooms' media server: {exc}"[:300]) from exc
-
-    def _handle(self, room: JanusRoom, session: Session) -> str:
-        who = f"{room.id}:{session.user or session.id}".encode()
-        return hmac.new(self._handle_key, who, hashlib.sha256).hexdigest()[:16]
-
-    async def _broadcast(self, room: JanusRoom, but: Session | None = None) -> None:
-        for member in list(room.members.values()):
-            entry = self._sockets.get(member.id)
-            if member is not but and entry is not None:
-                with contextlib.suppress(ConnectionClosed):
-                    await send(entry[1], self.state(room, member))
 
     def _need_call(self, session: Session) -> None:
         if session.id not in self._hosts:
