@@ -281,6 +281,10 @@ async def test_calls_spread_over_nodes_busy_then_failover(cluster, free_port) ->
 
         # b hangs up: its slot is free; a's host dies mid-stream
         assert (await b.ask({"type": "hangup"}))["ok"]
+        # an offer the host cannot use: its error comes back whole, nothing of the host's
+        bad = await c.ask({"type": "offer", "sdp": "v=0\r\nm=video 9 nonsense", "sdpType": "offer"})
+        assert bad["type"] == "error" and bad["code"] == "bad_sdp", bad
+        assert "pid=" not in bad["message"] and "ray::" not in bad["message"], bad
         a_session = next(s for s, h in app.calls.items())
         old = app.calls[a_session]
         killed = time.monotonic()

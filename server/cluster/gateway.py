@@ -44,7 +44,7 @@ class ClusterApp(App):
         self.pool = HostPool(config, self.host_lost, self.host_draining)
         self.calls: dict[str, Host] = {}  # session id -> the host of its call
         self.janus_rooms = (JanusRooms(config.janus, config.janus_admin_key, config.room_size,
-                                       self.sessions, self.calls)
+                                       self.sessions, self.calls, self.pool.reply)
                             if config.janus else None)  # fmt: skip
 
     def start(self) -> list[asyncio.Future]:
@@ -82,15 +82,15 @@ class ClusterApp(App):
     async def no_rooms(self, session: Session, msg: dict) -> dict:
         raise ProtocolError("not_in_cluster", "rooms need Janus, and this gateway has none")
 
-    async def on_host(self, host: Host, call: Awaitable) -> object:
-        """A host's reply; its own refusals (``ProtocolError``) pass through, a host that
-        died meanwhile is the pool's to notice (its page is told to offer again)."""
+    async def on_host(self, host: Host, call: Awaitable) -> None:
+        """Wait for a host to apply a choice; its own refusals (``ProtocolError``) pass
+        through. A host that died meanwhile is the pool's to notice: its page is told to
+        offer again, and the choice (kept here) goes with that offer."""
         try:
-            return await call
-        except ProtocolError:
-            raise
+            await self.pool.reply(call)
         except self.pool.ray.exceptions.RayError as exc:
-            raise ProtocolError("busy", "the session host stopped; offer again") from exc
+            log.info("host on node %s did not take a choice: %s", host.node[:8],
+                     type(exc).__name__)  # fmt: skip
 
     # -- the call --------------------------------------------------------------------------
     async def on_offer(self, session: Session, msg: dict) -> dict:
@@ -100,9 +100,10 @@ class ClusterApp(App):
             host = await self.pool.acquire(session.id)
             choices = Choices.of(session)
             try:
-                sdp = await host.actor.offer.remote(session.user, offer, choices)
+                sdp = await self.pool.reply(host.actor.offer.remote(session.user, offer,
+                                                                    choices))  # fmt: skip
                 break
-            except ProtocolError:
+            except (ProtocolError, RuntimeError):  # the offer's fault, or a bug: no retry
                 self.pool.release(host)
                 raise
             except self.pool.ray.exceptions.RayError as exc:
@@ -118,7 +119,10 @@ class ClusterApp(App):
         if Choices.of(session) != choices:  # chosen while the host answered
             await self.on_host(host, host.actor.choose.remote(Choices.of(session)))
         if self.janus_rooms is not None:  # in a room: the new call is published into it
-            await self.janus_rooms.call_started(session)
+            try:
+                await self.janus_rooms.call_started(session)
+            except Exception:  # the call goes on without the room's video (logged)
+                log.exception("session %s: not published into its room", session.id)
         log.info("session %s: call on %s (node %s, pid %d)", session.id, host.address,
                  host.node[:8], host.pid)  # fmt: skip
         return {"type": "answer", "sdp": sdp, "sdpType": "answer"}
@@ -188,6 +192,8 @@ class ClusterApp(App):
                             await send(ws, polled["stats"])
                         if polled["ended"] and self.calls.get(session.id) is host:
                             log.info("session %s: call ended: %s", session.id, polled["ended"])
+                            if self.janus_rooms is not None:  # as hanging up does
+                                await self.janus_rooms.leave(session)
                             self.end_remote_call(session)
                 elif time.monotonic() - session.last_message_at > cfg.idle_timeout_s:
                     log.info("session %s: idle, closing", session.id)

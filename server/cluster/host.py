@@ -21,7 +21,9 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 
+from avatars.catalogue import UnknownTargetError
 from avatars.restyle import restyle_target
+from engines.retarget.target import Target
 from server.cluster.choices import Choices
 from server.cluster.janus import JanusError, JanusSession
 from server.config import ServerConfig
@@ -104,14 +106,17 @@ class SessionHost:
         """A target was checked by the gateway for this user; loading and restyling it
         runs off the event loop."""
         if choices.target_id != session.target_id or choices.hair != session.hair:
-            session.target = await asyncio.get_running_loop().run_in_executor(
-                None, self._target, choices, session.user)
+            try:  # (an avatar deleted since the gateway checked it)
+                session.target = await asyncio.get_running_loop().run_in_executor(
+                    None, self._target, choices, session.user)
+            except UnknownTargetError as exc:
+                raise ProtocolError("unknown_target", str(exc)) from exc
             session.target_id, session.hair = choices.target_id, choices.hair
         session.mode = choices.mode
         session.sliders = np.asarray(choices.sliders, np.float32)
         session.background = choices.background
 
-    def _target(self, choices: Choices, user: str | None):
+    def _target(self, choices: Choices, user: str | None) -> Target:
         target = self.runtime.catalogue.get(choices.target_id, user)
         style, colour = choices.hair
         if style is None and colour is None:

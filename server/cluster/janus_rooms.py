@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,8 +50,10 @@ class JanusRoom:
 class JanusRooms(RoomBook):
     def __init__(self, urls: list[str], admin_key: str | None, size: int,
                  sockets: Mapping[str, tuple[Session, ServerConnection]],
-                 hosts: Mapping[str, Any]) -> None:  # fmt: skip
+                 hosts: Mapping[str, Any], host_reply: Callable[[Any], Awaitable[Any]]
+                 ) -> None:  # fmt: skip
         super().__init__(size, sockets)
+        self._host_reply = host_reply  # a host's reply, its errors unwrapped (HostPool.reply)
         self.urls = urls
         self.admin_key = {"admin_key": admin_key} if admin_key else {}  # rooms need it
         self._hosts = hosts  # session id -> the Host of its call
@@ -136,8 +138,8 @@ class JanusRooms(RoomBook):
 
     async def _publish(self, room: JanusRoom, session: Session) -> None:
         host = self._hosts[session.id]
-        room.feeds[session.id] = await host.actor.publish.remote(
-            room.instance, room.number, room.pin, self._handle(room, session))
+        room.feeds[session.id] = await self._host_reply(host.actor.publish.remote(
+            room.instance, room.number, room.pin, self._handle(room, session)))
 
     async def _janus(self, url: str, body: dict) -> dict:
         """A VideoRoom request on the gateway's own session with the instance at ``url``

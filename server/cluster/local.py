@@ -18,6 +18,11 @@ from pathlib import Path
 
 VN3D = [sys.executable, "-m", "vn3d.cli"]
 NODE_START_S = 90.0
+# Ray's token authentication is off, and said so (RAY_AUTH_MODE=disabled) to the nodes and
+# to this process's drivers (an in-process gateway, or a gateway subprocess that inherits
+# the environment): left unset, Ray turns it on by itself whenever a token lies in
+# ~/.ray/auth_token (a local ray.init() leaves one), for a head but not for the nodes that
+# join it. Everything here is on 127.0.0.1 in a private network namespace.
 NODE_FLAGS = ("--node-ip", "127.0.0.1", "--object-store-mb", "100")
 
 
@@ -25,14 +30,18 @@ NODE_FLAGS = ("--node-ip", "127.0.0.1", "--object-store-mb", "100")
 def local_cluster(logs: Path, slots: tuple[int, ...] = (1, 1)
                   ) -> Iterator[tuple[str, list[subprocess.Popen]]]:
     """A head and one worker node per entry of ``slots`` (its call slots), their output in
-    ``logs``/node*.log. Yields the head's address and the nodes' processes (the head's
-    first); SIGTERM (Ray drains the node, then stops it) to each on the way out."""
+    ``logs``/node*.log (``RAY_AUTH_MODE=disabled`` in this process's environment
+    meanwhile). Yields the head's address and the nodes'
+    processes (the head's first); SIGTERM (Ray drains the node, then stops it) to each on
+    the way out."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     address = f"127.0.0.1:{port}"
     head = [*VN3D, "worker", "--head", "--port", str(port), "--slots", "0", *NODE_FLAGS]
     procs: list[subprocess.Popen] = []
+    saved = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     try:
         procs.append(start_node(head, logs / "node0.log"))
         for i, n in enumerate(slots):  # one at a time: raylets starting together time out
@@ -47,6 +56,10 @@ def local_cluster(logs: Path, slots: tuple[int, ...] = (1, 1)
                 p.wait(30)
             if p.poll() is None:
                 p.kill()
+        if saved is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved
 
 
 def add_node(address: str, slots: int, log: Path) -> subprocess.Popen:

@@ -140,6 +140,18 @@ class HostPool:
             self.on_lost(host)
             self.changed.set()
 
+    async def reply(self, call: Any) -> Any:
+        """A host's reply to ``call`` (an actor method's ref). What the host's own code
+        raised comes out as itself: a ``ProtocolError`` whole (its code and message, not
+        Ray's traceback with the host's pid and address), anything else as a
+        ``RuntimeError`` naming only its type. A host that died raises Ray's ``RayError``."""
+        try:
+            return await call
+        except self.ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, ProtocolError):
+                raise exc.cause from None
+            raise RuntimeError(f"the session host failed: {type(exc.cause).__name__}") from None
+
     def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
