@@ -14,7 +14,7 @@ import pytest
 from server.cluster import SLOT
 from server.cluster.choices import Choices
 from server.cluster.host import SessionHost
-from server.cluster.pool import Host, pick_host
+from server.cluster.pool import Host, check_head, pick_host
 from server.config import ServerConfig
 from server.protocol import ProtocolError
 from vn3d.commands.worker import ray_start_command
@@ -42,6 +42,18 @@ def test_worker_command_lines() -> None:
                 worker_args(head=True, slots=-1)):  # fmt: skip
         with pytest.raises(ValueError):
             ray_start_command(bad)
+
+
+def test_a_gateway_says_at_once_when_no_head_answers(free_port) -> None:
+    """A wrong --cluster address is a clear error in seconds, not Ray waiting minutes."""
+    import time
+
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match=f"no cluster head answers at 127.0.0.1:{free_port}"):
+        check_head(f"127.0.0.1:{free_port}")
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        check_head("just-a-name")
+    assert time.monotonic() - t0 < 10
 
 
 def test_a_call_goes_to_the_node_with_the_fewest_calls() -> None:

@@ -104,7 +104,7 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-JANUS_LIB = Path("/usr/lib/x86_64-linux-gnu/janus")
+JANUS_PLUGIN = "janus/plugins/libjanus_videoroom.so"  # under /usr/lib/<arch triplet>/
 JANUS_CONFIG = """general: {{ configs_folder = "{dir}" plugins_folder = "{dir}/plugins"
   transports_folder = "{dir}/transports" events_folder = "{dir}/none"
   loggers_folder = "{dir}/none" debug_level = 3 }}
@@ -121,14 +121,16 @@ def local_janus(folder: Path) -> Iterator[tuple[str, int]]:
     (``janus_loopback``), as ../shared/notes/janus-testing.md describes. Yields the URL
     and Janus's process id."""
     janus = shutil.which("janus")
-    if janus is None or not (JANUS_LIB / "plugins" / "libjanus_videoroom.so").exists():
+    plugins = sorted(Path("/usr/lib").glob(f"*/{JANUS_PLUGIN}"))
+    if janus is None or not plugins:
         raise RuntimeError("Janus is not installed (apt-get install janus)")
+    lib = plugins[0].parent.parent  # /usr/lib/<arch triplet>/janus
     janus_loopback()
-    for kind, lib in (("plugins", "libjanus_videoroom.so"),
-                      ("transports", "libjanus_websockets.so")):  # fmt: skip
+    for kind, so in (("plugins", "libjanus_videoroom.so"),
+                     ("transports", "libjanus_websockets.so")):  # fmt: skip
         (folder / kind).mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileExistsError):
-            (folder / kind / lib).symlink_to(JANUS_LIB / kind / lib)
+            (folder / kind / so).symlink_to(lib / kind / so)
     (folder / "none").mkdir(exist_ok=True)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -166,9 +168,12 @@ def janus_loopback() -> None:
         raise RuntimeError("local_janus runs only inside a private network namespace")
     if "janus_loopback" in {name for _, name in socket.if_nameindex()}:
         return
-    for cmd in ("ip link add janus_loopback type veth peer name janus_peer",
-                "sysctl -q -w net.ipv6.conf.janus_loopback.disable_ipv6=1",
-                "ip addr add 127.0.0.1/32 dev janus_loopback",
+    veth = ["ip", "link", "add", "janus_loopback", "type", "veth", "peer", "name", "janus_peer"]
+    subprocess.run(veth, check=True, capture_output=True)
+    for name in ("janus_loopback", "janus_peer"):  # no IPv6 addresses of their own
+        with contextlib.suppress(OSError):
+            Path(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6").write_text("1")
+    for cmd in ("ip addr add 127.0.0.1/32 dev janus_loopback",
                 "ip link set janus_loopback up", "ip link set janus_peer up"):  # fmt: skip
         subprocess.run(cmd.split(), check=True, capture_output=True)
 

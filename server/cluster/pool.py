@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,19 @@ FILL_S = 2.0  # how often the pool matches its hosts to the cluster's slots
 # an offer made while hosts are still starting (a gateway just started or restarted, its
 # pages reconnecting) waits for them up to this long, not only --cluster-wait-s
 HOST_START_WAIT_S = 60.0
+
+
+def check_head(address: str, timeout: float = 5.0) -> None:
+    """A clear error now, rather than Ray waiting minutes, when nothing answers at the
+    cluster head's ``HOST:PORT``."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--cluster wants the head's HOST:PORT, not {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout).close()
+    except OSError as exc:
+        raise ValueError(f"no cluster head answers at {address} ({exc.strerror or exc}); "
+                         "start one with `vn3d worker --head`") from None
 
 
 def import_ray() -> Any:
@@ -63,6 +77,7 @@ class HostPool:
     def __init__(self, config: ServerConfig, on_lost: Callable[[Host], None],
                  on_drain: Callable[[Host], None]) -> None:
         self.ray = import_ray()
+        check_head(config.cluster or "")
         if not self.ray.is_initialized():
             self.ray.init(address=config.cluster, namespace="vn3d", log_to_driver=False,
                           logging_level=logging.WARNING)  # fmt: skip
@@ -91,8 +106,10 @@ class HostPool:
 
     async def keep_filled(self) -> None:
         while True:
-            with contextlib.suppress(Exception):  # a GCS hiccup: try again next round
+            try:
                 await self.fill()
+            except Exception as exc:  # a GCS hiccup: try again next round
+                log.warning("could not match the hosts to the cluster's slots: %r", exc)
             await asyncio.sleep(FILL_S)
 
     async def fill(self) -> None:
