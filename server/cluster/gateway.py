@@ -25,7 +25,7 @@ from server.admission import IDLE_CLOSE
 from server.app import App
 from server.cluster.choices import Choices
 from server.cluster.janus_rooms import JanusRooms
-from server.cluster.pool import Host, HostPool, check_head, import_ray, pick_host
+from server.cluster.pool import Host, HostPool, pick_host
 from server.config import ServerConfig
 from server.peer import offer_sdp
 from server.protocol import ProtocolError, calibration, send
@@ -40,10 +40,9 @@ class ClusterApp(App):
     def __init__(self, config: ServerConfig) -> None:
         if not config.cluster:
             raise ValueError("a gateway needs the cluster's address (--cluster)")
-        import_ray()  # before loading anything: the errors a user can fix, at once
-        check_head(config.cluster)
-        super().__init__(config)
+        # the pool first (Ray, the head's address): errors a user can fix, before loading
         self.pool = HostPool(config, self.host_lost, self.host_draining)
+        super().__init__(config)
         self.calls: dict[str, Host] = {}  # session id -> the host of its call
         self.janus_rooms = (JanusRooms(config.janus, config.janus_admin_key, config.room_size,
                                        self.sessions, self.calls, self.pool.reply)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import time
 
 import numpy as np
@@ -64,7 +63,6 @@ class SessionHost:
         self.relay = MediaRelay()
         self.session: Session | None = None
         self.publication: tuple[JanusSession, RTCPeerConnection] | None = None  # in a room
-        self.closing = asyncio.Event()
 
     async def where(self) -> dict:
         """Which node and process this host is (the gateway's placement and the logs)."""
@@ -72,16 +70,12 @@ class SessionHost:
 
         return {"node": ray.get_runtime_context().get_node_id(),
                 "address": ray.util.get_node_ip_address(),
-                "host": socket.gethostname(), "pid": os.getpid()}  # fmt: skip
+                "pid": os.getpid()}  # fmt: skip
 
-    async def alive(self) -> bool:
-        """Returns after ``ALIVE_POLL_S`` (True) or when the host closes (False); raises in
-        the caller when the host dies meanwhile."""
-        try:
-            await asyncio.wait_for(self.closing.wait(), ALIVE_POLL_S)
-        except TimeoutError:
-            return True
-        return False
+    async def alive(self) -> None:
+        """Returns after ``ALIVE_POLL_S``; raises in the caller (the gateway's pool) the
+        moment the host dies meanwhile."""
+        await asyncio.sleep(ALIVE_POLL_S)
 
     async def offer(self, user: str | None, sdp: str, choices: Choices) -> str:
         """Answer a page's checked offer (``server.peer.offer_sdp``); a call already here
@@ -188,5 +182,4 @@ class SessionHost:
 
     async def close(self) -> None:
         await self.hangup()
-        self.closing.set()
         self.runtime.close()

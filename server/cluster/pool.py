@@ -148,8 +148,8 @@ class HostPool:
 
     async def _watch(self, host: Host) -> None:
         try:
-            while await host.actor.alive.remote():
-                pass
+            while True:
+                await host.actor.alive.remote()
         except self.ray.exceptions.RayError as exc:
             log.warning("session host on node %s lost: %s", host.node[:8], type(exc).__name__)
         if host in self.hosts:
