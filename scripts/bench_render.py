@@ -7,11 +7,14 @@ same GL objects). With ``--hair``, also the 512 px render of the same frames wit
 named hairstyle (aligned to the default head, moved with its pose) beside none. With
 ``--gil``, how late a thread that sleeps 1 ms at a time (an event loop) wakes while 512 px
 frames render, with the draw and readback through moderngl (which holds the GIL) and
-through :mod:`engines.render.gl_calls` (which frees it). Prints tables and writes JSON.
+through :mod:`engines.render.gl_calls` (which frees it). With ``--lighting``, the 512 px
+render's wall and CPU time with the skin lit per pixel and per vertex. Prints tables and
+writes JSON.
 Never a pass/fail gate.
 
     python scripts/bench_render.py [--frames 60] [--batch 8] [--sizes 256,512,1024]
         [--hair long_wavy,side_part,curly_afro] [--gil none,long_wavy]
+        [--lighting none,long_wavy]
         [--out out/bench_render.json]
 """
 
@@ -36,6 +39,7 @@ from engines.render import hair as hair_module
 from engines.render import renderer as renderer_module
 from engines.render.hair import head_transform
 from engines.render.renderer import MeshRenderer, RenderConfig
+from engines.render.skin_texture import plain_skin_texture
 
 
 def animated_params(model: ICTFaceModel, n: int) -> tuple[torch.Tensor, ...]:
@@ -100,6 +104,37 @@ def bench_hair(model: ICTFaceModel, params, styles: list[str], size: int) -> dic
             out[style] = round(1000 * statistics.median(times), 2)
             print(f"  {size}px hair={style}: {out[style]} ms", flush=True)
     return out
+
+
+def bench_lighting(model: ICTFaceModel, params, styles: list[str]) -> list[dict]:
+    """512 px render-only cost with the skin lit per pixel and per vertex, the procedural
+    skin texture on, with no hair and each style: wall median and CPU ms per frame (the
+    process's CPU time, llvmpipe's rasteriser threads included: what several sessions on
+    one machine share)."""
+    vertices = model(*params)
+    moves = [head_transform(p[:3].numpy()) for p in params[2]]
+    texture = plain_skin_texture(model)
+    rows = []
+    for lighting in ("pixel", "vertex"):
+        cfg = RenderConfig(512, 512, vertex_lighting=lighting == "vertex")
+        with MeshRenderer(model.topology, cfg, texture=texture) as r:
+            for style in ["none", *styles]:
+                strands = None if style == "none" else styled_hair(
+                    style, params[0][0].numpy(), model).positions
+                r.set_hair(strands)
+                for v, m in list(zip(vertices, moves, strict=True))[:5]:  # warm-up
+                    r.render(v, hair_transform=m)
+                times, cpu0 = [], time.process_time()
+                for v, m in zip(vertices, moves, strict=True):
+                    t0 = time.perf_counter()
+                    r.render(v, hair_transform=m)
+                    times.append(time.perf_counter() - t0)
+                cpu = (time.process_time() - cpu0) / len(times)
+                rows.append({"lighting": lighting, "hair": style,
+                             "wall_median_ms": round(1000 * statistics.median(times), 2),
+                             "cpu_ms": round(1000 * cpu, 2)})
+                print(f"  lighting={lighting} hair={style}: {rows[-1]}", flush=True)
+    return rows
 
 
 def loop_lateness(render_once, frames: int) -> dict[str, float]:
@@ -199,6 +234,9 @@ def main() -> None:
     ap.add_argument("--hair", default="", help="comma-separated hairstyles to time at 512 px")
     ap.add_argument("--gil", default="",
                     help="comma-separated hairstyles (or none) for the event-loop lateness rows")
+    ap.add_argument("--lighting", default="",
+                    help="comma-separated hairstyles (or none) for the per-pixel vs per-vertex "
+                    "lighting rows")
     ap.add_argument("--out", default="out/bench_render.json")
     args = ap.parse_args()
 
@@ -209,6 +247,9 @@ def main() -> None:
     with torch.no_grad():
         hair = bench_hair(model, params, args.hair.split(","), 512) if args.hair else {}
         gil = bench_gil(model, params, args.gil.split(","), args.frames) if args.gil else []
+        lighting = (bench_lighting(model, params, [s for s in args.lighting.split(",")
+                                                   if s != "none"])
+                    if args.lighting else [])
         for size in (int(s) for s in args.sizes.split(",") if s):
             for samples in (0, 4):
                 cfg = RenderConfig(width=size, height=size, samples=samples)
@@ -255,6 +296,11 @@ def main() -> None:
         for style, ms in hair.items():
             print(f"| {style} | {ms} | {round(ms - hair['none'], 2)} |")
     print_gil(gil)
+    if lighting:
+        print("\n| lighting | hair | render ms (median) | CPU ms per frame |\n|---|---|---|---|")
+        for row in lighting:
+            print(f"| {row['lighting']} | {row['hair']} | {row['wall_median_ms']} | "
+                  f"{row['cpu_ms']} |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -263,7 +309,8 @@ def main() -> None:
         "cpu_count": __import__("os").cpu_count(),
         "frames": args.frames,
     }
-    out.write_text(json.dumps({"meta": meta, "rows": rows, "hair_512_ms": hair, "gil": gil},
+    out.write_text(json.dumps({"meta": meta, "rows": rows, "hair_512_ms": hair, "gil": gil,
+                               "lighting": lighting},
                               indent=2))
     print(f"\nwrote {out}")
 

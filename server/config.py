@@ -29,6 +29,9 @@ READER_HELP = ("how ψ and the head pose are read from the landmarks: mediapipe 
 HAIR_REUSE_HELP = ("an avatar's hair is drawn again only when the head has turned more "
                    "than this many degrees since it last was (0: every frame; "
                    "docs/PERFORMANCE.md)")
+PIXEL_LIGHTING_HELP = ("light the skin per pixel (exact) instead of per vertex (the same "
+                       "look on the ICT head, and a 512² frame costs Mesa's CPU renderer a "
+                       "third less; docs/PERFORMANCE.md)")
 STORE_HELP = "the avatar store folder (default: $VN3D_AVATARS or ~/.local/share/vn3d/avatars)"
 
 
@@ -85,6 +88,7 @@ class ServerConfig:
     # 2-core CPU a second slot gives ~9 % more frames for ~60 % more latency: Mesa's
     # llvmpipe already rasterises on every core
     hair_reuse_deg: float = flag(0.3, help=HAIR_REUSE_HELP)
+    pixel_lighting: bool = flag(False, action="store_true", help=PIXEL_LIGHTING_HELP)
     render_slots: int = flag(1, help="sessions that track and render at the same time "
                              "(1 keeps latency low on CPU renderers)")
     idle_timeout_s: float = flag(60.0, help="a socket without a call that sends nothing this "

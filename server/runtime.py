@@ -51,7 +51,8 @@ class SessionRuntime:
         size = self.config.size
         ctx = SessionContext(
             self.model, self.emotion_models,
-            RenderConfig(size, size, hair_reuse_deg=self.config.hair_reuse_deg),
+            RenderConfig(size, size, hair_reuse_deg=self.config.hair_reuse_deg,
+                         vertex_lighting=not self.config.pixel_lighting),
             self.networks.tracker_config(),
             self.render_gate, self.track_gate, self.config.stamp_frames,
         )

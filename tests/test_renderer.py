@@ -80,7 +80,8 @@ def test_rotated_head_renders_rotated(ict, renderer) -> None:
     assert asym > 5 * sym
 
 
-def test_texture_colour_appears_where_the_uvs_put_it(ict) -> None:
+@pytest.mark.parametrize("vertex_lighting", [False, True], ids=["pixel", "vertex"])
+def test_texture_colour_appears_where_the_uvs_put_it(ict, vertex_lighting) -> None:
     s, e, p = ict.zero_params(1)
     v = ict(s, e, p)[0]
     t = ict.topology
@@ -92,7 +93,8 @@ def test_texture_colour_appears_where_the_uvs_put_it(ict) -> None:
     row, col = int((1 - w) * 512), int(u * 512)  # image row 0 is v = 1
     tex[max(row - 12, 0) : row + 12, max(col - 12, 0) : col + 12] = (255, 0, 0)
     cam = PerspectiveCamera.portrait()
-    with MeshRenderer(t, RenderConfig(width=SIZE, height=SIZE), texture=tex) as r:
+    cfg = RenderConfig(width=SIZE, height=SIZE, vertex_lighting=vertex_lighting)
+    with MeshRenderer(t, cfg, texture=tex) as r:
         img = r.render(v, cam).astype(int)
     x, y = cam.project(v[tip : tip + 1].numpy(), SIZE, SIZE)[0].astype(int)
     patch = img[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3).mean(0)
@@ -199,7 +201,8 @@ def test_udim_tiles_side_by_side_texture_face_and_back_of_head(ict) -> None:
     assert abs(back_square[1] - back_square[2]) < 30  # a 1-tile texture leaves tile 1 plain
 
 
-def test_the_iris_takes_the_targets_colour_and_the_pupil_stays_black(ict) -> None:
+@pytest.mark.parametrize("vertex_lighting", [False, True], ids=["pixel", "vertex"])
+def test_the_iris_takes_the_targets_colour_and_the_pupil_stays_black(ict, vertex_lighting) -> None:
     """A target's measured iris colour reaches the irises (and only them); through the
     pupil the iris shell's back shows black, not the inside of the head."""
     t = ict.topology
@@ -215,7 +218,7 @@ def test_the_iris_takes_the_targets_colour_and_the_pupil_stays_black(ict) -> Non
     yy, xx = np.mgrid[0:128, 0:128]
     r = np.hypot(xx + 0.5 - middle[0], yy + 0.5 - middle[1]) / radius
     images = {}
-    with MeshRenderer(t, RenderConfig(128, 128)) as r3d:
+    with MeshRenderer(t, RenderConfig(128, 128, vertex_lighting=vertex_lighting)) as r3d:
         for name, rgb in (("blue", (0.2, 0.45, 0.8)), ("default", None)):
             r3d.set_iris_colour(rgb)
             images[name] = r3d.render(ict.neutral, camera).astype(float)
@@ -225,6 +228,38 @@ def test_the_iris_takes_the_targets_colour_and_the_pupil_stays_black(ict) -> Non
     assert images["blue"][r < 0.15].max() < 60  # the pupil
     outside = r > 1.6  # skin and lids around the eye: unchanged
     assert np.abs(images["blue"][outside] - images["default"][outside]).max() < 2
+
+
+def test_vertex_lighting_looks_like_lighting_every_pixel(ict) -> None:
+    """The live path's per-vertex light (engines.render.shaders) against the exact
+    per-pixel light: moving, textured 512² frames of the ICT head differ only in the
+    odd silhouette pixel. A head in one flat colour is the control: far off."""
+    g = torch.Generator().manual_seed(3)
+    frames = 4
+    shape, psi, pose = ict.zero_params(frames)
+    psi = 0.6 * torch.rand(psi.shape, generator=g)
+    pose[:, 0], pose[:, 1] = torch.linspace(-0.2, 0.2, frames), torch.linspace(0.4, -0.4, frames)
+    with torch.no_grad():
+        verts = ict(shape, psi, pose)
+    tex = np.random.default_rng(0).integers(120, 220, (256, 512, 3), dtype=np.uint8)
+    tex = cv2.GaussianBlur(tex, (0, 0), 4)  # skin-like: blotches, no pixel noise
+    images = {}
+    for vertex_lighting in (False, True):
+        cfg = RenderConfig(512, 512, vertex_lighting=vertex_lighting)
+        with MeshRenderer(ict.topology, cfg, texture=tex) as r:
+            images[vertex_lighting] = np.stack([r.render(v) for v in verts]).astype(float)
+    exact, vertex = images[False], images[True]
+    head = (np.abs(exact - exact[0, 0, 0]).max(-1) > 0).any(0)  # (H, W) every frame's head
+    assert head.mean() > 0.2
+
+    def psnr(a: np.ndarray) -> float:
+        return float(10 * np.log10(255**2 / ((a - exact)[:, head] ** 2).mean()))
+
+    assert psnr(vertex) > 40.0  # measured 44.4 dB on the head's pixels
+    assert (np.abs(vertex - exact).max(-1) > 8).mean() < 0.005
+    flat = exact.copy()
+    flat[:, head] = exact[:, head].mean((0, 1))  # the head in one colour: no light at all
+    assert psnr(flat) < 25.0  # measured 20.4 dB: the measure tells the two apart
 
 
 def test_egl_device_choice(monkeypatch) -> None:

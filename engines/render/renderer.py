@@ -20,102 +20,16 @@ from engines.geometry.normals import vertex_normals
 from engines.render.camera import Camera, PerspectiveCamera
 from engines.render.gl_calls import draw_elements, read_pixels
 from engines.render.hair import DEFAULT_COLOUR, HairDrawer, HairLook, hair_mesh
-from engines.render.materials import KIND_IRIS, KIND_SCLERA, LIGHTS_GLSL, Material, material_for
+from engines.render.materials import KIND_IRIS, KIND_PLAIN, KIND_SCLERA, Material, material_for
+from engines.render.shaders import (
+    FRAGMENT_LIT_SHADER,
+    VERTEX_LIT_SHADER,
+    VERTEX_SHADER,
+    fragment_shader,
+)
 
 MAX_MATERIALS = 16
 EYE_BACK_Z = -0.2  # eyeball faces whose rest direction has z below this are hidden (> 100°)
-
-VERTEX_SHADER = """
-#version 330
-uniform mat4 u_view;
-uniform mat4 u_proj;
-in vec3 in_pos;
-in vec3 in_normal;
-in vec2 in_uv;
-in float in_mat;
-in vec3 in_eye;
-out vec3 v_pos;
-out vec3 v_normal;
-out vec2 v_uv;
-flat out int v_mat;
-out vec3 v_eye;
-void main() {
-    vec4 p = u_view * vec4(in_pos, 1.0);
-    v_pos = p.xyz;
-    v_normal = mat3(u_view) * in_normal;
-    v_uv = in_uv;
-    v_mat = int(in_mat + 0.5);
-    v_eye = in_eye;
-    gl_Position = u_proj * p;
-}
-"""
-
-FRAGMENT_SHADER = """
-#version 330
-uniform vec4 u_colour[16];   // linear rgb, alpha
-uniform vec4 u_params[16];   // specular, shininess, textured, kind
-uniform sampler2D u_texture;
-uniform bool u_has_texture;
-uniform float u_tiles;       // UDIM tiles side by side in the texture (width / height)
-uniform bool u_ortho;
-uniform float u_iris_cos;    // cos of the iris' angular radius on the eyeball
-uniform float u_pupil_cos;
-in vec3 v_pos;
-in vec3 v_normal;
-in vec2 v_uv;
-flat in int v_mat;
-in vec3 v_eye;
-out vec4 f_colour;
-
-""" + LIGHTS_GLSL + """
-vec3 to_linear(vec3 c) { return pow(c, vec3(2.2)); }
-
-void main() {
-    vec4 colour = u_colour[v_mat];
-    vec4 params = u_params[v_mat];
-    int kind = int(params.w + 0.5);
-    vec3 base = colour.rgb;
-    if (params.z > 0.5 && u_has_texture && v_uv.x < u_tiles) {
-        base = to_linear(texture(u_texture, vec2(v_uv.x / u_tiles, 1.0 - v_uv.y)).rgb);
-    }
-    if (kind == 2) {  // sclera: clear over the iris (the cornea)
-        if (normalize(v_eye).z > u_iris_cos) discard;
-    }
-    if (kind == 1) {  // iris sphere: pupil, iris with a darker rim, white beyond
-        vec3 d = normalize(v_eye);
-        if (d.z < 0.0) {  // the back of the iris shell, seen through the pupil hole
-            base = vec3(0.0);
-        } else if (d.z < u_iris_cos) {
-            base = to_linear(vec3(0.93, 0.91, 0.88));
-        } else {
-            float t = (d.z - u_iris_cos) / (1.0 - u_iris_cos);
-            float ang = atan(d.y, d.x);
-            float streak = 0.85 + 0.15 * sin(ang * 23.0) * sin(ang * 7.0 + 1.3);
-            vec3 iris = base * streak * mix(0.45, 1.25, smoothstep(0.0, 0.35, t));
-            base = mix(iris, vec3(0.01), smoothstep(u_pupil_cos - 0.004, u_pupil_cos + 0.004, d.z));
-        }
-    }
-    vec3 n = normalize(v_normal);
-    vec3 view_dir = u_ortho ? vec3(0.0, 0.0, 1.0) : normalize(-v_pos);
-    if (dot(n, view_dir) < 0.0) n = -n;
-    float hemi = 0.5 + 0.5 * n.y;
-    vec3 light = mix(GROUND, SKY, hemi);
-    vec3 spec = vec3(0.0);
-    vec3 dirs[3] = vec3[3](KEY_DIR, FILL_DIR, RIM_DIR);
-    vec3 rgbs[3] = vec3[3](KEY_RGB, FILL_RGB, RIM_RGB);
-    for (int i = 0; i < 3; ++i) {
-        float wrap = 0.25;
-        float diff = max((dot(n, dirs[i]) + wrap) / (1.0 + wrap), 0.0);
-        light += rgbs[i] * diff;
-        vec3 h = normalize(dirs[i] + view_dir);
-        float lit = step(0.0, dot(n, dirs[i]));
-        spec += rgbs[i] * params.x * pow(max(dot(n, h), 0.0), params.y) * lit;
-    }
-    vec3 rgb = base * light + spec;
-    f_colour = vec4(pow(clamp(rgb, 0.0, 1.0), vec3(1.0 / 2.2)), colour.a);
-}
-"""
-
 
 @dataclass
 class RenderConfig:
@@ -129,6 +43,10 @@ class RenderConfig:
     # > 0: the hair is drawn again only when the head has turned more than this since it
     # last was (degrees; see engines.render.hair.HairDrawer); 0: every frame
     hair_reuse_deg: float = 0.0
+    # True: the skin, mouth and lashes are lit per vertex (engines.render.shaders; about
+    # half llvmpipe's cost of a frame, the same look on the ICT head); the eyes always
+    # per fragment
+    vertex_lighting: bool = False
     iris_angle_deg: float = 33.0  # angular radius of the iris on the eyeball
     pupil_angle_deg: float = 12.0
 
@@ -266,29 +184,39 @@ class MeshRenderer:
         looks = [(materials or {}).get(n) or material_for(n) for n in topology.material_names]
         face_alpha = np.array([looks[m].alpha for m in topology.face_material])
         face_alpha[hidden_eye_backs(topology, looks)] = 0.0
-        opaque = tris[face_alpha >= 1.0]
-        blended = tris[(face_alpha > 0.0) & (face_alpha < 1.0)]
+        plain = np.array([looks[m].kind == KIND_PLAIN for m in topology.face_material])
+        opaque = face_alpha >= 1.0
+        parts = {  # drawn in this order; the eyes' cornea discards, so they come last
+            "surface": tris[opaque & plain],
+            "eyes": tris[opaque & ~plain],
+            "blended": tris[(face_alpha > 0.0) & (face_alpha < 1.0)],
+        }
 
         with self.ctx:
-            self._create_objects(static, opaque, blended, looks)
+            self._create_objects(static, parts, looks)
             self.texture = None
             self._set_texture(texture)
         self.hair: HairDrawer | None = None
 
     def _create_objects(
-        self, static: np.ndarray, opaque: np.ndarray, blended: np.ndarray, looks: list[Material]
+        self, static: np.ndarray, parts: dict[str, np.ndarray], looks: list[Material]
     ) -> None:
         cfg, ctx = self.config, self.ctx
         n_render = len(static)
-        self.prog = ctx.program(vertex_shader=VERTEX_SHADER, fragment_shader=FRAGMENT_SHADER)
+        self.prog = ctx.program(vertex_shader=VERTEX_SHADER, fragment_shader=fragment_shader(True))
+        self.prog_surface = (
+            ctx.program(vertex_shader=VERTEX_LIT_SHADER, fragment_shader=FRAGMENT_LIT_SHADER)
+            if cfg.vertex_lighting
+            else ctx.program(vertex_shader=VERTEX_SHADER, fragment_shader=fragment_shader(False))
+        )
         colours = np.zeros((MAX_MATERIALS, 4), np.float32)
         params = np.zeros((MAX_MATERIALS, 4), np.float32)
         for i, m in enumerate(looks):
             colours[i] = [*(np.asarray(m.colour) ** 2.2), m.alpha]
             params[i] = [m.specular, m.shininess, float(m.textured), float(m.kind)]
-        self.prog["u_colour"].write(colours.tobytes())
-        self.prog["u_params"].write(params.tobytes())
         self._colours = colours  # (16, 4) linear rgb, alpha per material
+        self._uniform("u_colour", colours.tobytes())
+        self._uniform("u_params", params.tobytes())
         self._iris_rows = [i for i, m in enumerate(looks) if m.kind == KIND_IRIS]
         self._iris_default = colours[self._iris_rows].copy()  # (k, 4)
         self.prog["u_iris_cos"].value = float(np.cos(np.radians(cfg.iris_angle_deg)))
@@ -302,12 +230,12 @@ class MeshRenderer:
             (self.vbo_dynamic, "3f 3f", "in_pos", "in_normal"),
             (self.vbo_static, "2f 1f 3f", "in_uv", "in_mat", "in_eye"),
         ]
-        self.ibo_opaque = ctx.buffer(opaque.astype(np.int32).tobytes())
-        self.vao_opaque = ctx.vertex_array(self.prog, layout, self.ibo_opaque)
-        self.ibo_blended = ctx.buffer(blended.astype(np.int32).tobytes()) if len(blended) else None
-        self.vao_blended = (
-            ctx.vertex_array(self.prog, layout, self.ibo_blended) if self.ibo_blended else None
-        )
+        self._ibos, self._vaos = {}, {}  # per part that has triangles
+        for name, part in parts.items():
+            if len(part):
+                prog = self.prog if name == "eyes" else self.prog_surface
+                self._ibos[name] = ibo = ctx.buffer(part.astype(np.int32).tobytes())
+                self._vaos[name] = ctx.vertex_array(prog, layout, ibo, skip_errors=True)
 
         size = (cfg.width, cfg.height)
         self._pixels = np.zeros((cfg.height, cfg.width, 4 if cfg.transparent else 3), np.uint8)
@@ -316,6 +244,16 @@ class MeshRenderer:
             self.fbo = ctx.simple_framebuffer(size, components=4, samples=cfg.samples)
         else:
             self.fbo = self.fbo_resolve
+
+    def _uniform(self, name: str, value: object) -> None:
+        """Set a uniform on each head program that has it (bytes are written whole)."""
+        for prog in {self.prog, self.prog_surface}:
+            if (uniform := prog.get(name, None)) is None:
+                continue
+            if isinstance(value, bytes):
+                uniform.write(value)
+            else:
+                uniform.value = value
 
     def set_texture(self, texture: np.ndarray | None) -> None:
         """Use an (H, W, 3) uint8 sRGB UV texture for textured materials, or none.
@@ -330,7 +268,7 @@ class MeshRenderer:
         if self.texture is not None:
             self.texture.release()
             self.texture = None
-        self.prog["u_has_texture"].value = texture is not None
+        self._uniform("u_has_texture", texture is not None)
         if texture is None:
             return
         tex = np.ascontiguousarray(texture[..., :3], dtype=np.uint8)
@@ -338,14 +276,14 @@ class MeshRenderer:
             raise ValueError(
                 f"texture must be (H, k*H, 3) uint8 (k UDIM tiles); got {texture.shape}"
             )
-        self.prog["u_tiles"].value = float(tex.shape[1] // tex.shape[0])
+        self._uniform("u_tiles", float(tex.shape[1] // tex.shape[0]))
         self.texture = self.ctx.texture((tex.shape[1], tex.shape[0]), 3, tex.tobytes())
         self.texture.build_mipmaps()
         self.texture.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
         self.texture.repeat_x = False  # tiles must not bleed into each other
         self.texture.repeat_y = False
         self.texture.use(0)
-        self.prog["u_texture"].value = 0
+        self._uniform("u_texture", 0)
 
     def set_background(self, rgb: tuple[float, float, float]) -> None:
         """Render on another solid sRGB colour in [0, 1] from the next frame (e.g. chroma
@@ -362,7 +300,7 @@ class MeshRenderer:
         else:
             self._colours[self._iris_rows, :3] = np.asarray(rgb, np.float32) ** 2.2
         with self.ctx:
-            self.prog["u_colour"].write(self._colours.tobytes())
+            self._uniform("u_colour", self._colours.tobytes())
 
     def set_hair(
         self,
@@ -413,10 +351,10 @@ class MeshRenderer:
         self.vbo_dynamic.write(self._dynamic)
 
         view, proj = cam.view(), cam.projection(cfg.width / cfg.height)
-        self.prog["u_view"].write(view.T.astype(np.float32).tobytes())
-        self.prog["u_proj"].write(proj.T.astype(np.float32).tobytes())
+        self._uniform("u_view", view.T.astype(np.float32).tobytes())
+        self._uniform("u_proj", proj.T.astype(np.float32).tobytes())
         ortho = not isinstance(cam, PerspectiveCamera)
-        self.prog["u_ortho"].value = ortho
+        self._uniform("u_ortho", ortho)
         if self.texture is not None:
             self.texture.use(0)
 
@@ -427,11 +365,13 @@ class MeshRenderer:
         ctx.enable(moderngl.DEPTH_TEST)
         ctx.enable(moderngl.CULL_FACE)  # closed, outward-wound (CCW) surfaces
         ctx.disable(moderngl.BLEND)
-        draw_elements(self.vao_opaque, moderngl.TRIANGLES)  # the GIL is free meanwhile
+        for part in ("surface", "eyes"):
+            if part in self._vaos:
+                draw_elements(self._vaos[part], moderngl.TRIANGLES)  # the GIL free meanwhile
         if self.hair is not None:
             self.hair.draw(view, proj, hair_transform, ortho, self.fbo)
         ctx.disable(moderngl.CULL_FACE)  # lash cards are seen from both sides
-        if self.vao_blended is not None:
+        if "blended" in self._vaos:
             ctx.enable(moderngl.BLEND)
             ctx.blend_func = (
                 moderngl.SRC_ALPHA,
@@ -440,7 +380,7 @@ class MeshRenderer:
                 moderngl.ONE,
             )
             ctx.depth_mask = False
-            draw_elements(self.vao_blended, moderngl.TRIANGLES)
+            draw_elements(self._vaos["blended"], moderngl.TRIANGLES)
             ctx.depth_mask = True
             ctx.disable(moderngl.BLEND)
         if self.fbo is not self.fbo_resolve:
@@ -466,14 +406,12 @@ class MeshRenderer:
             self.hair.release()
             self.hair = None
         for obj in (
-            self.vao_opaque,
-            self.vao_blended,
-            self.ibo_opaque,
-            self.ibo_blended,
+            *self._vaos.values(),
+            *self._ibos.values(),
             self.vbo_dynamic,
             self.vbo_static,
             self.texture,
-            self.prog,
+            *{self.prog, self.prog_surface},
             self.fbo,
             self.fbo_resolve,
         ):
