@@ -8,7 +8,6 @@ catalogue, the emotion models, the networks and the gates that take turns on the
 from __future__ import annotations
 
 import logging
-import threading
 
 from avatars.catalogue import TargetCatalogue
 from avatars.store import AvatarStore
@@ -16,6 +15,7 @@ from engines.emotion.models import EmotionModels, default_emotion_models
 from engines.face.by_name import load_face_model
 from engines.render.renderer import RenderConfig
 from server.config import ServerConfig
+from server.gates import TurnGate
 from server.networks import SharedNetworks
 from server.session import Session, SessionContext
 from server.targets import shared_targets
@@ -33,9 +33,9 @@ class SessionRuntime:
         self.emotion_reason = ""
         self.networks = SharedNetworks(config)  # the encoder, MediaPipe's ONNX networks
         # at most render_slots sessions track+render at once (see RetargetTrack)
-        self.render_gate = threading.BoundedSemaphore(config.render_slots)
+        self.render_gate = TurnGate(config.render_slots)
         # ... and as many frames are tracked or wait for a render (server/retarget_track.py)
-        self.track_gate = threading.BoundedSemaphore(config.render_slots)
+        self.track_gate = TurnGate(config.render_slots)
 
     def load_emotion_models(self) -> None:
         """The emotion models (trained on first use, then cached); without them the

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,7 @@ from engines.render.renderer import RenderConfig
 from engines.retarget.retargeter import Retargeter
 from engines.retarget.target import Target
 from engines.tracking.tracker import TrackerConfig, TrackResult
+from server.gates import TurnGate
 
 STAT_STAGES = ("track", "filter", "model", "render")
 log = logging.getLogger("vn3d.server")
@@ -43,8 +43,8 @@ class SessionContext:
     emotion_models: EmotionModels | None
     render_config: RenderConfig
     tracker_config: TrackerConfig  # the reader, the landmarker and the shared networks
-    render_gate: threading.BoundedSemaphore  # at most this many sessions render at once
-    track_gate: threading.BoundedSemaphore  # held from a frame's tracking to its render
+    render_gate: TurnGate  # at most this many sessions render at once, in turn
+    track_gate: TurnGate  # held from a frame's tracking to its render
     stamp_frames: bool = False
 
 

@@ -160,11 +160,12 @@ class SlowStages:
 
     def __init__(self) -> None:
         from concurrent.futures import ThreadPoolExecutor
-        from threading import BoundedSemaphore
         from types import SimpleNamespace
 
+        from server.gates import TurnGate
+
         self.id, self.dropped = "slow", 0
-        self.ctx = SimpleNamespace(render_gate=BoundedSemaphore(1), track_gate=BoundedSemaphore(1),
+        self.ctx = SimpleNamespace(render_gate=TurnGate(1), track_gate=TurnGate(1),
                                    stamp_frames=False)
         self.executor = ThreadPoolExecutor(1)
         self.tracker_executor = ThreadPoolExecutor(1)

@@ -12,6 +12,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
+    import torch
+
     from server.app import App, run_server
 
     config = config_from_args(args)
@@ -21,6 +23,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         app_class = ClusterApp
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # the face model's few milliseconds a frame on one thread: with two, each of its steps
+    # waited for a second thread that the tracker and the codecs kept busy (several
+    # sessions: ~10 % more frames; docs/PERFORMANCE.md). Ray's actors run on one already.
+    torch.set_num_threads(1)
 
     def ready(url: str) -> None:
         suffix = f"?token={config.token}" if config.token else ""
