@@ -14,7 +14,7 @@ recorded by a script injected before the page runs, to read their WebRTC statist
 Runs inside a private network namespace (loopback only); as root it re-executes itself
 under `unshare --net`. Prints a table and writes JSON; never a pass/fail gate.
 
-    python scripts/bench_browser.py [--seconds 30] [--clip bbaf2n.mpg] [--size 512]
+    python scripts/bench_browser.py [--seconds 30] [--clip bbaf2n.mpg] [--fps 30] [--size 512]
         [--avatar PHOTO --hair STYLE] [--serve-args "..."] [--out out/bench_browser.json]
 """
 
@@ -207,6 +207,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds ignored after live")
     ap.add_argument("--clip", default="bbaf2n.mpg", help="a GRID clip (video/grid_corpus)")
+    ap.add_argument("--fps", type=float, default=None,
+                    help="the camera's frame rate (default: the clip's, 25; above it, frames "
+                    "repeat in their time)")
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--avatar", default=None, metavar="PHOTO",
                     help="serve an avatar built from this photo (default: the default head)")
@@ -221,11 +224,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         camera = work / "camera.y4m"
-        write_y4m(asset_root() / "video" / "grid_corpus" / args.clip, camera)
+        write_y4m(asset_root() / "video" / "grid_corpus" / args.clip, camera, fps=args.fps)
         row = run(args, camera, work)
     target = f"avatar from {Path(args.avatar).name} (hair {args.hair})" if args.avatar \
         else "the default head"
-    print(f"\n{args.size}² renders of {target}, {args.clip} as the camera, {row['seconds']} s "
+    camera_fps = args.fps or 25
+    print(f"\n{args.size}² renders of {target}, {args.clip} at {camera_fps:g} fps as the camera, "
+          f"{row['seconds']} s "
           f"live after {args.warmup:.0f} s, {os.cpu_count()} cores, clock {CLK} Hz")
     keys = ["sent_fps", "rendered_fps", "received_fps", "decoded_fps", "displayed_fps",
             "dropped_in_server_per_s", "dropped_by_decoder", "dropped_at_display",
@@ -236,6 +241,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"target": target, "size": args.size, "clip": args.clip,
+                               "camera_fps": camera_fps,
                                "serve_args": args.serve_args, "result": row}, indent=2))
     print(f"\nwrote {out}")
 

@@ -8,7 +8,7 @@ import pytest
 
 from avatars.catalogue import load_target
 from engines.files.assets import asset_root
-from engines.files.video_writer import VideoWriter
+from engines.files.video_writer import VideoWriter, write_y4m
 from engines.retarget.clip import ClipConfig, ClipError, retarget_clip
 from engines.retarget.target import Target
 from vn3d.cli import main
@@ -113,3 +113,21 @@ def test_targets(ict, tmp_path) -> None:
         load_target(str(path), ict)
     with pytest.raises(ValueError, match="unknown target"):
         load_target("../../etc/passwd", ict)
+
+
+def test_fake_camera_file_at_another_frame_rate(tmp_path) -> None:
+    """The browser benchmark's camera at 30 fps from a 25 fps clip: every source frame in
+    its time, a sixth more frames, each one of the clip's."""
+    clip = asset_root() / "video" / "grid_corpus" / "bbaf2n.mpg"
+    same, faster = tmp_path / "25.y4m", tmp_path / "30.y4m"
+    assert write_y4m(clip, same) == 75
+    assert write_y4m(clip, faster, fps=30) == 90
+    with av.open(str(faster)) as f:
+        stream = f.streams.video[0]
+        assert float(stream.average_rate) == 30
+        frames = [x.to_ndarray(format="gray").astype(int) for x in f.decode(stream)]
+    with av.open(str(same)) as f:
+        source = [x.to_ndarray(format="gray").astype(int) for x in f.decode(video=0)]
+    assert len(frames) == 90
+    for k in (0, 17, 45, 89):  # output frame k shows source frame floor(k * 25 / 30)
+        assert np.array_equal(frames[k], source[k * 25 // 30])

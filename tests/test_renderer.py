@@ -284,3 +284,21 @@ def test_egl_device_choice(monkeypatch) -> None:
     with pytest.raises(ValueError, match="EGL device index"):
         r.egl_device()
     monkeypatch.setattr(r, "_egl_choice", None)  # the next context chooses again
+
+
+def test_normals_operator_equals_the_torch_normals_in_render_vertex_order(ict) -> None:
+    """The renderer's sparse normals: the same unit normals as ``vertex_normals``, one row
+    per split render vertex (seams twice), on a posed, expressive head."""
+    from engines.geometry.normals import NormalsOperator, vertex_normals
+
+    s, e, p = ict.zero_params(1)
+    e[0, :10], p[0, :3] = 0.7, torch.tensor([0.2, -0.4, 0.1])
+    v = ict(s, e, p)[0]  # (V, 3)
+    vids, _, _ = expand_render_vertices(ict.topology)
+    assert len(vids) > ict.n_vertices  # seams split
+    op = NormalsOperator(ict.topology.faces, ict.n_vertices, vids)
+    got = op(v.numpy())  # (R, 3)
+    want = vertex_normals(v, torch.as_tensor(ict.topology.faces, dtype=torch.long))[vids]
+    assert got.shape == (len(vids), 3) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-5)
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)

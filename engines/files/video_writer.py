@@ -70,19 +70,25 @@ def _format_for(path: Path) -> str:
     return {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}.get(path.suffix.lower(), "mp4")
 
 
-def write_y4m(src: str | Path, dst: str | Path, width: int = 640, height: int = 480) -> int:
+def write_y4m(src: str | Path, dst: str | Path, width: int = 640, height: int = 480,
+              fps: float | None = None) -> int:
     """Decode a video and write it as Y4M (yuv420p, ``width`` x ``height``), the format of
-    Chromium's fake camera (``--use-file-for-fake-video-capture``); returns its frames."""
+    Chromium's fake camera (``--use-file-for-fake-video-capture``); returns its frames.
+    ``fps``: at this rate instead of the source's, each frame the source shows at its time
+    (a 25 fps clip at 30: every fifth frame twice)."""
     n = 0
     with av.open(str(src)) as inp, av.open(str(dst), "w", format="yuv4mpegpipe") as out:
-        stream = out.add_stream("rawvideo", rate=inp.streams.video[0].average_rate or 25)
+        src_fps = float(inp.streams.video[0].average_rate or 25)
+        rate = fps or src_fps
+        stream = out.add_stream("rawvideo", rate=Fraction(rate).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for frame in inp.decode(video=0):
+        for i, frame in enumerate(inp.decode(video=0)):
             f = frame.reformat(width=width, height=height, format="yuv420p")
             f.pts = None
-            for packet in stream.encode(f):
-                out.mux(packet)
-            n += 1
+            while n < (i + 1) * rate / src_fps - 1e-9:  # output frames within this one's time
+                for packet in stream.encode(f):
+                    out.mux(packet)
+                n += 1
         for packet in stream.encode():
             out.mux(packet)
     return n

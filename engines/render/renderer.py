@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from engines.face.model import MeshTopology
-from engines.geometry.normals import vertex_normals
+from engines.geometry.normals import NormalsOperator
 from engines.render.camera import Camera, PerspectiveCamera
 from engines.render.gl_calls import draw_elements, read_pixels
 from engines.render.hair import DEFAULT_COLOUR, HairDrawer, HairLook, hair_mesh
@@ -167,9 +167,10 @@ class MeshRenderer:
         self.topology = topology
         self._own_ctx = ctx is None
         self.ctx = ctx or create_context()
-        self._faces = torch.as_tensor(topology.faces, dtype=torch.long)
         vids, uv_ids, tris = expand_render_vertices(topology)
-        self._vertex_ids = torch.as_tensor(vids, dtype=torch.long)
+        self._vertex_ids = np.ascontiguousarray(vids, np.int64)  # (R,) model vertex per render one
+        n_model = int(topology.faces.max()) + 1
+        self._normals = NormalsOperator(topology.faces, n_model, vids)  # (V, 3) -> (R, 3)
         n_render = len(vids)
         uvs = topology.uvs[uv_ids] if topology.uvs is not None else np.zeros((n_render, 2))
         mat_of_vertex = np.zeros(n_render, np.float32)
@@ -344,10 +345,9 @@ class MeshRenderer:
     ) -> np.ndarray:
         cfg = self.config
         cam = camera or PerspectiveCamera.portrait()
-        v = torch.as_tensor(vertices, dtype=torch.float32).reshape(-1, 3)  # (V, 3)
-        normals = vertex_normals(v, self._faces)  # (V, 3)
-        self._dynamic[:, :3] = v[self._vertex_ids].numpy()
-        self._dynamic[:, 3:] = normals[self._vertex_ids].numpy()
+        v = torch.as_tensor(vertices, dtype=torch.float32).reshape(-1, 3).numpy()  # (V, 3)
+        self._dynamic[:, :3] = v.take(self._vertex_ids, axis=0)
+        self._dynamic[:, 3:] = self._normals(v)
         self.vbo_dynamic.write(self._dynamic)
 
         view, proj = cam.view(), cam.projection(cfg.width / cfg.height)
