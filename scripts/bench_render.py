@@ -84,6 +84,26 @@ def bench_batch(model, renderer, params, frames: int, batch: int) -> float:
     return time.perf_counter() - t0
 
 
+def set_style(renderer: MeshRenderer, style: str, model: ICTFaceModel, params) -> None:
+    """Give the renderer a hairstyle aligned to the benchmark's head, or none."""
+    renderer.set_hair(None if style == "none" else styled_hair(
+        style, params[0][0].numpy(), model).positions)
+
+
+def timed_frames(renderer: MeshRenderer, vertices: torch.Tensor, moves: list[np.ndarray]
+                 ) -> tuple[list[float], float]:
+    """Each frame's render seconds (after 5 warm-up frames), and the process's CPU
+    seconds per frame (llvmpipe's rasteriser threads included)."""
+    for v, m in list(zip(vertices, moves, strict=True))[:5]:
+        renderer.render(v, hair_transform=m)
+    times, cpu0 = [], time.process_time()
+    for v, m in zip(vertices, moves, strict=True):
+        t0 = time.perf_counter()
+        renderer.render(v, hair_transform=m)
+        times.append(time.perf_counter() - t0)
+    return times, (time.process_time() - cpu0) / len(times)
+
+
 def bench_hair(model: ICTFaceModel, params, styles: list[str], size: int) -> dict[str, float]:
     """Median render-only ms at ``size`` (no MSAA) with no hair and with each style."""
     vertices = model(*params)
@@ -91,16 +111,8 @@ def bench_hair(model: ICTFaceModel, params, styles: list[str], size: int) -> dic
     out = {}
     with MeshRenderer(model.topology, RenderConfig(size, size)) as r:
         for style in ["none", *styles]:
-            strands = None if style == "none" else styled_hair(
-                style, params[0][0].numpy(), model).positions
-            r.set_hair(strands)
-            for v, m in list(zip(vertices, moves, strict=True))[:5]:  # warm-up
-                r.render(v, hair_transform=m)
-            times = []
-            for v, m in zip(vertices, moves, strict=True):
-                t0 = time.perf_counter()
-                r.render(v, hair_transform=m)
-                times.append(time.perf_counter() - t0)
+            set_style(r, style, model, params)
+            times, _ = timed_frames(r, vertices, moves)
             out[style] = round(1000 * statistics.median(times), 2)
             print(f"  {size}px hair={style}: {out[style]} ms", flush=True)
     return out
@@ -119,17 +131,8 @@ def bench_lighting(model: ICTFaceModel, params, styles: list[str]) -> list[dict]
         cfg = RenderConfig(512, 512, vertex_lighting=lighting == "vertex")
         with MeshRenderer(model.topology, cfg, texture=texture) as r:
             for style in ["none", *styles]:
-                strands = None if style == "none" else styled_hair(
-                    style, params[0][0].numpy(), model).positions
-                r.set_hair(strands)
-                for v, m in list(zip(vertices, moves, strict=True))[:5]:  # warm-up
-                    r.render(v, hair_transform=m)
-                times, cpu0 = [], time.process_time()
-                for v, m in zip(vertices, moves, strict=True):
-                    t0 = time.perf_counter()
-                    r.render(v, hair_transform=m)
-                    times.append(time.perf_counter() - t0)
-                cpu = (time.process_time() - cpu0) / len(times)
+                set_style(r, style, model, params)
+                times, cpu = timed_frames(r, vertices, moves)
                 rows.append({"lighting": lighting, "hair": style,
                              "wall_median_ms": round(1000 * statistics.median(times), 2),
                              "cpu_ms": round(1000 * cpu, 2)})
