@@ -25,7 +25,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # the face model's few milliseconds a frame on one thread: with two, each of its steps
     # waited for a second thread that the tracker and the codecs kept busy (several
-    # sessions: ~10 % more frames; docs/PERFORMANCE.md). Ray's actors run on one already.
+    # sessions: ~8 % more frames; docs/PERFORMANCE.md). Ray's actors run on one already.
     torch.set_num_threads(1)
 
     def ready(url: str) -> None:
