@@ -229,6 +229,21 @@ def print_gil(rows: list[dict]) -> None:
         print("| " + " | ".join(str(row[k]) for k in keys) + " |")
 
 
+def print_hair(hair: dict[str, float]) -> None:
+    if hair:
+        print("\n| 512 px, no MSAA | render ms (median) | hair's share ms |\n|---|---|---|")
+        for style, ms in hair.items():
+            print(f"| {style} | {ms} | {round(ms - hair['none'], 2)} |")
+
+
+def print_lighting(rows: list[dict]) -> None:
+    if rows:
+        print("\n| lighting | hair | render ms (median) | CPU ms per frame |\n|---|---|---|---|")
+        for row in rows:
+            print(f"| {row['lighting']} | {row['hair']} | {row['wall_median_ms']} | "
+                  f"{row['cpu_ms']} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=60)
@@ -294,16 +309,9 @@ def main() -> None:
     print("|" + "---|" * len(header))
     for row in rows:
         print("| " + " | ".join(str(row[h]) for h in header) + " |")
-    if hair:
-        print("\n| 512 px, no MSAA | render ms (median) | hair's share ms |\n|---|---|---|")
-        for style, ms in hair.items():
-            print(f"| {style} | {ms} | {round(ms - hair['none'], 2)} |")
+    print_hair(hair)
     print_gil(gil)
-    if lighting:
-        print("\n| lighting | hair | render ms (median) | CPU ms per frame |\n|---|---|---|---|")
-        for row in lighting:
-            print(f"| {row['lighting']} | {row['hair']} | {row['wall_median_ms']} | "
-                  f"{row['cpu_ms']} |")
+    print_lighting(lighting)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
