@@ -47,6 +47,12 @@ class TurnGate:
                 raise ValueError("TurnGate released more often than acquired")
             self._free += 1
 
+    @property
+    def waiting(self) -> int:
+        """Threads waiting for their turn now."""
+        with self._lock:
+            return len(self._waiting)
+
     def __enter__(self) -> TurnGate:
         self.acquire()
         return self

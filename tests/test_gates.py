@@ -12,16 +12,21 @@ from server.gates import TurnGate
 
 def waiters(gate: TurnGate, names: list[str], order: list[str], hold_s: float = 0.01
             ) -> list[threading.Thread]:
-    """A thread per name, started 20 ms apart so they queue in this order."""
+    """A thread per name, each started once the one before is queued at the gate (the
+    gate is held), so they queue in this order however loaded the machine is."""
     threads = []
     for name in names:
         def run(name: str = name) -> None:
             with gate:
                 order.append(name)
                 time.sleep(hold_s)
+        queued = gate.waiting
         threads.append(threading.Thread(target=run))
         threads[-1].start()
-        time.sleep(0.02)
+        deadline = time.monotonic() + 10
+        while gate.waiting == queued and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert gate.waiting == queued + 1
     return threads
 
 
