@@ -92,6 +92,10 @@ class RoomBook(ABC):
         await self.leave(session)
         return await self._enter(room, session)
 
+    def _current(self, session: Session) -> Any | None:
+        """The room ``session`` is in, if any."""
+        return self._rooms.get(session.room_id) if session.room_id else None
+
     async def leave_message(self, session: Session, msg: dict) -> dict:
         await self.leave(session)
         return {"type": "room", "room": None, "you": session.id, "participants": []}
@@ -127,10 +131,9 @@ class Rooms(RoomBook):
         self._rooms[room.id] = room
         return await self._enter(room, session)
 
-
     async def call_started(self, session: Session) -> None:
         """A member's call (re)started: the others are told, to watch its new avatar."""
-        room = self._rooms.get(session.room_id) if session.room_id else None
+        room = self._current(session)
         if room is not None:
             room.viewers.discard(session.id)
             await self._broadcast(room)
@@ -171,7 +174,7 @@ class Rooms(RoomBook):
         except ValueError as exc:
             raise ProtocolError("bad_message", str(exc)) from exc
         session.background = rgb
-        room = self._rooms.get(session.room_id) if session.room_id else None
+        room = self._current(session)
         if room is not None:
             await self._broadcast(room, but=session)
         return {"type": "background", "ok": True, "colour": hex_colour(rgb)}
@@ -183,7 +186,7 @@ class Rooms(RoomBook):
         session.subscriptions.clear()  # (others leaving meanwhile look here too)
         for pc in subscriptions:
             await pc.close()
-        room = self._rooms.get(session.room_id) if session.room_id else None
+        room = self._current(session)
         session.room_id = None
         if room is None or room.members.pop(session.id, None) is None:
             return
@@ -232,7 +235,7 @@ class Rooms(RoomBook):
         return self.state(room, session)
 
     def _room_of(self, session: Session) -> Room:
-        room = self._rooms.get(session.room_id) if session.room_id else None
+        room = self._current(session)
         if room is None:
             raise ProtocolError("not_in_room", "join or create a room first")
         return room

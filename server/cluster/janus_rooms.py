@@ -81,7 +81,7 @@ class JanusRooms(RoomBook):
 
     # -- membership --------------------------------------------------------------------
     async def leave(self, session: Session) -> None:
-        room = self._rooms.get(session.room_id) if session.room_id else None
+        room = self._current(session)
         session.room_id = None
         if room is None or room.members.pop(session.id, None) is None:
             return
@@ -99,20 +99,20 @@ class JanusRooms(RoomBook):
 
     async def call_started(self, session: Session) -> None:
         """A member's call (re)started on a host: published into its room again."""
-        room = self._rooms.get(session.room_id) if session.room_id else None
+        room = self._current(session)
         if room is not None:
             await self._publish(room, session)
             await self._broadcast(room, but=session)
 
     async def call_lost(self, session: Session) -> None:
         """A member's host died: it stays in the room, without video, until it calls again."""
-        room = self._rooms.get(session.room_id) if session.room_id else None
+        room = self._current(session)
         if room is not None and room.feeds.pop(session.id, None) is not None:
             await self._broadcast(room)
 
     async def changed(self, session: Session) -> None:
         """A member's choices changed (its background): the others are told."""
-        room = self._rooms.get(session.room_id) if session.room_id else None
+        room = self._current(session)
         if room is not None:
             await self._broadcast(room, but=session)
 
