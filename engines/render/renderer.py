@@ -20,6 +20,7 @@ from engines.geometry.normals import NormalsOperator
 from engines.render.camera import Camera, PerspectiveCamera
 from engines.render.gl_calls import draw_elements, read_pixels
 from engines.render.hair import DEFAULT_COLOUR, HairDrawer, HairLook, hair_mesh
+from engines.render.hair_shell import ShellDrawer
 from engines.render.materials import KIND_IRIS, KIND_PLAIN, KIND_SCLERA, Material, material_for
 from engines.render.shaders import (
     FRAGMENT_LIT_SHADER,
@@ -43,6 +44,9 @@ class RenderConfig:
     # > 0: the hair is drawn again only when the head has turned more than this since it
     # last was (degrees; see engines.render.hair.HairDrawer); 0: every frame
     hair_reuse_deg: float = 0.0
+    # True: the hair is drawn as one textured shell baked from its strands (the live
+    # path's level of detail, engines.render.hair_shell); False: as strands
+    hair_shell: bool = False
     # True: the skin, mouth and lashes are lit per vertex (engines.render.shaders: the
     # same look on the ICT head's small triangles, ~10 % less CPU on llvmpipe); the eyes
     # always per fragment
@@ -197,7 +201,7 @@ class MeshRenderer:
             self._create_objects(static, parts, looks)
             self.texture = None
             self._set_texture(texture)
-        self.hair: HairDrawer | None = None
+        self.hair: HairDrawer | ShellDrawer | None = None
 
     def _create_objects(
         self, static: np.ndarray, parts: dict[str, np.ndarray], looks: list[Material]
@@ -321,7 +325,8 @@ class MeshRenderer:
             if self.hair is None:
                 cfg = self.config
                 reuse = cfg.hair_reuse_deg if cfg.samples == 0 else 0.0  # MSAA: drawn directly
-                self.hair = HairDrawer(self.ctx, (cfg.width, cfg.height), reuse)
+                self.hair = (ShellDrawer(self.ctx) if cfg.hair_shell
+                             else HairDrawer(self.ctx, (cfg.width, cfg.height), reuse))
             self.hair.set(hair_mesh(np.asarray(strands), look or HairLook()), colour)
 
     def render(
