@@ -26,9 +26,12 @@ READER_HELP = ("how ψ and the head pose are read from the landmarks: mediapipe 
                "(experimental: the face model fitted to the landmarks per frame) or deca "
                "(DECA on the frame's face, through the ARKit map: the registered FLAME and "
                "DECA files, ~0.1 s a frame on a CPU); see docs/PERFORMANCE.md")
-HAIR_REUSE_HELP = ("an avatar's hair is drawn again only when the head has turned more "
-                   "than this many degrees since it last was (0: every frame; "
-                   "docs/PERFORMANCE.md)")
+HAIR_REUSE_HELP = ("with --hair-strands: an avatar's hair is drawn again only when the "
+                   "head has turned more than this many degrees since it last was (0: every "
+                   "frame; docs/PERFORMANCE.md)")
+HAIR_STRANDS_HELP = ("draw an avatar's hair as its strands (exact; 15-25 ms a 512² frame on "
+                     "Mesa's CPU renderer) instead of one textured shell baked from them "
+                     "(the default: ~4 ms; docs/PERFORMANCE.md)")
 PIXEL_LIGHTING_HELP = ("light the skin per pixel (exact) instead of per vertex (the "
                        "default: the same look on the ICT head for ~10 %% less CPU a frame "
                        "on Mesa's CPU renderer; docs/PERFORMANCE.md)")
@@ -87,6 +90,7 @@ class ServerConfig:
     # sessions that track+render at the same time (see server/retarget_track.py); on a
     # 2-core CPU a second slot gives ~9 % more frames for ~60 % more latency: Mesa's
     # llvmpipe already rasterises on every core
+    hair_strands: bool = flag(False, action="store_true", help=HAIR_STRANDS_HELP)
     hair_reuse_deg: float = flag(0.3, help=HAIR_REUSE_HELP)
     pixel_lighting: bool = flag(False, action="store_true", help=PIXEL_LIGHTING_HELP)
     render_slots: int = flag(1, help="sessions that track and render at the same time "

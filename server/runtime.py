@@ -52,7 +52,8 @@ class SessionRuntime:
         ctx = SessionContext(
             self.model, self.emotion_models,
             RenderConfig(size, size, hair_reuse_deg=self.config.hair_reuse_deg,
-                         vertex_lighting=not self.config.pixel_lighting),
+                         vertex_lighting=not self.config.pixel_lighting,
+                         hair_shell=not self.config.hair_strands),
             self.networks.tracker_config(),
             self.render_gate, self.track_gate, self.config.stamp_frames,
         )

@@ -19,6 +19,9 @@ onto its outermost layer.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import moderngl
@@ -35,7 +38,7 @@ R_MAX = 60.0  # cm: beyond any hair's reach from the centre (depth scale of the 
 GAP_CLOSE = 2  # texels: gaps between neighbouring strands up to twice this are closed
 EDGE = 6  # cells
 HOLE = 600  # texels: smaller holes in the hair are filled (about 1.5 cm² on the scalp)
-GAP_SHADE = 0.45  # brightness of a closed gap (hair further in, in the shade)
+GAP_SHADE = 0.6  # brightness of a closed gap: as the strand renderer's scalp cap
 RAMP = 5  # cells: how far the shell slopes into the head beyond hair growing from the scalp
 SLOPE = 2.5  # cm of radius lost per cell on that slope
 
@@ -249,8 +252,8 @@ def texture_alpha(baked: Baked, alpha: np.ndarray) -> np.ndarray:
     h, w = alpha.shape
     _, _, cell = grid_samples(h, w)
     reach = (2 * (RAMP + 1) * cell[0] + 1, 2 * (RAMP + 1) * cell[1] + 1)
-    rooted = ndimage.binary_dilation(baked.rooted & alpha, np.ones(reach, bool))
-    return alpha | (rooted & ndimage.binary_dilation(alpha, np.ones(reach, bool)))
+    rooted = ndimage.maximum_filter(baked.rooted & alpha, size=reach, mode="wrap")
+    return alpha | (rooted & ndimage.maximum_filter(alpha, size=reach, mode="wrap"))
 
 
 def shell_of(ctx: moderngl.Context, mesh: HairMesh) -> HairShell:
@@ -266,9 +269,13 @@ def shell_of(ctx: moderngl.Context, mesh: HairMesh) -> HairShell:
                                              return_indices=True)
     shade = np.where(alpha, shade, shade[tuple(nearest)])  # beyond the edge: the edge's
     ii, jj, cell = grid_samples(h, w)
-    mean_t = ndimage.uniform_filter(np.where(hair[..., None], baked.tangent, 0.0),
-                                    size=(*cell, 1), mode="wrap")[np.ix_(ii, jj)]
-    mean_t /= np.maximum(np.linalg.norm(mean_t, axis=-1, keepdims=True), 1e-9)
+    # the strands' mean direction near each vertex: as long as they agree (1: combed
+    # alike, ~0: curls pointing every way), which the shader's highlights follow
+    at = np.ix_(ii, jj)
+    total = ndimage.uniform_filter(np.where(hair[..., None], baked.tangent, 0.0),
+                                   size=(*cell, 1), mode="wrap")[at]
+    count = ndimage.uniform_filter(hair.astype(float), size=cell, mode="wrap")[at]
+    mean_t = total / np.maximum(count, 1e-9)[..., None]
 
     fields = (r, drawn, hanging, mean_t, (ii + 0.5) / h, mesh.centre)
     fine, outside, two_sided = grid_mesh(*fields, step=1)
@@ -284,6 +291,31 @@ def shell_of(ctx: moderngl.Context, mesh: HairMesh) -> HairShell:
     return HairShell(vertices.astype(np.float32), outside.astype(np.int32),
                      int(two_sided.sum()), inside.astype(np.int32), texture,
                      np.asarray(mesh.centre, np.float64))
+
+
+_cache: OrderedDict[bytes, HairShell] = OrderedDict()
+_cache_lock = threading.Lock()
+CACHE_SIZE = 16  # styles' shells kept (about 2 MB each)
+
+
+def cached_shell(ctx: moderngl.Context, mesh: HairMesh) -> HairShell:
+    """:func:`shell_of`, made once per drawn-strand mesh in this process: a shell is plain
+    arrays, so every session and renderer showing the same hair shares it, and switching
+    back to a style (or another session picking it) does not bake it again (~0.3 s)."""
+    key = hashlib.sha1(b"".join(a.tobytes() for a in (
+        mesh.vertices, mesh.lines, mesh.cap, np.asarray(mesh.centre)))).digest()
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    shell = shell_of(ctx, mesh)
+    for array in (shell.vertices, shell.triangles, shell.inside, shell.texture):
+        array.flags.writeable = False  # shared
+    with _cache_lock:
+        _cache[key] = shell
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return shell
 
 
 def grid_mesh(r: np.ndarray, drawn: np.ndarray, two_sided: np.ndarray, tangent: np.ndarray,
@@ -377,15 +409,18 @@ void main() {
     vec3 tinted = vec3(0.0);
     vec3 dirs[3] = vec3[3](KEY_DIR, FILL_DIR, RIM_DIR);
     vec3 rgbs[3] = vec3[3](KEY_RGB, FILL_RGB, RIM_RGB);
-    vec3 t = normalize(mat3(mv) * in_tangent);
+    // strands that point every way (curls) light as their mean over all directions:
+    // E[sin] = π/4, E[sin^90] ≈ 0.13, E[sin^22] ≈ 0.27 for a random direction
+    float agree = clamp(length(in_tangent), 0.0, 1.0);
+    vec3 t = agree > 1e-4 ? normalize(mat3(mv) * in_tangent) : n;
     vec3 t1 = normalize(t + 0.15 * n);
     vec3 t2 = normalize(t - 0.25 * n);
     for (int i = 0; i < 3; ++i) {
         float facing = clamp(dot(n, dirs[i]) * 0.6 + 0.4, 0.0, 1.0);
-        light += rgbs[i] * sin_between(t, dirs[i]) * facing;
+        light += rgbs[i] * mix(0.785, sin_between(t, dirs[i]), agree) * facing;
         vec3 h = normalize(dirs[i] + view_dir);
-        spec += rgbs[i] * facing * 0.07 * pow(sin_between(t1, h), 90.0);
-        tinted += rgbs[i] * facing * 0.5 * pow(sin_between(t2, h), 22.0);
+        spec += rgbs[i] * facing * 0.07 * mix(0.13, pow(sin_between(t1, h), 90.0), agree);
+        tinted += rgbs[i] * facing * 0.5 * mix(0.27, pow(sin_between(t2, h), 22.0), agree);
     }
     v_diffuse = u_colour * (light + tinted);
     v_spec = spec;
@@ -460,7 +495,7 @@ class ShellDrawer:
         self._release_buffers()
         if not len(mesh.lines) and not len(mesh.cap):
             return  # bald: nothing to draw
-        shell = shell_of(self.ctx, mesh)
+        shell = cached_shell(self.ctx, mesh)
         ctx = self.ctx
         self.vbo = ctx.buffer(shell.vertices.tobytes())
         layout = [(self.vbo, "3f 3f 2f", "in_pos", "in_tangent", "in_uv")]

@@ -62,7 +62,8 @@ def run(args: argparse.Namespace, source, camera, background, progress):
     # the render's own background is the frame's, so a chroma key takes the whole of it
     render = RenderConfig(side, side, background=tuple(c / 255 for c in background),
                           hair_reuse_deg=args.hair_reuse_deg,
-                          vertex_lighting=not args.pixel_lighting)
+                          vertex_lighting=not args.pixel_lighting,
+                          hair_shell=not args.hair_strands)
     retargeter = Retargeter(model, load_target(args.target, model), render,
                             TrackerConfig(reader=args.reader, landmarker=args.landmarker))
     try:
@@ -73,7 +74,12 @@ def run(args: argparse.Namespace, source, camera, background, progress):
 
 def register(sub: argparse._SubParsersAction) -> None:
     from engines.tracking.tracker import DEFAULT_READER, READERS
-    from server.config import HAIR_REUSE_HELP, PIXEL_LIGHTING_HELP, READER_HELP
+    from server.config import (
+        HAIR_REUSE_HELP,
+        HAIR_STRANDS_HELP,
+        PIXEL_LIGHTING_HELP,
+        READER_HELP,
+    )
     from vn3d.camera.sink import SIZES
 
     p = sub.add_parser("camera", help="the avatar as a system camera (Zoom, Meet, Teams)")
@@ -98,6 +104,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=None, help="stop after N frames")
     p.add_argument("--loop", action="store_true", help="loop a video file source")
     p.add_argument("--reader", choices=READERS, default=DEFAULT_READER, help=READER_HELP)
+    p.add_argument("--hair-strands", action="store_true", help=HAIR_STRANDS_HELP)
     p.add_argument("--hair-reuse-deg", type=float, default=0.3, help=HAIR_REUSE_HELP)
     p.add_argument("--pixel-lighting", action="store_true", help=PIXEL_LIGHTING_HELP)
     add_landmarker_flag(p)
