@@ -36,6 +36,7 @@ BAKE_SIZE = (1024, 512)  # texels around (azimuth, 2π) and from the face's forw
 GRID = (192, 96)  # shell cells around (at the widest row) and from front to back
 R_MAX = 60.0  # cm: beyond any hair's reach from the centre (depth scale of the bake)
 GAP_CLOSE = 2  # texels: gaps between neighbouring strands up to twice this are closed
+COVER = 0.25  # a vertex is on the hair when this share of its cell's texels shows hair
 EDGE = 6  # cells
 HOLE = 600  # texels: smaller holes in the hair are filled (about 1.5 cm² on the scalp)
 GAP_SHADE = 0.6  # brightness of a closed gap: as the strand renderer's scalp cap
@@ -228,7 +229,9 @@ def vertex_radii(baked: Baked, alpha: np.ndarray
     has_hair = baked.outer > 0
     at = np.ix_(ii, jj)
     far = ndimage.maximum_filter(np.where(has_hair, baked.outer, 0.0), size=cell, mode="wrap")
-    hair_v = ndimage.maximum_filter(alpha, size=cell, mode="wrap")[at]
+    cover = ndimage.gaussian_filter(alpha.astype(np.float32), (cell[0], cell[1]),
+                                    mode="wrap")[at]
+    hair_v = cover >= COVER  # stray strands alone do not stretch the shell
     if not hair_v.any():
         raise ValueError("a hair shell needs hair")
     scalp = ndimage.maximum_filter(baked.rooted & alpha, size=cell, mode="wrap")[at] & hair_v
@@ -253,7 +256,10 @@ def texture_alpha(baked: Baked, alpha: np.ndarray) -> np.ndarray:
     _, _, cell = grid_samples(h, w)
     reach = (2 * (RAMP + 1) * cell[0] + 1, 2 * (RAMP + 1) * cell[1] + 1)
     rooted = ndimage.maximum_filter(baked.rooted & alpha, size=reach, mode="wrap")
-    return alpha | (rooted & ndimage.maximum_filter(alpha, size=reach, mode="wrap"))
+    # a smooth band (not the box a maximum filter makes), so the hairline stays smooth
+    sigma = (RAMP * cell[0] / 2, RAMP * cell[1] / 2)
+    band = ndimage.gaussian_filter(alpha.astype(np.float32), sigma, mode="wrap") > 0.1
+    return alpha | (rooted & band)
 
 
 def shell_of(ctx: moderngl.Context, mesh: HairMesh) -> HairShell:
