@@ -1,5 +1,6 @@
-"""The live path's hair layer (``RenderConfig.hair_reuse_deg``): drawn into its own colour
-and depth, laid over the head, drawn again only when the head has turned enough."""
+"""Strand hair's layer (``RenderConfig.hair_reuse_deg``; the live paths with
+``--hair-strands``): drawn into its own colour and depth, laid over the head, drawn again
+only when the head has turned enough."""
 
 from __future__ import annotations
 

@@ -149,3 +149,15 @@ def test_the_pictures_are_made_ahead_from_the_command_line(monkeypatch, tmp_path
     assert len(list((tmp_path / THUMBNAIL_CACHE).glob("*.png"))) == 2
     assert main(["avatar", "styles", "--pictures"]) == 0
     assert "0 made now" in capsys.readouterr().out
+
+
+def test_live_sessions_draw_hair_as_the_shell_unless_told_strands(app) -> None:
+    import argparse
+
+    from server.config import add_arguments, config_from_args
+
+    assert app.new_session("s" * 20).ctx.render_config.hair_shell
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert not config_from_args(parser.parse_args([])).hair_strands
+    assert config_from_args(parser.parse_args(["--hair-strands"])).hair_strands

@@ -33,7 +33,7 @@ from engines.render.hair import HairMesh
 from engines.render.materials import LIGHTS_GLSL
 
 BAKE_SIZE = (1024, 512)  # texels around (azimuth, 2π) and from the face's forward axis (π)
-GRID = (192, 96)  # shell cells around (at the widest row) and from front to back
+GRID = (160, 80)  # shell cells around (at the widest row) and from front to back
 R_MAX = 60.0  # cm: beyond any hair's reach from the centre (depth scale of the bake)
 GAP_CLOSE = 2  # texels: gaps between neighbouring strands up to twice this are closed
 COVER = 0.25  # a vertex is on the hair when this share of its cell's texels shows hair
