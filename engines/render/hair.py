@@ -30,26 +30,29 @@ from engines.render.materials import LIGHTS_GLSL
 # Lit per vertex: a strand's light changes little between its vertices, and the fragments
 # of the tens of thousands of lines (much of llvmpipe's cost) only interpolate it. The
 # light rig is the head's (engines.render.renderer's fragment shader), in view space.
-VERTEX_SHADER = """
-#version 330
+# what the strands' and the shell's (engines.render.hair_shell) vertex shaders share
+HAIR_UNIFORMS_GLSL = """
 uniform mat4 u_view;
 uniform mat4 u_proj;
 uniform mat4 u_model;
 uniform vec3 u_centre;
 uniform vec3 u_colour;       // linear rgb
 uniform bool u_ortho;
+"""
+KAJIYA_KAY_GLSL = LIGHTS_GLSL + """
+float sin_between(vec3 t, vec3 d) {
+    float c = dot(t, d);
+    return sqrt(max(1.0 - c * c, 0.0));
+}
+"""
+
+VERTEX_SHADER = "#version 330\n" + HAIR_UNIFORMS_GLSL + """
 in vec3 in_pos;
 in vec3 in_tangent;
 in float in_t;               // 0 root .. 1 tip; < 0 on the scalp cap
 in float in_shade;
 out vec3 v_rgb;              // linear
-
-""" + LIGHTS_GLSL + """
-float sin_between(vec3 t, vec3 d) {
-    float c = dot(t, d);
-    return sqrt(max(1.0 - c * c, 0.0));
-}
-
+""" + KAJIYA_KAY_GLSL + """
 void main() {
     mat4 mv = u_view * u_model;
     vec4 p = mv * vec4(in_pos, 1.0);

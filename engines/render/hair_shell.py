@@ -29,8 +29,7 @@ import numpy as np
 from scipy import ndimage
 
 from engines.render.gl_calls import draw_elements
-from engines.render.hair import HairMesh
-from engines.render.materials import LIGHTS_GLSL
+from engines.render.hair import HAIR_UNIFORMS_GLSL, KAJIYA_KAY_GLSL, HairMesh
 
 BAKE_SIZE = (1024, 512)  # texels around (azimuth, 2π) and from the face's forward axis (π)
 GRID = (160, 80)  # shell cells around (at the widest row) and from front to back
@@ -382,27 +381,14 @@ def outward(tris: np.ndarray, pos: np.ndarray, centre: np.ndarray) -> np.ndarray
 
 # Lit as the strands are (engines.render.hair's vertex shader), with the strands' mean
 # direction under the vertex; the texture's shade multiplies the light.
-SHELL_VERTEX_SHADER = """
-#version 330
-uniform mat4 u_view;
-uniform mat4 u_proj;
-uniform mat4 u_model;
-uniform vec3 u_centre;
-uniform vec3 u_colour;       // linear rgb
-uniform bool u_ortho;
+SHELL_VERTEX_SHADER = "#version 330\n" + HAIR_UNIFORMS_GLSL + """
 in vec3 in_pos;
 in vec3 in_tangent;
 in vec2 in_uv;
 out vec3 v_diffuse;          // times the base colour
 out vec3 v_spec;             // white, added
 out vec2 v_uv;
-
-""" + LIGHTS_GLSL + """
-float sin_between(vec3 t, vec3 d) {
-    float c = dot(t, d);
-    return sqrt(max(1.0 - c * c, 0.0));
-}
-
+""" + KAJIYA_KAY_GLSL + """
 void main() {
     mat4 mv = u_view * u_model;
     vec4 p = mv * vec4(in_pos, 1.0);
