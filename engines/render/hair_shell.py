@@ -1,20 +1,22 @@
-"""Hair as one textured shell: the live path's level of detail for strand hair.
+"""Hair as one textured shell: the live paths' level of detail for strand hair.
 
-Tens of thousands of strand lines cost llvmpipe 15-25 ms a 512² frame; one surface over
-the hair costs what its pixels do. The shell is a radial height field around the point
-the strands are lit from (inside the skull): for each direction, how far out the hair
-reaches. Its texture is baked once per style from the drawn strands themselves, in the
-same direction coordinates (azimuth around the face's forward axis, angle from it), so
-each texel holds the outermost strand there: its brightness (root shade and per-strand
-variation, as drawn), its direction (for the highlights) and whether hair is there
-(alpha; gaps between neighbouring strands closed, as the strand renderer's scalp cap
-closes them). Drawn, the shell is lit as the strands are (Kajiya-Kay, per vertex, with the
-mean direction of the strands under each vertex) and cut to the texture's alpha.
+Tens of thousands of strand lines cost llvmpipe 10-30 ms a 512² frame; one surface over
+the hair costs a few, and on llvmpipe a surface's cost follows its triangles more than
+its pixels. The shell is a radial height field round the point the strands are lit from
+(inside the skull): for each direction, how far out the hair reaches. Its texture is
+baked once per style from the drawn strands themselves, in the same direction coordinates
+(azimuth round the face's forward axis, angle from it), so each texel holds the outermost
+strand there: its brightness (root shade and per-strand variation, as drawn), its
+direction (for the highlights) and whether hair is there (alpha; gaps between neighbouring
+strands closed and small holes filled, as the strand renderer's scalp cap closes them). A
+second pass with the innermost strand winning tells where the hair grows from the scalp:
+past that hair's edge the shell slopes into the head, whose surface then cuts the
+hairline. Drawn, the shell is lit as the strands are (Kajiya-Kay, per vertex, with the
+mean direction of the strands near each vertex) and cut to the texture's alpha.
 
-A direction meets the shell once, so from outside a star-shaped hairdo shows one layer
-(back faces culled), and the hair's outline in direction space is the strands' own; hair
-that folds back over itself (a loop further out than the hair beside it) is flattened
-onto its outermost layer.
+A direction meets the shell once: hair that folds back over itself (a loop further out
+than the hair beside it) is flattened onto its outermost layer, and a tail hanging clear
+of the neck is joined to the nape.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ GRID = (160, 80)  # shell cells around (at the widest row) and from front to bac
 R_MAX = 60.0  # cm: beyond any hair's reach from the centre (depth scale of the bake)
 GAP_CLOSE = 2  # texels: gaps between neighbouring strands up to twice this are closed
 COVER = 0.25  # a vertex is on the hair when this share of its cell's texels shows hair
-EDGE = 6  # cells
+EDGE = 6  # cells from the hair's edge within which its inside is drawn cut to the alpha
 HOLE = 600  # texels: smaller holes in the hair are filled (about 1.5 cm² on the scalp)
 GAP_SHADE = 0.6  # brightness of a closed gap: as the strand renderer's scalp cap
 RAMP = 5  # cells: how far the shell slopes into the head beyond hair growing from the scalp
@@ -88,8 +90,7 @@ class Baked:
     tangent: np.ndarray  # (H, W, 3) the outermost strand's direction
     outer: np.ndarray  # (H, W) its radius, cm; 0 where no hair
     shade: np.ndarray  # (H, W) its brightness
-    inner: np.ndarray  # (H, W) the innermost hair's radius
-    rooted: np.ndarray  # (H, W) bool: the innermost is the scalp cap
+    rooted: np.ndarray  # (H, W) bool: the innermost hair there is the scalp cap
 
 
 @dataclass(frozen=True)
@@ -172,16 +173,17 @@ def bake(ctx: moderngl.Context, mesh: HairMesh, size: tuple[int, int] = BAKE_SIZ
                 for shift in (0.0, 2 * np.pi, -2 * np.pi):
                     prog["u_shift"].value = shift
                     vao.render(moderngl.LINES if name == "lines" else moderngl.TRIANGLES)
-            reads.append(np.frombuffer(fbo.read(components=4, attachment=0, dtype="f4"),
-                                       np.float32).reshape(h, w, 4))
+            if func == "<":  # the outermost strand's direction and radius
+                reads.append(np.frombuffer(fbo.read(components=4, attachment=0, dtype="f4"),
+                                           np.float32).reshape(h, w, 4))
             reads.append(np.frombuffer(fbo.read(components=4, attachment=1, dtype="f1"),
-                                       np.uint8).reshape(h, w, 4))
+                                       np.uint8).reshape(h, w, 4))  # shade, cap
     finally:
         ctx.depth_func = "<"
         for obj in reversed(made):
             obj.release()
-    outer, outer_shade, inner, inner_kind = reads
-    return Baked(outer[..., :3], outer[..., 3], outer_shade[..., 0] / 255.0, inner[..., 3],
+    outer, outer_shade, inner_kind = reads
+    return Baked(outer[..., :3], outer[..., 3], outer_shade[..., 0] / 255.0,
                  inner_kind[..., 1] > 127)
 
 
