@@ -29,9 +29,9 @@ READER_HELP = ("how ψ and the head pose are read from the landmarks: mediapipe 
 HAIR_REUSE_HELP = ("with --hair-strands: an avatar's hair is drawn again only when the "
                    "head has turned more than this many degrees since it last was (0: every "
                    "frame; docs/PERFORMANCE.md)")
-HAIR_STRANDS_HELP = ("draw an avatar's hair as its strands (exact; 15-25 ms a 512² frame on "
+HAIR_STRANDS_HELP = ("draw an avatar's hair as its strands (exact; ~19 ms a 512² frame on "
                      "Mesa's CPU renderer) instead of one textured shell baked from them "
-                     "(the default: ~4 ms; docs/PERFORMANCE.md)")
+                     "(the default: ~3 ms; docs/PERFORMANCE.md)")
 PIXEL_LIGHTING_HELP = ("light the skin per pixel (exact) instead of per vertex (the "
                        "default: the same look on the ICT head for ~10 %% less CPU a frame "
                        "on Mesa's CPU renderer; docs/PERFORMANCE.md)")
@@ -87,12 +87,12 @@ class ServerConfig:
     backend: str = flag("auto", choices=["auto", *BACKENDS],
                         help="the runtime of the encoder and of the onnx landmarker (auto: "
                         "TensorRT on a GPU, else ONNX Runtime)")
-    # sessions that track+render at the same time (see server/retarget_track.py); on a
-    # 2-core CPU a second slot gives ~9 % more frames for ~60 % more latency: Mesa's
-    # llvmpipe already rasterises on every core
     hair_strands: bool = flag(False, action="store_true", help=HAIR_STRANDS_HELP)
     hair_reuse_deg: float = flag(0.3, help=HAIR_REUSE_HELP)
     pixel_lighting: bool = flag(False, action="store_true", help=PIXEL_LIGHTING_HELP)
+    # sessions that track+render at the same time (see server/retarget_track.py); on a
+    # 2-core CPU a second slot gives ~9 % more frames for ~60 % more latency: Mesa's
+    # llvmpipe already rasterises on every core
     render_slots: int = flag(1, help="sessions that track and render at the same time "
                              "(1 keeps latency low on CPU renderers)")
     idle_timeout_s: float = flag(60.0, help="a socket without a call that sends nothing this "

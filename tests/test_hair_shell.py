@@ -131,6 +131,24 @@ def test_a_style_without_hair_draws_nothing(ict, strands, poses) -> None:
     np.testing.assert_array_equal(frame, bare[0])
 
 
+def test_a_few_stray_strands_make_no_shell_and_draw_nothing(ict, strands, poses) -> None:
+    """Too little hair for a shell (here one drawn strand of a long style) is not an
+    error: the live session keeps running with nothing drawn."""
+    mesh = hair_mesh(np.asarray(strands["long_wavy"]), HairLook())
+    first = mesh.lines[mesh.lines[:, 1] < 100 // HairLook().step]  # the first strand's
+    few = dataclasses.replace(mesh, lines=first, cap=np.zeros((0, 3), np.int32))
+    with MeshRenderer(ict.topology, RenderConfig(64, 64)) as r, r.ctx:
+        assert hs.shell_of(r.ctx, few) is None
+        assert hs.shell_of(r.ctx, mesh) is not None  # the control: the whole style
+    bare = render(ict, poses[:1], None, shell=True)
+    with MeshRenderer(ict.topology, RenderConfig(SIZE, SIZE, hair_shell=True)) as r:
+        r.set_hair(strands["side_part"])
+        with r.ctx:
+            r.hair.set(few, (0.2, 0.2, 0.2))
+        np.testing.assert_array_equal(r.render(poses[0][0], hair_transform=poses[0][1]),
+                                      bare[0])
+
+
 def test_a_shell_is_baked_once_per_style_and_shared_read_only(ict, strands) -> None:
     meshes = {s: hair_mesh(np.asarray(strands[s]), HairLook()) for s in ("side_part", "ponytail")}
     with MeshRenderer(ict.topology, RenderConfig(64, 64)) as r, r.ctx:

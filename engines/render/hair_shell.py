@@ -216,15 +216,17 @@ def grid_samples(h: int, w: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int
 
 
 def vertex_radii(baked: Baked, alpha: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Per grid vertex: its radius, whether it is drawn, and whether its triangles are
     drawn from inside too: where the hair hangs free (no scalp under it) and within
     ``EDGE`` cells of its edge (where the gaps between strands show the hair behind).
 
-    A vertex with hair within its cell lies at the hair's furthest reach there. Beyond
-    the edge of hair that grows from the scalp there (an afro's front, a fringe's roots)
-    the shell slopes ``SLOPE`` cm a cell for ``RAMP`` cells into the head, whose surface
-    then cuts the hairline as the strands' roots meet it."""
+    A vertex is on the hair where ``COVER`` of the texels round it (a Gaussian of a cell's
+    width) show hair, and lies at the hair's furthest reach within its cell. Beyond the
+    edge of hair that grows from the scalp there (an afro's front, a fringe's roots) the
+    shell slopes ``SLOPE`` cm a cell for ``RAMP`` cells into the head, whose surface then
+    cuts the hairline as the strands' roots meet it. None when no vertex is on the hair
+    (a few stray strands)."""
     h, w = baked.outer.shape
     ii, jj, cell = grid_samples(h, w)
     has_hair = baked.outer > 0
@@ -234,7 +236,7 @@ def vertex_radii(baked: Baked, alpha: np.ndarray
                                     mode="wrap")[at]
     hair_v = cover >= COVER  # stray strands alone do not stretch the shell
     if not hair_v.any():
-        raise ValueError("a hair shell needs hair")
+        return None
     scalp = ndimage.maximum_filter(baked.rooted & alpha, size=cell, mode="wrap")[at] & hair_v
     rooted = ndimage.maximum_filter(scalp, size=2 * RAMP + 1, mode=("nearest", "wrap"))
     r = far[at]
@@ -263,13 +265,16 @@ def texture_alpha(baked: Baked, alpha: np.ndarray) -> np.ndarray:
     return alpha | (rooted & band)
 
 
-def shell_of(ctx: moderngl.Context, mesh: HairMesh) -> HairShell:
-    """The shell of a style's drawn strands (see the module)."""
+def shell_of(ctx: moderngl.Context, mesh: HairMesh) -> HairShell | None:
+    """The shell of a style's drawn strands (see the module); None when there is too
+    little hair to make one (nothing is drawn)."""
     baked = bake(ctx, mesh)
     h, w = baked.outer.shape
     hair = baked.outer > 0
     alpha = closed_alpha(hair)
-    r, drawn, hanging = vertex_radii(baked, alpha)
+    if (radii := vertex_radii(baked, alpha)) is None:
+        return None
+    r, drawn, hanging = radii
     shown = texture_alpha(baked, alpha)
     shade = np.where(hair, baked.shade, GAP_SHADE)
     nearest = ndimage.distance_transform_edt(~alpha, return_distances=False,
@@ -305,7 +310,7 @@ _cache_lock = threading.Lock()
 CACHE_SIZE = 16  # styles' shells kept (about 2 MB each)
 
 
-def cached_shell(ctx: moderngl.Context, mesh: HairMesh) -> HairShell:
+def cached_shell(ctx: moderngl.Context, mesh: HairMesh) -> HairShell | None:
     """:func:`shell_of`, made once per drawn-strand mesh in this process: a shell is plain
     arrays, so every session and renderer showing the same hair shares it, and switching
     back to a style (or another session picking it) does not bake it again (~0.3 s)."""
@@ -316,7 +321,8 @@ def cached_shell(ctx: moderngl.Context, mesh: HairMesh) -> HairShell:
             _cache.move_to_end(key)
             return _cache[key]
     shell = shell_of(ctx, mesh)
-    for array in (shell.vertices, shell.triangles, shell.inside, shell.texture):
+    for array in (() if shell is None else
+                  (shell.vertices, shell.triangles, shell.inside, shell.texture)):
         array.flags.writeable = False  # shared
     with _cache_lock:
         _cache[key] = shell
@@ -489,7 +495,8 @@ class ShellDrawer:
         self._release_buffers()
         if not len(mesh.lines) and not len(mesh.cap):
             return  # bald: nothing to draw
-        shell = cached_shell(self.ctx, mesh)
+        if (shell := cached_shell(self.ctx, mesh)) is None:
+            return  # a few stray strands: nothing to draw
         ctx = self.ctx
         self.vbo = ctx.buffer(shell.vertices.tobytes())
         layout = [(self.vbo, "3f 3f 2f", "in_pos", "in_tangent", "in_uv")]
