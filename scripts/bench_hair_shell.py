@@ -29,6 +29,7 @@ import torch
 from bench_render import animated_params, timed_frames
 from PIL import Image
 
+from avatars.hair.photo import mask_iou
 from avatars.hair.styles import list_styles
 from avatars.restyle import styled_hair
 from engines.face.ict import ICTFaceModel
@@ -56,9 +57,6 @@ def hair_masks(frames: list[np.ndarray], bare: list[np.ndarray]) -> np.ndarray:
     return np.stack([np.abs(f.astype(int) - b.astype(int)).max(-1) > HAIR_DIFF
                      for f, b in zip(frames, bare, strict=True)])
 
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max((a | b).sum(), 1))
 
 
 def lightness(frames: list[np.ndarray], mask: np.ndarray) -> float:
@@ -90,9 +88,9 @@ def quality(strands_r: MeshRenderer, shell_r: MeshRenderer, style: str, other: s
         strands_r.hair.set(cap_only, DEFAULT_COLOUR)
     cap_mask = hair_masks(render_poses(strands_r, poses), bare)
     both = truth & mask
-    row = {"style": style, "iou": round(iou(truth, mask), 3),
-           "iou_cap_only": round(iou(truth, cap_mask), 3),
-           "iou_other_style": round(iou(truth, other_mask), 3),
+    row = {"style": style, "iou": round(mask_iou(truth, mask), 3),
+           "iou_cap_only": round(mask_iou(truth, cap_mask), 3),
+           "iou_other_style": round(mask_iou(truth, other_mask), 3),
            "holes_pct": round(100 * holes.sum() / max(truth.sum(), 1), 2),
            "lightness_strands": lightness(exact, both), "lightness_shell": lightness(shell, both)}
     sheet = np.concatenate([np.concatenate(exact, 1), np.concatenate(shell, 1)], 0)

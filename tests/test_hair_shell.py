@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from avatars.hair.photo import mask_iou
 from avatars.restyle import styled_hair
 from engines.render import hair_shell as hs
 from engines.render.hair import HairLook, HairMesh, hair_mesh, head_transform
@@ -49,9 +50,6 @@ def hair_mask(frames: np.ndarray, bare: np.ndarray) -> np.ndarray:
     return np.abs(frames.astype(int) - bare.astype(int)).max(-1) > 12
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / (a | b).sum())
-
 
 def test_the_reduced_grid_covers_the_sphere_with_fewer_cells() -> None:
     polar = np.linspace(np.pi, 0.0, 49)
@@ -85,7 +83,7 @@ def test_the_shell_shows_the_hair_where_the_strands_do(ict, strands, poses) -> N
         truth = hair_mask(render(ict, poses, strands[style], shell=False), bare)
         shell_frames = render(ict, poses, strands[style], shell=True)
         shell = hair_mask(shell_frames, bare)
-        assert iou(truth, shell) > 0.8, style
+        assert mask_iou(truth, shell) > 0.8, style
         # the background shows through a tenth of the strands' hair at most (measured
         # 4-7 % at this size: strand tips beyond the shell's outline)
         background = np.asarray(RenderConfig().background) * 255
@@ -93,7 +91,8 @@ def test_the_shell_shows_the_hair_where_the_strands_do(ict, strands, poses) -> N
         assert holes.sum() < 0.10 * truth.sum(), style
     # controls: another style's hair, and the scalp cap alone, cover long hair far worse
     truth = hair_mask(render(ict, poses, strands["long_wavy"], shell=False), bare)
-    assert iou(truth, hair_mask(render(ict, poses, strands["side_part"], shell=True), bare)) < 0.6
+    other = hair_mask(render(ict, poses, strands["side_part"], shell=True), bare)
+    assert mask_iou(truth, other) < 0.6
     with MeshRenderer(ict.topology, RenderConfig(SIZE, SIZE)) as r:
         r.set_hair(strands["long_wavy"])
         cap_only = dataclasses.replace(hair_mesh(np.asarray(strands["long_wavy"]), HairLook()),
@@ -101,7 +100,7 @@ def test_the_shell_shows_the_hair_where_the_strands_do(ict, strands, poses) -> N
         with r.ctx:
             r.hair.set(cap_only, (0.23, 0.16, 0.11))
         cap = np.stack([r.render(v, hair_transform=m) for v, m in poses])
-    assert iou(truth, hair_mask(cap, bare)) < 0.5
+    assert mask_iou(truth, hair_mask(cap, bare)) < 0.5
 
 
 def test_the_shell_takes_the_hair_colour_and_lights_it_as_the_strands(ict, strands, poses):
