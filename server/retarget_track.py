@@ -151,6 +151,7 @@ class RetargetTrack(MediaStreamTrack):
         format, so that none of them converts it (a room's relay hands this one frame to
         several encoders on several threads, and PyAV's conversion of one frame is not
         safe to run twice at once)."""
+        self.session.prepare()  # a new target or hairstyle set up outside the gate
         with self.session.ctx.render_gate:
             with self._lock:
                 tracked, self._tracked = self._tracked, None

@@ -106,7 +106,10 @@ class Session:
 
     # -- runs on the session thread -------------------------------------------------------
     def prepare(self) -> None:
-        """Make the Retargeter (and its GL context) on this thread before the first frame."""
+        """Make the Retargeter (and its GL context) on this thread, or bring it up to the
+        page's choices (a new target's texture, a hairstyle's shell: ~0.3 s the first
+        time a style is drawn): before the first frame, and before each render takes the
+        render gate, so that no other session waits for it."""
         self._retargeter()
 
     def render(self, frame: av.VideoFrame, received_at: float, track: TrackResult | None

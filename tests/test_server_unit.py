@@ -223,6 +223,38 @@ def test_the_next_frame_is_tracked_while_this_one_renders() -> None:
     assert frames > 1.2 / 0.08 * 1.4  # sequential stages would give 1.2 s / 80 ms = 15
 
 
+def test_a_sessions_new_choices_are_set_up_outside_the_render_gate() -> None:
+    """Bringing the Retargeter up to the page's choices (a style's hair shell takes ~0.3 s
+    to bake) happens before a render takes the server-wide render gate: other sessions'
+    renders do not wait for it."""
+
+    class SettingUp(SlowStages):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate_free_while_preparing: list[bool] = []
+
+        def prepare(self) -> None:
+            free = self.ctx.render_gate.acquire(blocking=False)
+            if free:
+                self.ctx.render_gate.release()
+            self.gate_free_while_preparing.append(free)
+
+    async def run() -> SettingUp:
+        session = SettingUp()
+        frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), "rgb24")
+        frame.pts, frame.time_base = 0, Fraction(1, 100)
+        track = RetargetTrack(QueuedSource([frame]), session)
+        await asyncio.wait_for(track.recv(), 5)
+        track.stop()
+        return session
+
+    session = asyncio.run(run())
+    assert session.spans["render"]  # a frame was rendered
+    # once before the first frame, once before the render took the gate
+    assert len(session.gate_free_while_preparing) >= 2
+    assert all(session.gate_free_while_preparing)
+
+
 def test_a_call_whose_camera_ends_gives_back_the_track_gate() -> None:
     """A frame tracked but never rendered (the camera ended, nobody asks for video) must
     not keep the server-wide track gate: every other session would stop tracking."""
