@@ -118,6 +118,29 @@ def test_identity_variant(records) -> None:
         result.model.predict(np.eye(6)[0], shape=np.zeros(3))
 
 
+def test_a_damaged_cached_erm_is_trained_again(ict, tmp_path, monkeypatch) -> None:
+    """Names given as NumPy strings are saved as plain ones (the cache stays loadable), and
+    a damaged ERM or detector in the cache is trained again with a warning rather than
+    failing the caller."""
+    from engines.emotion.models import cache_dir, default_emotion_models
+
+    monkeypatch.setenv("VN3D_CACHE", str(tmp_path))
+    names = tuple(np.array(ict.expression_names))  # np.str_, as read from an .npz
+    first = default_emotion_models(names)
+    assert load_erm(cache_dir() / "erm").expression_names == ict.expression_names
+    (cache_dir() / "erm" / "erm.pt").write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="training the default ERM again"):
+        again = default_emotion_models(ict.expression_names)
+    x = torch.from_numpy(np.eye(6, dtype=np.float32))
+    assert torch.allclose(first.erm(x), again.erm(x))  # deterministic training
+    (cache_dir() / "detector.pt").write_bytes(b"")
+    with pytest.warns(UserWarning, match="training it again"):
+        third = default_emotion_models(ict.expression_names)
+    psi = torch.from_numpy(np.eye(ict.n_expression, dtype=np.float32))
+    assert torch.allclose(first.detector(psi), third.detector(psi))
+    assert load_erm(cache_dir() / "erm").expression_names == ict.expression_names
+
+
 def test_records_roundtrip_and_corrupt_file(records, tmp_path) -> None:
     path = tmp_path / "r.npz"
     records.save(path)
@@ -170,7 +193,21 @@ def test_detector_on_the_london_set(ict, models) -> None:
             result = t.process(cv2.imread(str(path)), 0.0, "bgr")
             guess = LABELS[int(models.detector.probabilities(result.expression).argmax())]
             hits.append(guess == ("happy" if "smiling" in path.name else "neutral"))
-    assert len(hits) == 44 and np.mean(hits) >= 0.7  # 0.75 when written (bench_emotion.py)
+    assert len(hits) == 44
+    # bench_emotion.py: 0.841 (neutral 0.955, smiling 0.727); 0.75 with scattered offsets only
+    assert np.mean(hits[0::2]) >= 0.9 and np.mean(hits[1::2]) >= 0.65
+
+
+def test_the_detector_takes_resting_brows_for_rest_not_surprise(ict, models) -> None:
+    """A face at rest often reads as both brows raised and the eyes squinted (people whose
+    brows rest high): neutral, while the same brows with the eyes wide and the jaw dropped
+    (surprise, as the FACS records make it) still read surprised."""
+    brows = {s: 0.45 for s in ("browInnerUp_L", "browInnerUp_R", "browOuterUp_L",
+                               "browOuterUp_R")}
+    rest = ict.expression_vector({**brows, "eyeSquint_L": 0.4, "eyeSquint_R": 0.4})
+    surprise = emotion_basis(ict.expression_names)[EMOTIONS.index("surprised")]
+    assert LABELS[int(models.detector.probabilities(rest.numpy()[0]).argmax())] == "neutral"
+    assert LABELS[int(models.detector.probabilities(surprise).argmax())] == "surprised"
 
 
 def test_the_calibrated_detector_takes_a_moderate_smile_for_happy(ict, models) -> None:

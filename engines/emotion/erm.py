@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -210,7 +211,7 @@ def save_erm(model: ERM, out_dir: str | Path, metrics: dict | None = None) -> Pa
     torch.save(
         {
             "config": cfg,
-            "expression_names": list(model.expression_names),
+            "expression_names": [str(n) for n in model.expression_names],
             "state_dict": model.state_dict(),
         },
         out / "erm.pt",
@@ -231,6 +232,7 @@ def load_erm(path: str | Path) -> ERM:
         names = tuple(ckpt["expression_names"])
         model = ERM(len(names), cfg, names)
         model.load_state_dict(ckpt["state_dict"])
-    except (OSError, KeyError, RuntimeError, TypeError, ValueError) as exc:
+    except (OSError, EOFError, KeyError, RuntimeError, TypeError, ValueError,
+            pickle.UnpicklingError) as exc:
         raise ValueError(f"cannot load an ERM from {path}: {exc}") from exc
     return model.eval()

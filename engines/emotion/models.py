@@ -5,6 +5,7 @@ models (trained from FACS records on first use, then cached).
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from engines.emotion.facs import EMOTIONS, facs_records
 from engines.emotion.label import EmotionLabel
 from engines.files.disk_cache import cache_root
 
-DEFAULT_VERSION = "facs-v1"
+DEFAULT_VERSION = "facs-v2"  # v2: the detector for ψ as read learns grouped resting offsets
 
 
 def intensities_from(values: dict[str, float] | list[float] | np.ndarray) -> np.ndarray:
@@ -68,14 +69,33 @@ def cache_dir() -> Path:
     return cache_root() / DEFAULT_VERSION
 
 
+def cached_detector(path: Path, n_expression: int) -> EmotionDetector | None:
+    """A detector saved at ``path``; None when there is none or it cannot be read."""
+    if not path.is_file():
+        return None
+    detector = EmotionDetector(n_expression)
+    try:
+        detector.load_state_dict(torch.load(path, weights_only=True))
+    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as exc:
+        warnings.warn(f"cannot load a detector from {path}: {exc}; training it again",
+                      stacklevel=2)
+        return None
+    return detector
+
+
 def default_emotion_models(expression_names: tuple[str, ...]) -> EmotionModels:
     """The default ERM and detectors: trained from FACS records on first use, then cached
-    (a cache from before the calibrated detector gets it added)."""
+    (a cache from before the calibrated detector gets it added; a damaged one is replaced)."""
     d = cache_dir()
     erm_path = d / "erm" / "erm.pt"
     paths = {False: d / "detector.pt", True: d / "detector_calibrated.pt"}
     records = None
-    erm = load_erm(erm_path) if erm_path.is_file() else None
+    erm = None
+    if erm_path.is_file():
+        try:
+            erm = load_erm(erm_path)
+        except ValueError as exc:  # a damaged cache is trained again, not fatal
+            warnings.warn(f"{exc}; training the default ERM again", stacklevel=2)
     if erm is None or erm.expression_names != tuple(expression_names):
         records = facs_records(expression_names)
         result = train_erm(records, ERMConfig())
@@ -85,10 +105,8 @@ def default_emotion_models(expression_names: tuple[str, ...]) -> EmotionModels:
         paths[True].unlink(missing_ok=True)
     detectors = {}
     for calibrated, path in paths.items():
-        if path.is_file():
-            detector = EmotionDetector(len(expression_names))
-            detector.load_state_dict(torch.load(path, weights_only=True))
-        else:
+        detector = cached_detector(path, len(expression_names))
+        if detector is None:
             records = records if records is not None else facs_records(expression_names)
             detector = train_detector(records, calibrated=calibrated)
             with warnings.catch_warnings():
