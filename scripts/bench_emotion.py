@@ -4,7 +4,10 @@ without and with each person's neutral face as calibration (read then by the det
 calibrated ψ). The calibration reads a shifted, rescaled crop of the neutral photo, not the
 scored photo itself, so "neutral reads neutral" is not true by construction. The detectors'
 resting offsets were measured on the tuning photos (London ids ≤ 061); the others are held
-out, and each row is also given for the two apart. Table + JSON.
+out, and each row is also given for the two apart. Then speech, which is no emotion: the
+live emotion mode (VIDEO mode, the tracker's filter, the detector for ψ as read, the
+label's hysteresis) on the GRID clips, and the share of frames whose label is not neutral
+(clips 0-3, where the jaw's resting level was measured, and 4-7 apart). Table + JSON.
 
     python scripts/bench_emotion.py [--reader mediapipe] [--out out/bench_emotion.json]
 """
@@ -15,12 +18,13 @@ import argparse
 import json
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 
 from engines.emotion.erm import evaluate, split_by_subject
 from engines.emotion.facs import LABELS, facs_records
-from engines.emotion.models import default_emotion_models
+from engines.emotion.models import EmotionMode, EmotionModels, default_emotion_models
 from engines.face.ict import ICTFaceModel
 from engines.files.assets import asset_root
 from engines.tracking.tracker import (
@@ -58,6 +62,26 @@ def london_readings(model: ICTFaceModel, reader: str) -> dict[str, dict[str, np.
                 if rest.found:
                     out.setdefault(person, {})["rest"] = rest.expression
     return out
+
+
+def speech_labels(model: ICTFaceModel, models: EmotionModels, reader: str) -> list[str]:
+    """Per GRID clip, the live emotion mode's steady label per frame (first letters)."""
+    out = []
+    for clip in sorted((asset_root() / "video" / "grid_corpus").glob("*.mpg")):
+        mode = EmotionMode(models, model.expression_names)
+        labels = []
+        with FaceTracker(model.expression_names, TrackerConfig(reader=reader)) as tracker, \
+                av.open(str(clip)) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                result = tracker.process(frame, i / 25)
+                if result.found:
+                    labels.append(mode.step(result.expression, tracker.calibrated)[0][0])
+        out.append("".join(labels))
+    return out
+
+
+def not_neutral(labels: list[str]) -> float:
+    return round(float(np.mean([c != "n" for clip in labels for c in clip])), 3)
 
 
 def main() -> None:
@@ -123,9 +147,20 @@ def main() -> None:
               f"{a['smiling tuning']} / {a['smiling held out']} |")
     confusions = sorted({r["raw"] for r in rows if r["raw"] != r["truth"]})
     print(f"\nraw mistakes read as: {', '.join(confusions) or 'none'}")
+    speech = speech_labels(model, models, args.reader)
+    shares = {"all": not_neutral(speech), "clips 0-3": not_neutral(speech[:4]),
+              "clips 4-7": not_neutral(speech[4:])}
+    print(f"\nSpeech, the live emotion mode on the {len(speech)} GRID clips: share of frames "
+          "whose label is not neutral (lower is better)")
+    print("| all | clips 0-3 | clips 4-7 | labels other than neutral (frames) |\n|---|---|---|---|")
+    others = sorted(set("".join(speech)) - {"n"})
+    counts = {c: sum(clip.count(c) for clip in speech) for c in others}
+    print(f"| {shares['all']} | {shares['clips 0-3']} | {shares['clips 4-7']} | "
+          f"{', '.join(f'{c}: {k}' for c, k in counts.items()) or 'none'} |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"erm_val": erm_val, "london": acc, "rows": rows}, indent=2))
+    out.write_text(json.dumps({"erm_val": erm_val, "london": acc, "rows": rows,
+                               "speech": {"not_neutral": shares, "labels": speech}}, indent=2))
     print(f"wrote {out}")
 
 

@@ -4,9 +4,10 @@ augmentation (weakly tracked shapes damped, resting offsets).
 Two of them. One for ψ as read, where a resting face reads as slight expressions, and
 reads them in groups: both brows raised together, both eyes squinted, the gaze down, a
 pucker, a shrug, a press, a faint smile (``REST_GROUPS``: each group's largest mean reading
-over the London Set's tuning neutral photos, ids ≤ 061, and another view of each), plus a
-few scattered offsets (``RAW_REST``). Trained with scattered offsets only, it read people
-whose brows rest high as surprised (docs/PERFORMANCE.md). The other for ψ relative to the
+over the London Set's tuning neutral photos, ids ≤ 061, and another view of each), the jaw
+as it opens in speech (GRID clips 0-3), plus a few scattered offsets (``RAW_REST``).
+Trained with scattered offsets only, it read people whose brows rest high as surprised
+(docs/PERFORMANCE.md). The other for ψ relative to the
 person's neutral calibration (``calibrated=True``), where what is left of the resting
 offsets is what the calibration leaves: on the same photos, the neutral photo read against
 another view of itself, 6 % of the shapes above 0.02 and none above 0.3
@@ -71,6 +72,8 @@ REST_GROUPS = (
     (("eyeLookOut_L", "eyeLookIn_R"), 0.27),
     (("eyeLookIn_L", "eyeLookOut_R"), 0.11),
     (("eyeLookUp_L", "eyeLookUp_R"), 0.24),
+    # speech (a talking face is no emotion): the jaw's 95th percentile over GRID clips 0-3
+    (("jawOpen",), 0.32),
 )
 REST_SHARE = 0.35
 

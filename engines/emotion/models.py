@@ -19,7 +19,7 @@ from engines.emotion.facs import EMOTIONS, facs_records
 from engines.emotion.label import EmotionLabel
 from engines.files.disk_cache import cache_root
 
-DEFAULT_VERSION = "facs-v2"  # v2: the detector for ψ as read learns grouped resting offsets
+DEFAULT_VERSION = "facs-v3"  # v3: the detector for ψ as read learns grouped resting offsets
 
 
 def intensities_from(values: dict[str, float] | list[float] | np.ndarray) -> np.ndarray:
