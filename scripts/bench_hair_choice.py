@@ -8,7 +8,10 @@ change) and now, with two trivial baselines (always the set's most common label;
 drawn at random, the exact expectation over the 13 styles) and the ceiling (per photo the
 style its labels fit best). Also the mean IoU of the chosen style's rendered hair (over
 the fitted head, the photo's camera) with the photo's hair mask, each run with its own
-mask. Table + JSON + a contact sheet (photo | avatar with the chosen hair).
+mask; and the hair's colour: ΔE (CIELAB) between the median colour of the photo's hair and
+of the avatar's drawn hair, where both are, against two baselines drawn the same way (the
+renderer's default hair colour, and the median colour found on the tuning photos, the same
+for everyone). Tables + JSON + a contact sheet (photo | avatar with the chosen hair).
 
     python scripts/bench_hair_choice.py [--out out/bench_hair_choice] [--limit N]
 """
@@ -31,6 +34,7 @@ from engines.evaluation.over_photo import render_over_photo
 from engines.evaluation.tables import fmt
 from engines.face.ict import ICTFaceModel
 from engines.files.assets import asset_root
+from engines.render.hair import DEFAULT_COLOUR
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = ROOT / "tests" / "data" / "photo_hair_labels.csv"
@@ -79,26 +83,60 @@ def choose(model: ICTFaceModel, builder: AvatarBuilder, image: np.ndarray):
     return fit, texture, hair, rgb, hair_colour(image, lms)[1]
 
 
-def evaluate_photo(model: ICTFaceModel, builder: AvatarBuilder,
-                   row: dict[str, str]) -> tuple[dict, np.ndarray]:
-    """One labelled photo's choice, agreement and IoU; and its contact-sheet pair."""
+def evaluate_photo(model: ICTFaceModel, builder: AvatarBuilder, row: dict[str, str],
+                   typical: tuple[float, float, float]) -> tuple[dict, np.ndarray]:
+    """One labelled photo's choice, agreement, IoU and colour errors (the colour found,
+    :data:`DEFAULT_COLOUR` and ``typical``); and its contact-sheet pair."""
     image = decode_photo((asset_root() / "faces" / row["photo"]).read_bytes())
     fit, texture, hair, rgb, mask = choose(model, builder, image)
     strands = None if hair is None else hair.positions
-    colour = rgb or (0.25, 0.15, 0.08)
     bare = render_over_photo(model, fit, texture, image)
-    drawn = render_over_photo(model, fit, texture, image, strands, colour)
+    drawn = render_over_photo(model, fit, texture, image, strands, rgb or DEFAULT_COLOUR)
     shown = (np.abs(drawn.astype(int) - bare).sum(2) > 0) if strands is not None else None
     chosen = style_attributes(None if hair is None else hair.name)
     truth = label_attributes(row)
+    errors = {}
+    if shown is not None:
+        for name, colour in (("found", rgb), ("default", DEFAULT_COLOUR), ("typical", typical)):
+            other = drawn if name == "found" else render_over_photo(
+                model, fit, texture, image, strands, colour)
+            errors[name] = colour_error(image, other, shown & mask) if colour else None
     out = {
         "photo": row["photo"], "tuning": is_tuning(row["photo"]),
         "style": None if hair is None else hair.name,
         "label": truth, "chosen": chosen,
         **{f"{a}_ok": chosen[a] == truth[a] for a in ATTRIBUTES},
         "iou": None if shown is None else mask_iou(mask, shown),
+        "colour": rgb, "colour_error": errors,
     }
     return out, sheet_pair(image, drawn, out)
+
+
+MIN_COLOUR_PIXELS = 50  # fewer pixels of hair in both: no colour error for the photo
+
+
+def colour_error(photo: np.ndarray, drawn: np.ndarray, region: np.ndarray) -> float | None:
+    """ΔE (CIE76) between the median CIELAB colours of two RGB images (H, W, 3) uint8 over
+    a region (H, W) bool; None when it has too few pixels."""
+    if region.sum() < MIN_COLOUR_PIXELS:
+        return None
+    medians = []
+    for image in (photo, drawn):
+        lab = cv2.cvtColor(image[region][None], cv2.COLOR_RGB2LAB)[0].astype(float)
+        medians.append(np.median(lab * [100 / 255, 1, 1], 0))
+    return float(np.linalg.norm(medians[0] - medians[1]))
+
+
+def typical_colour(builder: AvatarBuilder, labels: list[dict[str, str]]
+                   ) -> tuple[float, float, float]:
+    """The median hair colour found on the tuning photos (a colour baseline)."""
+    found = []
+    for row in labels:
+        if is_tuning(row["photo"]):
+            image = decode_photo((asset_root() / "faces" / row["photo"]).read_bytes())
+            rgb = hair_colour(image, builder.landmarks(image)[0])[0]
+            found += [rgb] if rgb else []
+    return tuple(float(c) for c in np.median(found, 0))
 
 
 def sheet_pair(image: np.ndarray, drawn: np.ndarray, row: dict) -> np.ndarray:
@@ -158,10 +196,17 @@ def summarize(rows: list[dict]) -> dict:
     if not rows:
         return {}
     ious = [r["iou"] for r in rows if r["iou"] is not None]
+    errors = {}
+    for name in ("found", "default", "typical"):
+        e = [r["colour_error"].get(name) for r in rows]
+        e = [x for x in e if x is not None]
+        errors[name] = {"median": float(np.median(e)), "mean": float(np.mean(e)),
+                        "photos": len(e)} if e else None
     return {
         "photos": len(rows),
         "agreement": {a: float(np.mean([r[f"{a}_ok"] for r in rows])) for a in ATTRIBUTES},
         "iou": float(np.mean(ious)) if ious else None,
+        "colour_error": errors,
         **baselines(rows),
     }
 
@@ -187,6 +232,15 @@ def print_table(now: dict, before: dict | None) -> None:
                   f"{s['agreement'][a]:.0%} | {s['majority'][a]:.0%} | "
                   f"{s['random_style'][a]:.0%} | {s['best_style'][a]:.0%} |")
         print(f"| mean IoU (hair vs mask) | {fmt(b.get('iou'))} | {fmt(s['iou'])} | | | |")
+    print("\nHair colour, ΔE (CIELAB) of the avatar's hair against the photo's, median / mean "
+          "(photos)\n")
+    print("| photos | colour found | default colour | tuning photos' median colour |")
+    print("|---|---|---|---|")
+    for name, s in now.items():
+        cells = [(s.get("colour_error") or {}).get(k) for k in ("found", "default", "typical")]
+        print(f"| {name} | " + " | ".join(
+            "–" if c is None else f"{c['median']:.1f} / {c['mean']:.1f} ({c['photos']})"
+            for c in cells) + " |")
 
 
 def main() -> None:
@@ -201,8 +255,10 @@ def main() -> None:
     model = ICTFaceModel()
     builder = AvatarBuilder(model, AvatarConfig(texture_size=256))  # texture: bald test only
     rows, pairs = [], []
-    for label in read_labels()[: args.limit or None]:
-        row, pair = evaluate_photo(model, builder, label)
+    labels = read_labels()
+    typical = typical_colour(builder, labels)
+    for label in labels[: args.limit or None]:
+        row, pair = evaluate_photo(model, builder, label, typical)
         print(f"{row['photo']:<52} {row['style']!s:<20} "
               + " ".join(f"{a}={'ok' if row[f'{a}_ok'] else 'x'}" for a in ATTRIBUTES), flush=True)
         rows.append(row)
@@ -211,8 +267,9 @@ def main() -> None:
     before_path = Path(args.before)
     before = json.loads(before_path.read_text())["summary"] if before_path.exists() else None
     summary = groups(rows)
-    (out / "bench_hair_choice.json").write_text(
-        json.dumps({"summary": summary, "before": before, "rows": rows}, indent=2))
+    (out / "bench_hair_choice.json").write_text(json.dumps(
+        {"summary": summary, "before": before, "typical_colour": typical, "rows": rows},
+        indent=2))
     pairs += [np.full_like(pairs[0], 255)] * (-len(pairs) % 4)
     sheet = np.concatenate([np.concatenate(pairs[i : i + 4], 1)
                             for i in range(0, len(pairs), 4)], 0)
