@@ -17,8 +17,14 @@ the reader. The trivial baseline is measured the same way: the neutral avatar (�
 tracked head rotation), whose r and range show what a reader that does nothing scores
 (its mouth ratio still moves a little with the head's rotation).
 
+The price of following closely is jitter, so beside them: ψ jitter (mean |frame-to-frame
+change| of the filtered weights) on the clips, where it is mostly real motion, and on a
+still face: each London Set neutral photo as a 2 s video, shifted by up to a pixel and
+given camera noise (σ 1.5 levels) every frame, the first second ignored; split into the
+lids and the jaw (filtered with less lag) and the other shapes.
+
     python scripts/bench_fidelity.py [--readers mediapipe,encoder] [--clips N]
-        [--out out/bench_fidelity.json] [--frames out/fidelity_frames.png]
+        [--fast-beta 15] [--out out/bench_fidelity.json] [--frames out/fidelity_frames.png]
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from engines.face.ict import ICTFaceModel
 from engines.files.assets import asset_root
 from engines.render.renderer import RenderConfig
 from engines.retarget.retargeter import Retargeter
+from engines.tracking.filters import OneEuroConfig, fast_elements
 from engines.tracking.tracker import READERS, FaceTracker, TrackerConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -75,13 +82,15 @@ def run_clip(model: ICTFaceModel, clip: Path, variant: str, cfg: TrackerConfig,
     """One clip through one reader ("raw") or the neutral avatar ("neutral"): per frame
     with both faces found, (source mouth, source eye, avatar mouth, avatar eye); and a
     few (source, render) pairs to look at."""
-    rows, shots = [], []
+    rows, shots, psi = [], [], []
     with Retargeter(model, render_config=RenderConfig(512, 512), tracker_config=cfg) as rt, \
             av.open(str(clip)) as container:
         rate = float(container.streams.video[0].average_rate or 25)
         for i, frame in enumerate(container.decode(video=0)):
             rgb = frame.to_ndarray(format="rgb24")
             track = rt.track(rgb, i / rate)
+            if track.found:
+                psi.append(track.expression)
             if variant == "neutral":
                 out = rt.render_parameters(np.zeros(model.n_expression), track.rotation)
             else:
@@ -94,7 +103,31 @@ def run_clip(model: ICTFaceModel, clip: Path, variant: str, cfg: TrackerConfig,
             rows.append((*src, *ava))
             if i in (20, 40, 60):
                 shots.append((rgb, out.image))
-    return rows, shots
+    return rows, shots, float(np.abs(np.diff(np.array(psi), axis=0)).mean())
+
+
+STILL_FRAMES, STILL_NOISE = 50, 1.5
+
+
+def still_jitter(model: ICTFaceModel, cfg: TrackerConfig) -> dict[str, float]:
+    """ψ jitter on a still face (see the module): lids and jaw, the rest."""
+    fast = fast_elements(model.expression_names, n_after=0)
+    parts = {"lids and jaw": [], "other shapes": []}
+    for path in sorted((asset_root() / "faces" / "london_set").glob("london_*_neutral.jpg")):
+        image = cv2.imread(str(path))
+        rng = np.random.default_rng(int(path.stem.split("_")[1]))
+        with FaceTracker(model.expression_names, cfg) as tracker:
+            psi = []
+            for k in range(STILL_FRAMES):
+                shift = np.float32([[1, 0, rng.uniform(-1, 1)], [0, 1, rng.uniform(-1, 1)]])
+                frame = cv2.warpAffine(image, shift, image.shape[1::-1],
+                                       borderMode=cv2.BORDER_REFLECT)
+                frame = np.clip(frame + rng.normal(0, STILL_NOISE, frame.shape), 0, 255)
+                psi.append(tracker.process(frame.astype(np.uint8), k / 25, "bgr").expression)
+        change = np.abs(np.diff(np.array(psi)[25:], axis=0))  # the first second ignored
+        parts["lids and jaw"].append(change[:, fast].mean())
+        parts["other shapes"].append(change[:, ~fast].mean())
+    return {k: round(float(np.mean(v)), 4) for k, v in parts.items()}
 
 
 def parse_indices(text: str, n: int) -> list[int]:
@@ -132,6 +165,9 @@ def main() -> None:
     ap.add_argument("--clips", default="", help="clip indices, e.g. 0-3 or 4,5 (default: all)")
     ap.add_argument("--response", default=None, help="the inverse reader's "
                     "mediapipe_response.npz (default: the shipped one)")
+    ap.add_argument("--fast-beta", type=float, default=OneEuroConfig.fast_beta,
+                    help="the filter's beta for the lids and the jaw (5: as the others, "
+                         "the filter before 2026-11-28)")
     ap.add_argument("--out", default="out/bench_fidelity.json")
     ap.add_argument("--frames", default="out/fidelity_frames.png")
     args = ap.parse_args()
@@ -145,11 +181,13 @@ def main() -> None:
     results, shots = {}, []
     with FaceTracker(model.expression_names, judge_cfg) as judge:
         for name, reader, variant in variants:
-            rows, per_clip = [], {}
+            rows, per_clip, jitter = [], {}, []
+            cfg = TrackerConfig(reader=reader, response_path=args.response,
+                                smoothing=OneEuroConfig(fast_beta=args.fast_beta))
             for clip in tqdm(clips, desc=name, unit="clip"):
-                cfg = TrackerConfig(reader=reader, response_path=args.response)
-                clip_rows, clip_shots = run_clip(model, clip, variant, cfg, judge)
+                clip_rows, clip_shots, clip_jitter = run_clip(model, clip, variant, cfg, judge)
                 rows += clip_rows
+                jitter.append(clip_jitter)
                 a = np.array(clip_rows)
                 per_clip[clip.name] = follow_scores(a[:, 0], a[:, 2])["r"]
                 if clip == clips[0]:
@@ -157,15 +195,21 @@ def main() -> None:
             a = np.array(rows)
             results[name] = {"frames": len(a), "mouth": follow_scores(a[:, 0], a[:, 2]),
                              "eye": follow_scores(a[:, 1], a[:, 3]),
-                             "mouth_r_per_clip": per_clip}
+                             "mouth_r_per_clip": per_clip,
+                             "psi_jitter_clips": round(float(np.mean(jitter)), 4),
+                             "psi_jitter_still": None if variant == "neutral"
+                             else still_jitter(model, cfg)}
     print(f"\nGRID clips: {len(clips)}, avatar = default ICT head 512², judged by MediaPipe")
     print("| variant | frames | mouth r | mouth range ratio | eye r | eye range ratio | "
-          "mouth jitter source / avatar |")
-    print("|---|---|---|---|---|---|---|")
+          "mouth jitter source / avatar | ψ jitter, clips | ψ jitter, still face: lids and "
+          "jaw / other |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, res in results.items():
-        m, e = res["mouth"], res["eye"]
+        m, e, still = res["mouth"], res["eye"], res["psi_jitter_still"] or {}
         print(f"| {name} | {res['frames']} | {m['r']} | {m['range_ratio']} | {e['r']} | "
-              f"{e['range_ratio']} | {m['jitter_source']} / {m['jitter_avatar']} |")
+              f"{e['range_ratio']} | {m['jitter_source']} / {m['jitter_avatar']} | "
+              f"{res['psi_jitter_clips']} | {still.get('lids and jaw', '–')} / "
+              f"{still.get('other shapes', '–')} |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"clips": [c.name for c in clips], "results": results}, indent=2))

@@ -48,7 +48,7 @@ from engines.files.assets import asset_root
 from engines.render.camera import PerspectiveCamera
 from engines.render.renderer import MeshRenderer, RenderConfig
 from engines.render.skin_texture import plain_skin_texture
-from engines.tracking.filters import OneEuroFilter
+from engines.tracking.filters import OneEuroFilter, fast_elements
 from engines.tracking.landmark_fit import FitConfig
 from engines.tracking.tracker import FaceTracker, TrackerConfig, from_neutral, range_gains
 
@@ -361,7 +361,7 @@ def grid(model: ICTFaceModel, configs: dict[str, TrackerConfig]) -> list[dict]:
                 seq = [tracker.process(f, i / rate) for i, f in enumerate(c.decode(video=0))]
             found = [r for r in seq if r.found]
             raw = np.array([np.concatenate([r.expression, r.rotation]) for r in found])
-            f = OneEuroFilter()
+            f = OneEuroFilter(fast=fast_elements(model.expression_names))  # as the tracker
             smooth = np.array([f(x, i / rate) for i, x in enumerate(raw)])
             n = model.n_expression
 

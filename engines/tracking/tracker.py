@@ -38,7 +38,7 @@ import numpy as np
 
 from engines.encoder.reader import EncoderReader
 from engines.tracking.arkit_mapping import BLENDSHAPE_NAMES, mapping_matrix
-from engines.tracking.filters import OneEuroConfig, OneEuroFilter
+from engines.tracking.filters import OneEuroConfig, OneEuroFilter, fast_elements
 from engines.tracking.frames import fit_for_tracker, to_rgb
 from engines.tracking.landmark_fit import LandmarkFitReader
 from engines.tracking.landmarkers import (
@@ -167,7 +167,8 @@ class FaceTracker:
             if opening_curves.expression_names != tuple(expression_names):
                 raise ValueError("the openings reader's curves are for another face model")
             self._openings = OpeningMatcher(opening_curves)
-        self._filter = OneEuroFilter(cfg.smoothing) if cfg.smoothing else None
+        self._filter = (OneEuroFilter(cfg.smoothing, fast_elements(tuple(expression_names)))
+                        if cfg.smoothing else None)  # filters ψ then the rotation
         self._last_ms = -1
         self._last_seen_s: float | None = None
         self._last = (np.zeros(len(expression_names)), np.zeros(3))
