@@ -7,12 +7,11 @@ pucker, a shrug, a press, a faint smile (``REST_GROUPS``: each group's largest m
 over the London Set's tuning neutral photos, ids ≤ 061, and another view of each), the jaw
 as it opens in speech (GRID clips 0-3), plus a few scattered offsets (``RAW_REST``).
 Trained with scattered offsets only, it read people whose brows rest high as surprised
-(docs/PERFORMANCE.md). The other for ψ relative to the
-person's neutral calibration (``calibrated=True``), where what is left of the resting
-offsets is what the calibration leaves: on the same photos, the neutral photo read against
-another view of itself, 6 % of the shapes above 0.02 and none above 0.3
-(``CALIBRATED_REST``). Trained the uncalibrated way, the detector read calibrated smiles
-under ~0.5 as neutral.
+(docs/PERFORMANCE.md). The other for ψ relative to the person's neutral calibration
+(``calibrated=True``), where what is left of the resting offsets is what the calibration
+leaves: on the same photos, the neutral photo read against another view of itself, 6 % of
+the shapes above 0.02 and none above 0.3 (``CALIBRATED_REST``). Trained the uncalibrated
+way, the detector read calibrated smiles under ~0.5 as neutral.
 """
 
 from __future__ import annotations
