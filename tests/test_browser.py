@@ -765,6 +765,7 @@ def test_a_flame_server_in_the_page(camera_file: Path, workdir: Path, ict):
         assert ids == ["default", "file:someone"], ids
         for hidden in ("make-avatar", "hair-group"):
             assert not driver.find_element("id", hidden).is_displayed(), hidden
+        _wait_for(driver, "frames of the FLAME avatar", lambda i: i["frames"] >= 5, 30)
         px = _avatar_pixels(driver)
         assert px.std() > 10, "the FLAME avatar video is blank"
         _screenshot(driver, workdir, "browser_flame.png")
