@@ -122,9 +122,12 @@ def test_a_damaged_cached_erm_is_trained_again(ict, tmp_path, monkeypatch) -> No
     """Names given as NumPy strings are saved as plain ones (the cache stays loadable), and
     a damaged ERM or detector in the cache is trained again with a warning rather than
     failing the caller."""
+    from engines.emotion import models as emotion_models
     from engines.emotion.models import cache_dir, default_emotion_models
 
     monkeypatch.setenv("VN3D_CACHE", str(tmp_path))
+    monkeypatch.setattr(emotion_models, "facs_records",  # fewer records: quicker training
+                        lambda names: facs_records(names, n_subjects=6, per_subject=20, seed=1))
     names = tuple(np.array(ict.expression_names))  # np.str_, as read from an .npz
     first = default_emotion_models(names)
     assert load_erm(cache_dir() / "erm").expression_names == ict.expression_names
