@@ -72,8 +72,9 @@ def speech_labels(model: ICTFaceModel, models: EmotionModels, reader: str) -> li
         labels = []
         with FaceTracker(model.expression_names, TrackerConfig(reader=reader)) as tracker, \
                 av.open(str(clip)) as container:
+            rate = float(container.streams.video[0].average_rate or 25)
             for i, frame in enumerate(container.decode(video=0)):
-                result = tracker.process(frame, i / 25)
+                result = tracker.process(frame, i / rate)
                 if result.found:
                     labels.append(mode.step(result.expression, tracker.calibrated)[0][0])
         out.append("".join(labels))

@@ -58,7 +58,6 @@ def hair_masks(frames: list[np.ndarray], bare: list[np.ndarray]) -> np.ndarray:
                      for f, b in zip(frames, bare, strict=True)])
 
 
-
 def lightness(frames: list[np.ndarray], mask: np.ndarray) -> float:
     """Mean L* (0-100) of the masked pixels."""
     lab = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2LAB) for f in frames])

@@ -54,6 +54,9 @@ class OneEuroFilter:
         (ignored for vectors of another length)."""
         self.config = config or OneEuroConfig()
         self.fast = None if fast is None else np.asarray(fast, bool)
+        # per element, made once: the cutoff's rise with speed
+        self._betas = (None if self.fast is None
+                       else np.where(self.fast, self.config.fast_beta, self.config.beta))
         self._x: np.ndarray | None = None
         self._dx: np.ndarray | None = None
         self._t: float | None = None
@@ -71,9 +74,8 @@ class OneEuroFilter:
         dx = (x - self._x) / dt
         a_d = smoothing_factor(dt, cfg.d_cutoff)
         self._dx = a_d * dx + (1 - a_d) * self._dx
-        beta = cfg.beta
-        if self.fast is not None and self.fast.shape == x.shape:
-            beta = np.where(self.fast, cfg.fast_beta, cfg.beta)
+        beta = self._betas if self._betas is not None and self._betas.shape == x.shape \
+            else cfg.beta
         a = smoothing_factor(dt, cfg.min_cutoff + beta * np.abs(self._dx))
         self._x = a * x + (1 - a) * self._x
         self._t = t
