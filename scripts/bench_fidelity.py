@@ -2,8 +2,10 @@
 
 Each GRID clip goes through the live pipeline (tracker in VIDEO mode with its One-Euro
 filter, the reader under test, the default ICT head at 512², the tracked head rotation);
-MediaPipe then reads the source frame and the rendered avatar alike, and the same two
-ratios are taken on both:
+MediaPipe then reads the source frame and the rendered avatar alike (IMAGE mode, no
+filter: so the source's measure does not depend on the reader or on how the live tracker
+follows the face; until 2026-11-28 the source was measured on the live tracker's own
+landmarks), and the same two ratios are taken on both:
 
 - mouth opening: inner-lip distance (points 13-14) over the eye-corner span (33-263);
 - eye opening: mean lid distance of both eyes (159-145, 386-374) over the same span.
@@ -24,7 +26,8 @@ given camera noise (σ 1.5 levels) every frame, the first second ignored; split 
 lids and the jaw (filtered with less lag) and the other shapes.
 
     python scripts/bench_fidelity.py [--readers mediapipe,encoder] [--clips N]
-        [--fast-beta 15] [--out out/bench_fidelity.json] [--frames out/fidelity_frames.png]
+        [--fast-beta 15] [--max-faces 4] [--out out/bench_fidelity.json]
+        [--frames out/fidelity_frames.png]
 """
 
 from __future__ import annotations
@@ -96,9 +99,10 @@ def run_clip(model: ICTFaceModel, clip: Path, variant: str, cfg: TrackerConfig,
             else:
                 out = rt.finish(track)
             seen = judge.process(out.image, i / rate)
-            if track.landmarks is None or not seen.found:
+            source = judge.process(rgb, i / rate)  # read as the avatar is, not by the reader
+            if not (track.found and seen.found and source.found):
                 continue
-            src = openings(track.landmarks, rgb.shape[1], rgb.shape[0])
+            src = openings(source.landmarks, rgb.shape[1], rgb.shape[0])
             ava = openings(seen.landmarks, out.image.shape[1], out.image.shape[0])
             rows.append((*src, *ava))
             if i in (20, 40, 60):
@@ -168,6 +172,9 @@ def main() -> None:
     ap.add_argument("--fast-beta", type=float, default=OneEuroConfig.fast_beta,
                     help="the filter's beta for the lids and the jaw (5: as the others, "
                          "the filter before 2026-11-28)")
+    ap.add_argument("--max-faces", type=int, default=TrackerConfig.max_faces,
+                    help="faces MediaPipe follows (default 4: its detector reads every "
+                         "frame; 1: it follows one face from its landmarks, smoothed)")
     ap.add_argument("--out", default="out/bench_fidelity.json")
     ap.add_argument("--frames", default="out/fidelity_frames.png")
     args = ap.parse_args()
@@ -183,7 +190,8 @@ def main() -> None:
         for name, reader, variant in variants:
             rows, per_clip, jitter = [], {}, []
             cfg = TrackerConfig(reader=reader, response_path=args.response,
-                                smoothing=OneEuroConfig(fast_beta=args.fast_beta))
+                                smoothing=OneEuroConfig(fast_beta=args.fast_beta),
+                                max_faces=args.max_faces)
             for clip in tqdm(clips, desc=name, unit="clip"):
                 clip_rows, clip_shots, clip_jitter = run_clip(model, clip, variant, cfg, judge)
                 rows += clip_rows

@@ -131,8 +131,9 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if bool(self.cert) != bool(self.key):
             raise ValueError("--cert and --key go together")
-        if self.max_sessions < 1 or self.render_slots < 1 or self.size < 16:
-            raise ValueError("max sessions and render slots must be >= 1, the size >= 16")
+        if self.max_sessions < 1 or self.render_slots < 1 or self.size < 16 or self.size % 2:
+            raise ValueError("max sessions and render slots must be >= 1, the size even "
+                             "(the video's colour is sampled in 2x2 blocks) and >= 16")
         if not 0.0 <= self.hair_reuse_deg <= 5.0:
             raise ValueError("--hair-reuse-deg must be within 0-5 degrees")
         if self.max_sockets < 1 or self.max_sockets_per_ip < 1:

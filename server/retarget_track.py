@@ -12,6 +12,7 @@ import av
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
+from engines.files.video_frames import yuv420p_frame
 from engines.tracking.tracker import TrackResult
 from server.session import Session
 from server.stamps import frame_index, write_stamp
@@ -161,7 +162,7 @@ class RetargetTrack(MediaStreamTrack):
             image = self.session.render(tracked.frame, tracked.received_at, tracked.track)
         if self.session.ctx.stamp_frames:
             write_stamp(image, frame_index(tracked.frame))
-        out = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+        out = yuv420p_frame(image)
         out.pts, out.time_base = tracked.frame.pts, tracked.frame.time_base
         return out
 

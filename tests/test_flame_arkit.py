@@ -154,8 +154,10 @@ def test_render_and_retarget_a_clip_with_model_flame(
     with av.open(str(clip)) as c:
         frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
     assert len(frames) == 75
-    lower = frames[:, 70:110, 44:84].astype(float).mean(axis=(1, 2, 3))  # (T,) mouth area
-    assert lower.std() > 0.5  # the FLAME head speaks
+    mouth = frames[:, 70:110, 44:84].astype(float)  # (T, 40, 40, 3)
+    # the FLAME head speaks: its mouth area changes by 9 levels a pixel at the most (the
+    # area's mean brightness moves under 2 levels in all, as lips and teeth trade places)
+    assert np.abs(mouth - mouth[0]).mean(axis=(1, 2, 3)).max() > 4
 
     assert main(["retarget-clip", str(GRID / "bbaf2n.mpg"), "--model", "flame",
                  "--target", "sample:london_001", "--out", str(clip)]) == 2

@@ -37,7 +37,7 @@ import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from engines.face.lbs import batch_rodrigues, blend_shapes, rotate_about
+from engines.face.lbs import batch_rodrigues, blend_shapes, neck_skinning, rotate_about
 from engines.face.model import FaceModel, MeshTopology
 from engines.files.assets import asset_path
 from engines.geometry.triangulate import triangulate
@@ -99,6 +99,15 @@ def neck_weights(vertices: np.ndarray) -> np.ndarray:
     return smoothstep(vertices[:, 1], NECK_BASE_Y, NECK_TOP_Y).astype(np.float32)
 
 
+def yaw_pitch_matrices(yaw: torch.Tensor, pitch: torch.Tensor) -> torch.Tensor:
+    """R_y(yaw) @ R_x(pitch), in closed form: yaw, pitch (...,) radians -> (..., 3, 3)."""
+    cy, sy, cp, sp = torch.cos(yaw), torch.sin(yaw), torch.cos(pitch), torch.sin(pitch)
+    zeros = torch.zeros_like(yaw)
+    return torch.stack([cy, sy * sp, sy * cp,
+                        zeros, cp, -sp,
+                        -sy, cy * sp, cy * cp], -1).reshape(*yaw.shape, 3, 3)
+
+
 def eye_rotations(
     expression: torch.Tensor, gaze: torch.Tensor, idx: dict[str, int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,18 +116,17 @@ def eye_rotations(
     expression: (B, 53) ARKit weights; gaze: (B, 3) axis-angle; idx: name -> column.
     """
     h, up, down = (math.radians(a) for a in (GAZE_HORIZONTAL_DEG, GAZE_UP_DEG, GAZE_DOWN_DEG))
-    gaze_rot = batch_rodrigues(gaze)  # (B, 3, 3)
-    out = []
-    for side, sign in (("L", 1.0), ("R", -1.0)):
-        w = {k: expression[:, idx[f"eyeLook{k}_{side}"]] for k in ("In", "Out", "Up", "Down")}
-        yaw = sign * h * (w["Out"] - w["In"])  # about +y; +x is the subject's left
-        pitch = -(up * w["Up"] - down * w["Down"])  # about +x; negative looks up
-        zeros = torch.zeros_like(yaw)
-        rot = batch_rodrigues(torch.stack([zeros, yaw, zeros], 1)) @ batch_rodrigues(
-            torch.stack([pitch, zeros, zeros], 1)
-        )
-        out.append(gaze_rot @ rot)
-    return out[0], out[1]
+
+    def look(k: str) -> torch.Tensor:  # (B, 2) the left and the right eye's weight
+        return expression[:, [idx[f"eyeLook{k}_L"], idx[f"eyeLook{k}_R"]]]
+
+    sign = torch.tensor([1.0, -1.0], dtype=expression.dtype)
+    yaw = sign * h * (look("Out") - look("In"))  # about +y; +x is the subject's left
+    pitch = -(up * look("Up") - down * look("Down"))  # about +x; negative looks up
+    rot = yaw_pitch_matrices(yaw, pitch)  # (B, 2, 3, 3)
+    if gaze.any():
+        rot = batch_rodrigues(gaze)[:, None] @ rot
+    return rot[:, 0], rot[:, 1]
 
 
 class ICTFaceModel(FaceModel):
@@ -205,6 +213,5 @@ class ICTFaceModel(FaceModel):
         v = v.clone()
         v[:, self.left_eye_ids] = rotate_about(v[:, self.left_eye_ids], rot_l, centres[:, 0])
         v[:, self.right_eye_ids] = rotate_about(v[:, self.right_eye_ids], rot_r, centres[:, 1])
-        head = rotate_about(v, batch_rodrigues(pose[:, :3]), self.neck_pivot)  # (B, V, 3)
-        w = self.head_weights[None, :, None]  # (1, V, 1)
-        return v + w * (head - v)
+        return neck_skinning(v, batch_rodrigues(pose[:, :3]), self.neck_pivot,
+                             self.head_weights)

@@ -14,7 +14,7 @@ def blend_shapes(coeffs: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
 
     coeffs: (B, K); dirs: (K, V, 3)  ->  (B, V, 3)
     """
-    return torch.einsum("bk,kvc->bvc", coeffs, dirs)
+    return (coeffs @ dirs.reshape(dirs.shape[0], -1)).reshape(-1, *dirs.shape[1:])
 
 
 def batch_rodrigues(rot_vecs: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -155,3 +155,15 @@ def rotate_about(points: torch.Tensor, rot: torch.Tensor, centre: torch.Tensor) 
     ident = torch.eye(3, dtype=rot.dtype, device=rot.device)
     # p + (R - I)(p - c): exactly p when R is the identity
     return points + torch.matmul(points - c, (rot - ident).transpose(1, 2))
+
+
+def neck_skinning(points: torch.Tensor, rot: torch.Tensor, pivot: torch.Tensor,
+                  weights: torch.Tensor) -> torch.Tensor:
+    """Points rotated about a pivot by their weight's share of the motion (one bone, linear
+    blend): ``p + w (R - I)(p - c)``, the same as ``p + w (rotate_about(p) - p)``.
+
+    points: (B, N, 3); rot: (B, 3, 3); pivot: (3,); weights: (N,)  ->  (B, N, 3)
+    """
+    ident = torch.eye(3, dtype=rot.dtype, device=rot.device)
+    moved = torch.matmul(points - pivot.reshape(1, 1, 3), (rot - ident).transpose(1, 2))
+    return torch.addcmul(points, weights[None, :, None], moved)

@@ -9,6 +9,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from engines.files.video_frames import yuv420p_frame
+
 
 class VideoWriter:
     """Encode (H, W, 3) uint8 RGB frames. Writes to a temporary file and renames it into
@@ -38,8 +40,7 @@ class VideoWriter:
             self._size = (w, h)
         elif self._size != (w, h):
             raise ValueError(f"frame size changed from {self._size} to {(w, h)}")
-        video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
-        for packet in self._stream.encode(video_frame):
+        for packet in self._stream.encode(yuv420p_frame(frame)):
             self._container.mux(packet)
 
     def close(self) -> None:

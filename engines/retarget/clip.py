@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from engines.face.model import FaceModel
+from engines.files.video_frames import yuv420p_frame
 from engines.render.renderer import RenderConfig
 from engines.retarget.retargeter import Retargeter, stage_summary
 from engines.retarget.target import Target
@@ -137,7 +138,7 @@ def _run(src, tmp: Path, retargeter: Retargeter, cfg: ClipConfig) -> ClipReport:
                         [letterbox(frame.to_ndarray(format="rgb24"), cfg.size), image], 1
                     )
                 t_enc = time.perf_counter()
-                for p in vout.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                for p in vout.encode(yuv420p_frame(image)):
                     dst.mux(p)
                 result.timings_ms["encode"] = 1000 * (time.perf_counter() - t_enc)
                 result.timings_ms["decode"] = decode_ms

@@ -62,6 +62,9 @@ class TrackerConfig:
     video: bool = True  # VIDEO mode (tracks between frames); False: every frame on its own
     max_side: int = 640  # frames are resized (aspect kept) so the long side is in range
     min_side: int = 192
+    # 4 on video too: with 1, MediaPipe follows the face from its own landmarks and smooths
+    # them (3 ms a frame less) but the avatar lags: GRID mouth r 0.968 → 0.890, eye r
+    # 0.931 → 0.877 (openings; scripts/bench_fidelity.py --max-faces 1, 2026-11-28)
     max_faces: int = 4
     min_confidence: float = 0.5
     hold_s: float = 0.5  # keep the last pose this long when the face is lost
