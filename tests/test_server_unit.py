@@ -310,6 +310,9 @@ def test_serve_flags_are_made_from_the_config() -> None:
         parser.parse_args(["serve", "--port", "eighty"])
     with pytest.raises(ValueError, match="go together"):
         ServerConfig(cert="c.pem")
+    with pytest.raises(ValueError, match="size even"):  # the video is 4:2:0
+        ServerConfig(size=385)
+    assert ServerConfig(size=384).size == 384
 
 
 def test_every_error_code_is_in_the_table() -> None:
