@@ -172,6 +172,8 @@ def main() -> None:
     ap.add_argument("--fast-beta", type=float, default=OneEuroConfig.fast_beta,
                     help="the filter's beta for the lids and the jaw (5: as the others, "
                          "the filter before 2026-11-28)")
+    ap.add_argument("--fast-play", type=float, default=OneEuroConfig.fast_play,
+                    help="the filter's play for the lids and the jaw (0: none)")
     ap.add_argument("--max-faces", type=int, default=TrackerConfig.max_faces,
                     help="faces MediaPipe follows (default 4: its detector reads every "
                          "frame; 1: it follows one face from its landmarks, smoothed)")
@@ -190,7 +192,8 @@ def main() -> None:
         for name, reader, variant in variants:
             rows, per_clip, jitter = [], {}, []
             cfg = TrackerConfig(reader=reader, response_path=args.response,
-                                smoothing=OneEuroConfig(fast_beta=args.fast_beta),
+                                smoothing=OneEuroConfig(fast_beta=args.fast_beta,
+                                                        fast_play=args.fast_play),
                                 max_faces=args.max_faces)
             for clip in tqdm(clips, desc=name, unit="clip"):
                 clip_rows, clip_shots, clip_jitter = run_clip(model, clip, variant, cfg, judge)

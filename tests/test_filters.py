@@ -1,4 +1,5 @@
-"""One-Euro filter on synthetic signals: jitter drops >= 5x, a step is followed in <= 3 frames."""
+"""One-Euro filter on synthetic signals: jitter drops >= 5x, a step is followed in <= 3 frames,
+the lids and the jaw faster, with a play that holds a still face."""
 
 from __future__ import annotations
 
@@ -78,3 +79,30 @@ def test_the_tracker_marks_the_lids_and_the_jaw_fast() -> None:
     assert mask.tolist() == [True, True, True, True, False, False, False, False, False]
     f = OneEuroFilter(fast=mask)
     assert np.array_equal(f(np.zeros(4), 0.0), np.zeros(4))  # another length: plain filter
+
+
+def test_the_fast_elements_play_keeps_still_jitter_in_and_lets_moves_through() -> None:
+    """With play, a fast element's output stays put while the filtered value wanders
+    within the band (a still face), is never further than the play from the filtered
+    value, and follows a move as before, at most the play behind."""
+    from engines.tracking.filters import OneEuroConfig
+
+    fps, play = 25, 0.005
+    fast = np.array([True, False])
+    rng = np.random.default_rng(0)
+    noisy = 0.3 + rng.normal(0, 0.01, (300, 2))
+    plain = OneEuroFilter(OneEuroConfig(fast_play=0.0), fast=fast)
+    held = OneEuroFilter(OneEuroConfig(fast_play=play), fast=fast)
+    a = np.array([plain(x, i / fps) for i, x in enumerate(noisy)])[fps:]
+    b = np.array([held(x, i / fps) for i, x in enumerate(noisy)])[fps:]
+    jitter_a, jitter_b = np.abs(np.diff(a, axis=0)).mean(0), np.abs(np.diff(b, axis=0)).mean(0)
+    assert jitter_b[0] * 2 <= jitter_a[0]  # the fast element's still jitter at least halved
+    assert jitter_b[1] == jitter_a[1]  # the others have no play
+    assert np.abs(b - a).max() <= play + 1e-12
+    move = np.where(np.arange(80) >= 40, 0.6, 0.1)
+    signal = np.stack([move, move], 1)
+    plain, held = (OneEuroFilter(OneEuroConfig(fast_play=p), fast=fast) for p in (0, play))
+    a = np.array([plain(x, i / fps) for i, x in enumerate(signal)])
+    b = np.array([held(x, i / fps) for i, x in enumerate(signal)])
+    assert np.abs(b[:, 0] - a[:, 0]).max() <= play + 1e-12
+    assert b[42, 0] >= 0.1 + 0.9 * 0.5 - play  # a step still lands within three frames

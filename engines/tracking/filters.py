@@ -9,8 +9,12 @@ for ψ in [0, 1] at 25-30 fps they cut still-frame jitter (σ = 0.02) about 7x a
 step of 0.3-0.8 to 95 % within 3 frames; θ in radians uses the same numbers. The shapes
 that move in a few frames and whose lag a viewer sees (blinks and the lids, the jaw in
 speech: ``FAST_SHAPES``) get a cutoff that rises three times as fast (``fast_beta``): on
-the GRID clips the avatar's mouth then follows the speaker's with r 0.97 instead of 0.94,
-while a still face's lids and jaw still move under 0.002 a frame (docs/PERFORMANCE.md).
+the GRID clips the avatar's mouth then follows the speaker's with r 0.97 instead of 0.94.
+What that lets through of a still face's jitter (its lids and jaw moved 0.0015 a frame
+instead of 0.0008) is held by a play (``fast_play``, 0.003 of the shape's range: the
+output moves only once the filtered value leaves that band, then follows it that far
+behind), which brings it back to 0.0008 and costs the GRID figures nothing measurable
+(docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ class OneEuroConfig:
     beta: float = 5.0  # how fast the cutoff rises with speed (higher = less lag)
     d_cutoff: float = 1.0  # Hz: smoothing of the speed estimate
     fast_beta: float = 15.0  # beta of the elements marked fast (``OneEuroFilter(fast=...)``)
+    # the fast elements' play: their output moves only once the filtered value is this far
+    # from it (then follows it this far behind), so what is left of a still face's jitter
+    # stays inside the band; 0: no play
+    fast_play: float = 0.003
 
 
 def fast_elements(expression_names: tuple[str, ...], n_after: int = 3) -> np.ndarray:
@@ -57,17 +65,20 @@ class OneEuroFilter:
         # per element, made once: the cutoff's rise with speed
         self._betas = (None if self.fast is None
                        else np.where(self.fast, self.config.fast_beta, self.config.beta))
+        self._plays = (None if self.fast is None
+                       else np.where(self.fast, self.config.fast_play, 0.0))
         self._x: np.ndarray | None = None
         self._dx: np.ndarray | None = None
         self._t: float | None = None
+        self._out: np.ndarray | None = None  # the output, behind the filter by the play
 
     def reset(self) -> None:
-        self._x = self._dx = self._t = None
+        self._x = self._dx = self._t = self._out = None
 
     def __call__(self, x: np.ndarray, t: float) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         if self._x is None or self._t is None or t <= self._t or x.shape != self._x.shape:
-            self._x, self._dx, self._t = x.copy(), np.zeros_like(x), t
+            self._x, self._dx, self._t, self._out = x.copy(), np.zeros_like(x), t, x.copy()
             return x.copy()
         cfg = self.config
         dt = t - self._t
@@ -79,4 +90,7 @@ class OneEuroFilter:
         a = smoothing_factor(dt, cfg.min_cutoff + beta * np.abs(self._dx))
         self._x = a * x + (1 - a) * self._x
         self._t = t
-        return self._x.copy()
+        if self._plays is None or self._plays.shape != x.shape:
+            return self._x.copy()
+        self._out = np.clip(self._out, self._x - self._plays, self._x + self._plays)
+        return self._out.copy()
