@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from engines.face.ict import ICTFaceModel, neck_weights
+from engines.face.ict import (
+    GAZE_DOWN_DEG,
+    GAZE_HORIZONTAL_DEG,
+    GAZE_UP_DEG,
+    ICTFaceModel,
+    eye_rotations,
+    neck_weights,
+)
+from engines.face.lbs import batch_rodrigues
 from engines.geometry.triangulate import triangulate
 
 
@@ -154,6 +162,29 @@ def test_gaze_from_the_pose_vector(ict: ICTFaceModel) -> None:
         centre = ict.eye_centres(ict.neutral[None])[0, k]
         front = ids[(ict.neutral[ids] - centre)[:, 2].argmax()]
         assert v[front, 1] > ict.neutral[front, 1] + 0.3
+
+
+def test_eye_rotations_in_closed_form_equal_rotations_about_each_axis(ict: ICTFaceModel) -> None:
+    """Each eye: the gaze's rotation after R_y(yaw) R_x(pitch), as three axis-angle
+    rotations composed; with the gaze zero too, and the gaze's gradient kept there."""
+    g = torch.Generator().manual_seed(1)
+    e = torch.rand(4, 53, generator=g)
+    gaze = 0.3 * torch.randn(4, 3, generator=g)
+    gaze[1] = 0
+    left, right = eye_rotations(e, gaze, ict._idx)
+    h, up, down = np.radians([GAZE_HORIZONTAL_DEG, GAZE_UP_DEG, GAZE_DOWN_DEG])
+    for rot, side, sign in ((left, "L", 1.0), (right, "R", -1.0)):
+        w = {k: e[:, ict.expression_names.index(f"eyeLook{k}_{side}")]
+             for k in ("In", "Out", "Up", "Down")}
+        zeros = torch.zeros(4)
+        yaw = batch_rodrigues(torch.stack([zeros, sign * h * (w["Out"] - w["In"]), zeros], 1))
+        pitch = batch_rodrigues(torch.stack([-(up * w["Up"] - down * w["Down"]), zeros,
+                                             zeros], 1))
+        assert torch.allclose(rot, batch_rodrigues(gaze) @ yaw @ pitch, atol=1e-6)
+    still = torch.zeros(1, 3, requires_grad=True)
+    left, _ = eye_rotations(e[:1], still, ict._idx)
+    left[0, 0, 2].backward()
+    assert still.grad is not None
 
 
 def test_batched_equals_per_item(ict: ICTFaceModel) -> None:

@@ -124,7 +124,7 @@ def eye_rotations(
     yaw = sign * h * (look("Out") - look("In"))  # about +y; +x is the subject's left
     pitch = -(up * look("Up") - down * look("Down"))  # about +x; negative looks up
     rot = yaw_pitch_matrices(yaw, pitch)  # (B, 2, 3, 3)
-    if gaze.any():
+    if gaze.requires_grad or gaze.any():  # no gaze: the identity (its gradient kept)
         rot = batch_rodrigues(gaze)[:, None] @ rot
     return rot[:, 0], rot[:, 1]
 
