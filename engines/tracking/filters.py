@@ -85,12 +85,12 @@ class OneEuroFilter:
         dx = (x - self._x) / dt
         a_d = smoothing_factor(dt, cfg.d_cutoff)
         self._dx = a_d * dx + (1 - a_d) * self._dx
-        beta = self._betas if self._betas is not None and self._betas.shape == x.shape \
-            else cfg.beta
+        per_element = self.fast is not None and self.fast.shape == x.shape  # the mask fits
+        beta = self._betas if per_element else cfg.beta
         a = smoothing_factor(dt, cfg.min_cutoff + beta * np.abs(self._dx))
         self._x = a * x + (1 - a) * self._x
         self._t = t
-        if self._plays is None or self._plays.shape != x.shape:
+        if not per_element:
             return self._x.copy()
         self._out = np.clip(self._out, self._x - self._plays, self._x + self._plays)
         return self._out.copy()
