@@ -87,6 +87,27 @@ def test_alignment_keeps_hair_out_of_the_head(ict, identities, who) -> None:
         assert np.abs(sd).max() < 1.0, name  # on the scalp, not floating
 
 
+def test_one_query_push_equals_pushing_every_point_twice(ict, identities) -> None:
+    """The push that queries again only the points it moved gives what pushing every point
+    twice (HeadSurface.push_out) would, and signed distances equal to an exact query of
+    the points it returns."""
+    head = identities["random"]
+    surface = scalp.HeadSurface(head, scalp.skin_faces(ict.topology))
+    for name in ("long_wavy", "afro_large"):
+        strands = align.anchor_aligned(styles.load_style(name), surface.vertices)
+        strands[:, 1:] -= 0.3 * np.array([0.0, 0.0, 1.0])  # into the face: points to push
+        twice = strands.copy()
+        for _ in range(2):
+            flat = surface.push_out(twice[:, 1:].reshape(-1, 3), 0.05)
+            twice[:, 1:] = flat.reshape(len(twice), -1, 3)
+        sd = align.push_out_strands(strands, surface, 0.05)
+        moved = np.abs(strands - twice).max()
+        assert moved == 0.0, (name, moved)
+        exact, _ = surface.query(strands[:, 1:].reshape(-1, 3), exact=True)
+        np.testing.assert_array_equal(sd[:, 1:].ravel(), exact)
+        assert (sd[:, 1:][np.abs(sd[:, 1:]) < 1.0] >= 0.05 - 1e-9).mean() > 0.99, name
+
+
 def test_every_style_stays_out_of_five_heads(ict) -> None:
     """Each style of the database, aligned to five people (the mean head and four random
     identities, β ~ N(0, 1) clipped at ±2.5), keeps its roots outside the skin and nearly

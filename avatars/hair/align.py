@@ -74,19 +74,38 @@ def align_to_head(
         if not low.any():
             break
         strands[low] += ((offset - sd[low])[:, None] * normal[low])[:, None]
-    for _ in range(2):  # a push can land a point near another vertex's plane: twice
-        flat = surface.push_out(strands[:, 1:].reshape(-1, 3), offset)
-        strands[:, 1:] = flat.reshape(len(strands), POINTS - 1, 3)
-    end_where_entering(strands, surface)
+    sd = push_out_strands(strands, surface, offset)
+    end_where_entering(strands, sd)
     positions = strands.reshape(style.positions.shape).astype(np.float32)
     return replace(style, positions=positions, extra=curvature(positions))
 
 
-def end_where_entering(strands: np.ndarray, surface: HeadSurface) -> None:
-    """Strands (S, P, 3), in place: from its first point inside the skin on, a strand
-    stays at the point before (it ends there, as if cut at the shoulder)."""
-    sd, _ = surface.query(strands.reshape(-1, 3), exact=True)
-    inside = (sd < 0.0).reshape(strands.shape[:2])  # (S, P)
+def push_out_strands(strands: np.ndarray, surface: HeadSurface, offset: float) -> np.ndarray:
+    """Strands (S, P, 3), in place: every point but the root within HeadSurface.NEAR of
+    the skin and closer than ``offset`` to it (or inside) pushed out along the normal, a
+    second time where the first push landed near another vertex's plane. Returns the
+    points' exact signed distances afterwards (S, P), the roots' set to 0.
+
+    One exact query of all points; only the pushed points are queried again."""
+    flat = strands[:, 1:].reshape(-1, 3)  # (N, 3) a copy
+    sd, normal, dist = surface.nearest(flat)  # exact
+    todo = np.arange(len(flat))
+    for _ in range(2):
+        low = todo[(dist[todo] <= surface.NEAR) & (sd[todo] < offset)]
+        if not len(low):
+            break
+        flat[low] += (offset - sd[low])[:, None] * normal[low]
+        sd[low], normal[low], dist[low] = surface.nearest(flat[low])
+        todo = low
+    strands[:, 1:] = flat.reshape(len(strands), -1, 3)
+    return np.concatenate([np.zeros((len(strands), 1)), sd.reshape(len(strands), -1)], 1)
+
+
+def end_where_entering(strands: np.ndarray, sd: np.ndarray) -> None:
+    """Strands (S, P, 3), in place, given their points' signed distances to the skin
+    (S, P): from its first point inside the skin on, a strand stays at the point before
+    (it ends there, as if cut at the shoulder)."""
+    inside = sd < 0.0  # (S, P)
     inside[:, 0] = False  # roots sit on the skin
     hit = inside.any(1)
     first = np.where(hit, inside.argmax(1), strands.shape[1])  # (S,)

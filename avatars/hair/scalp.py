@@ -69,14 +69,22 @@ class HeadSurface:
     def query(self, points: np.ndarray, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Signed distances (N,) and outward unit normals (N, 3; zero far away) for points
         (N, 3)."""
+        sd, n, _ = self.nearest(points, np.inf if exact else self.NEAR)
+        return sd, n
+
+    def nearest(
+        self, points: np.ndarray, bound: float = np.inf
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Signed distances (N,), outward unit normals (N, 3) and distances to the nearest
+        vertex (N,) for points (N, 3). A point over ``bound`` cm from every vertex gets
+        signed distance NEAR, a zero normal and an infinite distance."""
         workers = -1 if len(points) > 20000 else 1
-        bound = np.inf if exact else self.NEAR
-        _, idx = self.tree.query(points, distance_upper_bound=bound, workers=workers)
+        dist, idx = self.tree.query(points, distance_upper_bound=bound, workers=workers)
         far = idx == len(self.vertices)
         idx[far] = 0
         n = np.where(far[:, None], 0.0, self.normals[idx])
         sd = np.einsum("nc,nc->n", points - self.vertices[idx], n)
-        return np.where(far, self.NEAR, sd), n
+        return np.where(far, self.NEAR, sd), n, dist
 
     def push_out(self, points: np.ndarray, offset: float | np.ndarray) -> np.ndarray:
         """Points (N, 3) moved along the normal to at least ``offset`` outside the skin."""
