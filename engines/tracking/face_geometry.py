@@ -2,7 +2,8 @@
 
 A port of MediaPipe's face geometry pipeline (``face_geometry/libs/geometry_pipeline.cc``
 and ``procrustes_solver.cc``) as FaceLandmarker runs it: a perspective camera with a 63°
-vertical field of view, near plane 1, origin at the image's top-left corner. The screen
+vertical field of view (another can be assumed: ``scripts/measure_head_rotation.py``
+compares them), near plane 1, origin at the image's top-left corner. The screen
 landmarks are lifted to metric 3D in two passes (each estimates the face's scale with a
 weighted Procrustes fit of the canonical face and rescales depth), then a last weighted
 Procrustes fit of the canonical face onto the metric landmarks is the pose matrix.
@@ -128,14 +129,17 @@ def weighted_procrustes(
     return out
 
 
-def pose_matrix(
-    landmarks: np.ndarray, width: int, height: int, metadata: GeometryMetadata
+def metric_landmarks(
+    landmarks: np.ndarray, width: int, height: int, metadata: GeometryMetadata,
+    vertical_fov_deg: float = VERTICAL_FOV_DEG,
 ) -> np.ndarray:
-    """(4, 4) facial transformation matrix of one face: landmarks (≥468, 3) normalised
-    x, y in the image and z scaled like x (FaceLandmarker's output); the first 468 are
-    used (the canonical face has no iris points)."""
+    """The face's 468 landmarks (≥468, 3: normalised x, y in the image and z scaled like
+    x, FaceLandmarker's output) lifted to metric 3D (468, 3) as MediaPipe's geometry
+    pipeline lifts them for a camera with ``vertical_fov_deg`` (MediaPipe assumes 63°):
+    the face's scale is estimated twice by weighted Procrustes fits of the canonical face
+    on the weighted points, and depth rescaled by it."""
     pts = np.asarray(landmarks, np.float64)[: len(metadata.canonical)].T.copy()  # (3, N)
-    h_near = 2 * NEAR * np.tan(0.5 * np.radians(VERTICAL_FOV_DEG))
+    h_near = 2 * NEAR * np.tan(0.5 * np.radians(vertical_fov_deg))
     w_near = width * h_near / height
     left, bottom = -0.5 * w_near, -0.5 * h_near
     # project XY: origin top-left, to the near plane; z scaled like x
@@ -145,10 +149,9 @@ def pose_matrix(
     pts[1] += bottom
     depth_offset = pts[2].mean()
     used = metadata.weights > 0  # the others add nothing to any weighted sum
-    canonical, weights = metadata.canonical[used].T, metadata.weights[used]
-    pts = pts[:, used]
+    canonical, weights = metadata.canonical[used], metadata.weights[used]
 
-    def lift(scale: float) -> np.ndarray:
+    def lift(scale: float) -> np.ndarray:  # (3, N)
         out = pts.copy()
         out[2] = (out[2] - depth_offset + NEAR) / scale  # move and rescale z
         out[0] *= out[2] / NEAR  # unproject
@@ -157,11 +160,23 @@ def pose_matrix(
         return out
 
     def scale_of(metric: np.ndarray) -> float:
-        return float(np.linalg.norm(weighted_procrustes(canonical.T, metric.T, weights)[:3, 0]))
+        fit = weighted_procrustes(canonical, metric[:, used].T, weights)
+        return float(np.linalg.norm(fit[:3, 0]))
 
     first = pts.copy()
     first[2] *= -1
     s1 = scale_of(first)
     s2 = scale_of(lift(s1))
-    metric = lift(s1 * s2)
-    return weighted_procrustes(canonical.T, metric.T, weights)
+    return lift(s1 * s2).T
+
+
+def pose_matrix(
+    landmarks: np.ndarray, width: int, height: int, metadata: GeometryMetadata,
+    vertical_fov_deg: float = VERTICAL_FOV_DEG,
+) -> np.ndarray:
+    """(4, 4) facial transformation matrix of one face: landmarks (≥468, 3) normalised
+    x, y in the image and z scaled like x (FaceLandmarker's output); the first 468 are
+    used (the canonical face has no iris points). ``vertical_fov_deg``: the camera's
+    assumed field of view (MediaPipe's 63° by default)."""
+    metric = metric_landmarks(landmarks, width, height, metadata, vertical_fov_deg)
+    return weighted_procrustes(metadata.canonical, metric, metadata.weights)
