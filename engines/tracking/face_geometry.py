@@ -179,4 +179,5 @@ def pose_matrix(
     used (the canonical face has no iris points). ``vertical_fov_deg``: the camera's
     assumed field of view (MediaPipe's 63° by default)."""
     metric = metric_landmarks(landmarks, width, height, metadata, vertical_fov_deg)
-    return weighted_procrustes(metadata.canonical, metric, metadata.weights)
+    used = metadata.weights > 0  # the others add nothing to the weighted fit
+    return weighted_procrustes(metadata.canonical[used], metric[used], metadata.weights[used])
