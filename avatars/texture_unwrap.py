@@ -143,9 +143,12 @@ def sample_bilinear(image: np.ndarray, pix: np.ndarray) -> np.ndarray:
     y = np.clip(pix[:, 1] - 0.5, 0, h - 1).astype(np.float32)
     x0, y0 = np.minimum(x.astype(np.int64), w - 2), np.minimum(y.astype(np.int64), h - 2)
     fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    img = image.astype(np.float32)
-    top = img[y0, x0] * (1 - fx) + img[y0, x0 + 1] * fx
-    bottom = img[y0 + 1, x0] * (1 - fx) + img[y0 + 1, x0 + 1] * fx
+
+    def at(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:  # gathered first, then float
+        return image[yy, xx].astype(np.float32)
+
+    top = at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx
+    bottom = at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx
     return top * (1 - fy) + bottom * fy
 
 
@@ -206,7 +209,7 @@ def unwrap_texture(
     corners = topology.faces[lay.triangle]  # (T, 3)
     f = vertex_fill(vertex_laplacian(topology, neutral), corners, lay.bary, seen_rgb, anchor,
                     skin).astype(np.float32)  # (V, 3)
-    out = (f[corners] * lay.bary[:, :, None]).sum(1)  # (T, 3)
+    out = np.einsum("tkc,tk->tc", f[corners], lay.bary)  # (T, 3)
     out[on] += seen[on, None] * (data - out[on])
     tex = np.empty((size * lay.tiles * size, 3), np.float32)
     tex[:] = skin
@@ -233,11 +236,11 @@ def photo_weights(
     h, w = shape
     camera_vertices = np.asarray(camera_vertices, np.float32)  # float32: ~2M texels below
     corners = camera_vertices[topology.faces[lay.triangle]]  # (T, 3, 3)
-    pts = (corners * lay.bary[:, :, None]).sum(1)  # (T, 3)
+    pts = np.einsum("tkc,tk->tc", corners, lay.bary)  # (T, 3)
     normals = vertex_normals(
         torch.from_numpy(camera_vertices), torch.as_tensor(topology.faces, dtype=torch.long)
     ).numpy()
-    nrm = (normals[topology.faces[lay.triangle]] * lay.bary[:, :, None]).sum(1)
+    nrm = np.einsum("tkc,tk->tc", normals[topology.faces[lay.triangle]], lay.bary)
     nrm /= np.linalg.norm(nrm, axis=1, keepdims=True) + 1e-12
     z = pts[:, 2]
     pix = focal_px * pts[:, :2] / z[:, None] + [w / 2, h / 2]
@@ -282,11 +285,9 @@ def remove_shading(colour: np.ndarray, normals: np.ndarray, weight: np.ndarray) 
     lo, hi = np.percentile(lum, [25, 97])
     sel = np.nonzero(good)[0][(lum > lo) & (lum < hi)]
     basis = sh_basis(normals)
-    out = colour.copy()
-    for ch in range(3):
-        coef, *_ = np.linalg.lstsq(basis[sel], colour[sel, ch], rcond=None)
-        shading = basis @ coef
-        shading /= np.median(shading[sel])
-        out[:, ch] = colour[:, ch] / np.clip(shading, 0.5, 1.6)
+    coef, *_ = np.linalg.lstsq(basis[sel], colour[sel], rcond=None)  # (9, 3): all at once
+    shading = basis @ coef  # (N, 3)
+    shading /= np.median(shading[sel], axis=0)
+    out = (colour / np.clip(shading, 0.5, 1.6)).astype(colour.dtype)
     # keep the photo's overall skin brightness
     return out * (np.median(colour[sel], 0) / np.maximum(np.median(out[sel], 0), 1e-6))
