@@ -235,12 +235,12 @@ def photo_weights(
     (T, 3) in the camera's frame."""
     h, w = shape
     camera_vertices = np.asarray(camera_vertices, np.float32)  # float32: ~2M texels below
-    corners = camera_vertices[topology.faces[lay.triangle]]  # (T, 3, 3)
-    pts = np.einsum("tkc,tk->tc", corners, lay.bary)  # (T, 3)
+    tri = topology.faces[lay.triangle]  # (T, 3) each texel's corner vertices
+    pts = np.einsum("tkc,tk->tc", camera_vertices[tri], lay.bary)  # (T, 3)
     normals = vertex_normals(
         torch.from_numpy(camera_vertices), torch.as_tensor(topology.faces, dtype=torch.long)
     ).numpy()
-    nrm = np.einsum("tkc,tk->tc", normals[topology.faces[lay.triangle]], lay.bary)
+    nrm = np.einsum("tkc,tk->tc", normals[tri], lay.bary)
     nrm /= np.linalg.norm(nrm, axis=1, keepdims=True) + 1e-12
     z = pts[:, 2]
     pix = focal_px * pts[:, :2] / z[:, None] + [w / 2, h / 2]
