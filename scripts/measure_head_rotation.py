@@ -120,14 +120,14 @@ def readers(data: dict, meta: GeometryMetadata, correction: np.ndarray) -> dict[
     for fov in (40.0, 50.0):
         out[f"the same pipeline, {fov:.0f}° assumed"] = np.array(
             [rotation_of(pose_matrix(x, SIZE, SIZE, meta, fov)) for x in lms])
-    out["canonical face on all 468 landmarks"] = np.array([rotation_of(weighted_procrustes(
-        meta.canonical, metric_landmarks(x, SIZE, SIZE, meta), everywhere)) for x in lms])
-    own = []
-    for x, i, j in zip(lms, data["id"], fov_index, strict=True):
-        reference = metric_landmarks(data["calibration"][i, j], SIZE, SIZE, meta)
-        own.append(rotation_of(weighted_procrustes(
-            reference, metric_landmarks(x, SIZE, SIZE, meta), everywhere)))
-    out["own calibration frame as reference"] = np.array(own)
+    metric = [metric_landmarks(x, SIZE, SIZE, meta) for x in lms]  # (468, 3) each, once
+    references = [[metric_landmarks(c, SIZE, SIZE, meta) for c in per_fov]
+                  for per_fov in data["calibration"]]  # per identity and field of view
+    out["canonical face on all 468 landmarks"] = np.array(
+        [rotation_of(weighted_procrustes(meta.canonical, m, everywhere)) for m in metric])
+    out["own calibration frame as reference"] = np.array([
+        rotation_of(weighted_procrustes(references[i][j], m, everywhere))
+        for m, i, j in zip(metric, data["id"], fov_index, strict=True)])
     matrix_read = out["MediaPipe's matrix"]
     out["matrix, linear correction (fitted on tuning)"] = (
         np.c_[matrix_read, np.ones(n)] @ correction)
