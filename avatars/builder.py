@@ -1,7 +1,8 @@
 """An avatar from one portrait: identity shape, texture and strand hair, stage by stage.
 
-``build_avatar`` reads top to bottom: landmarks (MediaPipe, still-image mode) -> shape,
-expression and camera (:mod:`avatars.identity_fit`) -> texture
+``AvatarBuilder.build`` reads top to bottom: landmarks (MediaPipe, still-image mode) -> shape,
+expression and camera (:mod:`avatars.identity_fit`) -> the photo's exposure, restored when
+the eyes say it is too dark (:mod:`avatars.exposure`) -> texture
 (:mod:`avatars.texture_unwrap`) -> hair colour, style and alignment (:mod:`avatars.hair.styles`).
 The avatar keeps β with a neutral expression as the target; the photo's own expression
 and camera stay in its parameters for re-rendering the photo (quality benchmark).
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from avatars.exposure import exposed
 from avatars.eye_colour import EYE_OPENINGS, iris_colour
 from avatars.hair.align import align_to_head, anchor_aligned
 from avatars.hair.choice import depth_buffer, in_front, measure_hair
@@ -170,6 +172,7 @@ class AvatarBuilder:
             )[0].numpy()
         stage("shape")
 
+        image, _ = exposed(image, lms)  # brightened when the eyes say it is under-exposed
         texture, hair, rgb = self.appearance(image, lms, fit, identity[0].numpy(), posed, stage)
         iris = iris_colour(image, lms)
         return Avatar(

@@ -20,6 +20,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from avatars.builder import Avatar, AvatarError
+from avatars.exposure import exposed
 from avatars.eye_colour import iris_colour
 from avatars.flame_photo_texture import flame_texture, pinhole_vertices
 from avatars.identity_fit import PhotoFit
@@ -112,6 +113,7 @@ class FlameAvatarBuilder:
         photo = photo_camera(fit, self.reader, (h, w), landmarks, shape,
                              self.model.n_expression)
         stage("deca")
+        image, _ = exposed(image, landmarks)  # brightened when the eyes say it is too dark
         texture, _ = flame_texture(self.texture, fit, image, landmarks, self.reader.flame)
         assert texture is not None  # the UVs are there (checked when the builder was made)
         stage("texture")

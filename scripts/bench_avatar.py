@@ -1,7 +1,9 @@
 """Avatar quality: build an avatar for every portrait in ../shared/assets/faces, render it
 with the photo's fitted camera and expression, and compare with the photo over the face
 region: PSNR, SSIM, LPIPS (SqueezeNet backbone) and dlib identity distance; plus build
-time per stage. Table + JSON + a contact sheet (photo | render | render with hair).
+time per stage. A photo the builder brightened (its eyes say it is under-exposed,
+:mod:`avatars.exposure`) is compared as brightened, as the avatar is meant to show it.
+Table + JSON + a contact sheet (photo | render | render with hair).
 
     python scripts/bench_avatar.py [--out out/bench_avatar] [--limit N]
 """
@@ -17,6 +19,7 @@ import cv2
 import numpy as np
 
 from avatars.builder import STAGES, AvatarBuilder, decode_photo
+from avatars.exposure import exposed
 from engines.evaluation.image_metrics import (
     SAME_PERSON_THRESHOLD,
     FaceIdentity,
@@ -62,6 +65,8 @@ def evaluate_photo(model: ICTFaceModel, builder: AvatarBuilder, lpips: Lpips | N
         print(f"{path.name}: skipped ({exc})")
         return None
     total = time.perf_counter() - t0
+    # compared with the photo as the avatar takes it: a dim one brightened (avatars.exposure)
+    image, exposure = exposed(image, builder.landmarks(image)[0])
     mask = face_region_mask(avatar.photo.landmarks_px, image.shape)
     render = render_over_photo(model, avatar.photo, avatar.texture, image)
     with_hair = render_over_photo(
@@ -76,6 +81,7 @@ def evaluate_photo(model: ICTFaceModel, builder: AvatarBuilder, lpips: Lpips | N
         "identity": identity.distance(image, render),
         "hair": avatar.hair.name if avatar.hair else "none",
         "fit_px": avatar.photo.residual_px,
+        "exposure_gain": exposure.gain,
         "total_s": total,
         **{f"{s}_ms": avatar.timings_ms[s] for s in STAGES},
     }

@@ -44,6 +44,7 @@ from avatars.builder import (
     AvatarConfig,
     AvatarError,
 )
+from avatars.exposure import exposed
 from avatars.eye_colour import iris_colour
 from avatars.flame_avatar import FlameAvatarBuilder
 from engines.dataset.expression_files import (
@@ -206,14 +207,16 @@ def build_subject(files: dict[str, Path], folder: Path, model: FaceModel, erm,
         posed = model.forward_prepared(
             identity, torch.from_numpy(fit.expression[None].copy()), torch.zeros(1, model.n_pose)
         )[0].numpy()
-    # as for avatars: hair and mouth/eye openings out of the texture, hair for the target
-    texture, hair, hair_rgb = builder.appearance(images[source], landmarks[source], fit,
+    # as for avatars: a dim photo restored, hair and mouth/eye openings out of the
+    # texture, hair for the target
+    source_photo, _ = exposed(images[source], landmarks[source])
+    texture, hair, hair_rgb = builder.appearance(source_photo, landmarks[source], fit,
                                                  identity[0].numpy(), posed)
     cv2.imwrite(str(folder / "texture.png"), texture[:, :, ::-1])
     if hair is not None:
         np.savez(folder / "hair.npz", style=hair.name, rgb=np.array(hair_rgb, np.float32),
                  positions=hair.positions.astype(np.float16))
-    iris = iris_colour(images[source], landmarks[source])
+    iris = iris_colour(source_photo, landmarks[source])
     if iris is not None:  # optional too: closed eyes in the source photo give none
         np.savez(folder / "eyes.npz", rgb=np.array(iris, np.float32))
     np.savez(folder / "identity.npz", shape=shape[0].numpy(),

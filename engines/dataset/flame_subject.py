@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import torch
 
+from avatars.exposure import exposed
 from avatars.eye_colour import iris_colour
 from avatars.flame_avatar import FlameAvatarBuilder, photo_camera
 from avatars.flame_photo_texture import flame_texture
@@ -49,11 +50,13 @@ def build_flame_subject(files: dict[str, Path], folder: Path, model: FaceModel, 
         identity = model.prepare_identity(torch.from_numpy(shape[None]))
     folder.mkdir(parents=True, exist_ok=True)
     source = "neutral" if "neutral" in fits else next(iter(fits))
-    texture, _ = flame_texture(builder.texture, fits[source], images[source],
-                               landmarks[source], reader.flame)
+    # as for avatars: a dim photo restored (avatars.exposure)
+    source_photo, _ = exposed(images[source], landmarks[source])
+    texture, _ = flame_texture(builder.texture, fits[source], source_photo, landmarks[source],
+                               reader.flame)
     assert texture is not None  # the builder checked that FLAME has its UVs
     cv2.imwrite(str(folder / "texture.png"), texture[:, :, ::-1])
-    iris = iris_colour(images[source], landmarks[source])
+    iris = iris_colour(source_photo, landmarks[source])
     if iris is not None:
         np.savez(folder / "eyes.npz", rgb=np.array(iris, np.float32))
     np.savez(folder / "identity.npz", shape=shape,
