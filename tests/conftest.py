@@ -21,26 +21,53 @@ def pytest_configure(config) -> None:
     os.environ[SAMPLE_ENV] = str(Path(tempfile.gettempdir()) / "vn3d-tests-no-sample-gallery")
 
 
+@pytest.fixture(scope="session")
+def trained_emotion_cache(ict, tmp_path_factory) -> Path:
+    """A cache (not this machine's) in which the default ERM and detectors were trained from
+    nothing, once for the session. Tests that need the models but do not test their
+    training start from a copy of it (``seed_cache``) instead of training them again."""
+    from engines.emotion.models import default_emotion_models
+
+    root = tmp_path_factory.mktemp("trained-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VN3D_CACHE", str(root))
+        default_emotion_models(ict.expression_names)
+    return root
+
+
+@pytest.fixture(scope="session")
+def seed_cache(trained_emotion_cache):
+    """``seed_cache(folder, *more)``: ``folder`` made a fresh cache holding the trained
+    emotion models and whatever the caches ``more`` hold; returns it."""
+
+    def seed(folder: Path, *more: Path) -> Path:
+        for cache in (trained_emotion_cache, *more):
+            shutil.copytree(cache, folder, dirs_exist_ok=True)
+        return folder
+
+    return seed
+
+
 @pytest.fixture(scope="module")
-def emotion_models(ict, tmp_path_factory):
-    """The default ERM and detector, trained into a fresh cache (not this machine's)."""
+def emotion_models(ict, tmp_path_factory, seed_cache):
+    """The default ERM and detector, read from a fresh cache holding the session's."""
     from engines.emotion.models import default_emotion_models
 
     mp = pytest.MonkeyPatch()
-    mp.setenv("VN3D_CACHE", str(tmp_path_factory.mktemp("cache")))
+    mp.setenv("VN3D_CACHE", str(seed_cache(tmp_path_factory.mktemp("cache"))))
     yield default_emotion_models(ict.expression_names)
     mp.undo()
 
 
 @pytest.fixture(scope="module")
-def small_app(tmp_path_factory):
+def small_app(tmp_path_factory, seed_cache):
     """A prepared server App (64 px renders, no gallery, its own store and cache), for
     driving the protocol without a network."""
     from server.app import App
     from server.config import ServerConfig
 
     mp = pytest.MonkeyPatch()
-    mp.setenv("VN3D_CACHE", str(tmp_path_factory.mktemp("cache")))
+    mp.setenv("VN3D_CACHE", str(seed_cache(tmp_path_factory.mktemp("cache"))))
     app = App(ServerConfig(size=64, sample_gallery=False,
                            avatar_store=str(tmp_path_factory.mktemp("store"))))
     app.prepare()

@@ -297,10 +297,10 @@ def test_cli_train_and_eval(tmp_path, photo_folder, capsys) -> None:
     assert main(["erm", "eval", "--model", str(tmp_path / "missing")]) == 2
 
 
-def test_cli_render_with_an_emotion(tmp_path, monkeypatch, capsys) -> None:
+def test_cli_render_with_an_emotion(tmp_path, monkeypatch, capsys, seed_cache) -> None:
     import cv2
 
-    monkeypatch.setenv("VN3D_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("VN3D_CACHE", str(seed_cache(tmp_path / "cache")))
     a, b = tmp_path / "n.png", tmp_path / "s.png"
     assert main(["render", "--size", "96", "--out", str(a)]) == 0
     assert main(["render", "--size", "96", "--emotion", "surprised", "--out", str(b)]) == 0

@@ -6,6 +6,7 @@ drops jawOpen, so only turning the jaw can match it."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import av
@@ -45,9 +46,20 @@ def ict_flame(ict, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 @pytest.fixture(scope="module")
-def model(ict_flame: dict, tmp_path_factory: pytest.TempPathFactory) -> FlameArkitModel:
+def flame_cache(ict_flame: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache holding the ARKit map of this module's FLAME, fitted once (the fit and its
+    caching are tested on their own: test_the_map_is_fitted_once_and_cached)."""
+    root = tmp_path_factory.mktemp("flame-cache")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("VN3D_CACHE", str(tmp_path_factory.mktemp("cache")))
+        mp.setenv("VN3D_CACHE", str(root))
+        load_flame_arkit(ict_flame["flame"], ict_flame["landmarks"])
+    return root
+
+
+@pytest.fixture(scope="module")
+def model(ict_flame: dict, flame_cache: Path) -> FlameArkitModel:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VN3D_CACHE", str(flame_cache))
         return load_flame_arkit(ict_flame["flame"], ict_flame["landmarks"])
 
 
@@ -124,10 +136,10 @@ def test_the_map_is_fitted_once_and_cached(ict_flame: dict, tmp_path: Path,
 
 def test_render_and_retarget_a_clip_with_model_flame(
         ict_flame: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture) -> None:
+        capsys: pytest.CaptureFixture, seed_cache, flame_cache: Path) -> None:
     monkeypatch.setenv("VN3D_FLAME_MODEL", str(ict_flame["flame"]))
     monkeypatch.setenv("VN3D_FLAME_LANDMARKS", str(ict_flame["landmarks"]))
-    monkeypatch.setenv("VN3D_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("VN3D_CACHE", str(seed_cache(tmp_path / "cache", flame_cache)))
     import cv2
 
     images = {}
@@ -165,7 +177,8 @@ def test_render_and_retarget_a_clip_with_model_flame(
 
 
 def test_serve_with_model_flame(ict_flame: dict, tmp_path: Path,
-                                monkeypatch: pytest.MonkeyPatch) -> None:
+                                monkeypatch: pytest.MonkeyPatch, seed_cache,
+                                flame_cache: Path) -> None:
     """The live server on FLAME: the default head and target files in the picker, no
     uploads without DECA's files, no hair (ICT's), the modes rendering through the map."""
     import asyncio
@@ -179,7 +192,7 @@ def test_serve_with_model_flame(ict_flame: dict, tmp_path: Path,
 
     monkeypatch.setenv("VN3D_FLAME_MODEL", str(ict_flame["flame"]))
     monkeypatch.setenv("VN3D_FLAME_LANDMARKS", str(ict_flame["landmarks"]))
-    monkeypatch.setenv("VN3D_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("VN3D_CACHE", str(seed_cache(tmp_path / "cache", flame_cache)))
     for absent in ("VN3D_DECA_MODEL", "VN3D_FLAME_UVS"):
         monkeypatch.setenv(absent, str(tmp_path / "absent"))
     someone = tmp_path / "someone.npz"
@@ -259,9 +272,10 @@ def test_bench_flame_map_reports_each_shape_against_no_motion(ict_flame: dict,
 PORTRAIT = asset_root() / "faces" / "london_set" / "london_004_neutral.jpg"
 
 
-def use_deca(ict_flame: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> np.ndarray:
+def use_deca(ict_flame: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+             cache: Path) -> np.ndarray:
     """The ICT-made FLAME with a DECA checkpoint (its code: returned) and a UV template;
-    no MICA and no albedo model (the photo gives the texture)."""
+    no MICA and no albedo model (the photo gives the texture); ``cache`` as the cache."""
     from flame_files import write_deca, write_head_template
 
     from engines.flame_encoders.deca import CODE_SIZE
@@ -277,13 +291,14 @@ def use_deca(ict_flame: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         tmp_path / "head_template.obj", ict_flame["arrays"])))
     for absent in ("VN3D_MICA_MODEL", "VN3D_FLAME_ALBEDO"):
         monkeypatch.setenv(absent, str(tmp_path / "absent"))
-    monkeypatch.setenv("VN3D_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("VN3D_CACHE", str(cache))
     return code
 
 
 def test_a_flame_avatar_from_one_portrait(ict, ict_flame: dict, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture) -> None:
+                                          capsys: pytest.CaptureFixture, seed_cache,
+                                          flame_cache: Path) -> None:
     """``vn3d avatar build --model flame``: DECA's shape (no MICA here), the photo's texture
     on FLAME's UVs (no albedo model), DECA's camera kept as the photo's; the avatar is a
     store avatar like any other (zip, GLB in metres) and a --model flame target."""
@@ -298,7 +313,7 @@ def test_a_flame_avatar_from_one_portrait(ict, ict_flame: dict, tmp_path: Path,
     from engines.tracking.arkit_mapping import arkit_names
     from engines.tracking.tracker import FaceTracker, TrackerConfig
 
-    code = use_deca(ict_flame, tmp_path, monkeypatch)
+    code = use_deca(ict_flame, tmp_path, monkeypatch, seed_cache(tmp_path / "cache", flame_cache))
     store = tmp_path / "avatars"
     monkeypatch.setenv("VN3D_AVATARS", str(store))
     photo_path = PORTRAIT
@@ -353,7 +368,8 @@ def test_a_flame_avatar_from_one_portrait(ict, ict_flame: dict, tmp_path: Path,
 
 
 def test_a_flame_server_builds_and_lists_flame_avatars(
-        ict, ict_flame: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        ict, ict_flame: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed_cache,
+        flame_cache: Path, probe_avatar) -> None:
     """With DECA's files a FLAME server turns an uploaded portrait into a FLAME avatar that
     its uploader can pick; ICT avatars in the same store stay out of its picker."""
     import asyncio
@@ -361,21 +377,13 @@ def test_a_flame_server_builds_and_lists_flame_avatars(
     import hashlib
     import json
 
-    from avatars.builder import AvatarBuilder
     from avatars.store import AvatarStore
     from server.app import App
     from server.config import ServerConfig
 
-    use_deca(ict_flame, tmp_path, monkeypatch)
+    use_deca(ict_flame, tmp_path, monkeypatch, seed_cache(tmp_path / "cache", flame_cache))
     store = AvatarStore(tmp_path / "store")
-    image = av.open(str(PORTRAIT))
-    rgb = next(image.decode(video=0)).to_ndarray(format="rgb24")
-    image.close()
-    builder = AvatarBuilder(ict)
-    try:
-        ict_id = store.add(builder.build(rgb, "an ict one", "0" * 64), ict)
-    finally:
-        builder.close()
+    ict_id = store.add(probe_avatar, ict)  # an ICT avatar in the same store
     app = App(ServerConfig(size=64, model="flame", avatar_store=str(store.root)))
     app.prepare()
     session = app.new_session("user-0123456789abcdef")
@@ -422,7 +430,8 @@ def test_arkit_weights_from_a_flame_reading(model: FlameArkitModel) -> None:
 
 def test_a_flame_dataset_the_papers_way(ict_flame: dict, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture) -> None:
+                                        capsys: pytest.CaptureFixture, seed_cache,
+                                        flame_cache: Path) -> None:
     """``vn3d dataset build --model flame``: DECA's shape (no MICA here) per subject, DECA's
     reading per photo (kept, and as ARKit ψ), the ERM for the rest; a FLAME server and
     ``vn3d eval`` read it; an ICT run cannot resume it."""
@@ -431,7 +440,7 @@ def test_a_flame_dataset_the_papers_way(ict_flame: dict, tmp_path: Path,
     from engines.dataset.loader import Dataset
     from engines.emotion.facs import LABELS
 
-    code = use_deca(ict_flame, tmp_path, monkeypatch)
+    code = use_deca(ict_flame, tmp_path, monkeypatch, seed_cache(tmp_path / "cache", flame_cache))
     photos = tmp_path / "photos" / "someone"
     photos.mkdir(parents=True)
     london = asset_root() / "faces" / "london_set"
@@ -471,7 +480,8 @@ def test_a_flame_dataset_the_papers_way(ict_flame: dict, tmp_path: Path,
 
 def test_the_deca_reader_tracks_through_the_map(ict_flame: dict, model: FlameArkitModel,
                                                 tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                flame_cache: Path) -> None:
     """``--reader deca``: DECA's expression and jaw come back as the ARKit ψ that made them,
     its global pose as the head rotation; a clip retargets with it."""
     import cv2
@@ -493,7 +503,7 @@ def test_the_deca_reader_tracks_through_the_map(ict_flame: dict, model: FlameArk
     monkeypatch.setenv("VN3D_FLAME_MODEL", str(ict_flame["flame"]))
     monkeypatch.setenv("VN3D_FLAME_LANDMARKS", str(ict_flame["landmarks"]))
     monkeypatch.setenv("VN3D_DECA_MODEL", str(write_deca(tmp_path / "deca_model.tar", code)))
-    monkeypatch.setenv("VN3D_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("VN3D_CACHE", str(shutil.copytree(flame_cache, tmp_path / "cache")))
     image = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
     with FaceTracker(model.expression_names, TrackerConfig(
             video=False, smoothing=None, reader="deca")) as tracker:

@@ -61,8 +61,8 @@ async def stop(task) -> None:
         await task
 
 
-async def test_token_is_required(tmp_path, monkeypatch, free_port) -> None:
-    monkeypatch.setenv("VN3D_CACHE", str(tmp_path / "cache"))
+async def test_token_is_required(tmp_path, monkeypatch, free_port, seed_cache) -> None:
+    monkeypatch.setenv("VN3D_CACHE", str(seed_cache(tmp_path / "cache")))
     port = free_port
     task, _ = await start(ServerConfig(port=port, token="s3cret", size=64))
     try:
@@ -77,8 +77,9 @@ async def test_token_is_required(tmp_path, monkeypatch, free_port) -> None:
         await stop(task)
 
 
-async def test_https_and_wss_with_a_certificate(tmp_path, monkeypatch, free_port) -> None:
-    monkeypatch.setenv("VN3D_CACHE", str(tmp_path / "cache"))
+async def test_https_and_wss_with_a_certificate(tmp_path, monkeypatch, free_port,
+                                              seed_cache) -> None:
+    monkeypatch.setenv("VN3D_CACHE", str(seed_cache(tmp_path / "cache")))
     cert, key = self_signed(tmp_path)
     port = free_port
     task, url = await start(ServerConfig(port=port, cert=cert, key=key, size=64))

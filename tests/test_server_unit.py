@@ -26,9 +26,9 @@ def process(session, frame: av.VideoFrame) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory) -> App:
+def app(tmp_path_factory, seed_cache) -> App:
     mp = pytest.MonkeyPatch()
-    mp.setenv("VN3D_CACHE", str(tmp_path_factory.mktemp("cache")))
+    mp.setenv("VN3D_CACHE", str(seed_cache(tmp_path_factory.mktemp("cache"))))
     app = App(ServerConfig(size=64))
     app.prepare()
     yield app
