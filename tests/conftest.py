@@ -126,6 +126,22 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 
 @pytest.fixture(scope="session")
+def london_dataset(ict, tmp_path_factory):
+    """A dataset built once for the session from two London people (neutral + smiling
+    photo; the other 5 expressions by the ERM) and a subject whose photo is no image:
+    (photos, dataset folder, manifest, ERM). Modules that write into it take a copy."""
+    from engines.dataset.build import build_dataset
+    from engines.emotion.models import default_emotion_models
+
+    photos = london_photos(tmp_path_factory.mktemp("photos"))
+    (photos / "noface").mkdir()
+    (photos / "noface" / "neutral.png").write_bytes(b"not an image")
+    out = tmp_path_factory.mktemp("dataset")
+    erm = default_emotion_models(ict.expression_names).erm
+    return photos, out, build_dataset(photos, out, ict, erm), erm
+
+
+@pytest.fixture(scope="session")
 def make_london_photos():
     """Fills a dataset photo folder PERSON/{neutral,happy}.jpg from the London Set."""
     return london_photos

@@ -11,18 +11,14 @@ import pytest
 from engines.dataset.build import build_dataset
 from engines.dataset.loader import Dataset, DatasetError
 from engines.emotion.facs import LABELS
-from engines.emotion.models import default_emotion_models
 
 
 @pytest.fixture(scope="module")
-def built(ict, tmp_path_factory, make_london_photos):
-    photos = make_london_photos(tmp_path_factory.mktemp("photos"))
-    (photos / "noface").mkdir()
-    (photos / "noface" / "neutral.png").write_bytes(b"not an image")
-    out = tmp_path_factory.mktemp("dataset")
-    erm = default_emotion_models(ict.expression_names).erm
-    manifest = build_dataset(photos, out, ict, erm)
-    return photos, out, manifest, erm
+def built(london_dataset, tmp_path_factory):
+    """The session's London dataset (conftest), copied: these tests write into it."""
+    photos, out, manifest, erm = london_dataset
+    copy = shutil.copytree(out, tmp_path_factory.mktemp("dataset") / "ds")
+    return photos, copy, manifest, erm
 
 
 def test_build_writes_pairs_and_synthesises_missing_expressions(ict, built) -> None:

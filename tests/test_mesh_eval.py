@@ -11,10 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from engines.dataset.build import build_dataset
 from engines.dataset.loader import Dataset
 from engines.emotion.facs import LABELS
-from engines.emotion.models import default_emotion_models
 from engines.evaluation.dataset_eval import evaluate_dataset
 from engines.evaluation.mesh_accuracy import NOW_IBUG
 from engines.evaluation.mesh_eval import (
@@ -33,13 +31,10 @@ TRANSLATION = np.array([50.0, -30.0, 200.0])
 
 
 @pytest.fixture(scope="module")
-def built(ict, tmp_path_factory, make_london_photos):
-    """Two London subjects (neutral + smiling photo; the other 5 expressions by the ERM),
-    set up as tests/test_dataset.py does."""
-    photos = make_london_photos(tmp_path_factory.mktemp("photos"))
-    out = tmp_path_factory.mktemp("dataset")
-    build_dataset(photos, out, ict, default_emotion_models(ict.expression_names).erm)
-    return out
+def built(london_dataset, tmp_path_factory):
+    """The session's London dataset (conftest: two London subjects, neutral + smiling photo,
+    the other 5 expressions by the ERM, and a subject that failed), copied."""
+    return shutil.copytree(london_dataset[1], tmp_path_factory.mktemp("dataset") / "ds")
 
 
 def write_scan(
