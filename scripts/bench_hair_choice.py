@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from avatars.builder import AvatarBuilder, AvatarConfig, decode_photo
+from avatars.exposure import exposed
 from avatars.hair.photo import hair_colour, mask_iou
 from avatars.hair.styles import STYLE_TRAITS, list_styles
 from engines.evaluation.over_photo import render_over_photo
@@ -70,8 +71,10 @@ def label_attributes(row: dict[str, str]) -> dict[str, str]:
 
 
 def choose(model: ICTFaceModel, builder: AvatarBuilder, image: np.ndarray):
-    """The builder's steps up to the hair: (fit, texture, hair or None, sRGB, hair mask)."""
+    """The builder's steps up to the hair: (the photo as the builder takes it (a dim one
+    brightened), fit, texture, hair or None, sRGB, hair mask)."""
     lms, _ = builder.landmarks(image)
+    image, _ = exposed(image, lms)
     h, w = image.shape[:2]
     fit = builder.fitter.fit([(lms, w, h)])[0]
     with torch.no_grad():
@@ -80,7 +83,7 @@ def choose(model: ICTFaceModel, builder: AvatarBuilder, image: np.ndarray):
             identity, torch.from_numpy(fit.expression[None].copy()), torch.zeros(1, 6)
         )[0].numpy()
     texture, hair, rgb = builder.appearance(image, lms, fit, identity[0].numpy(), posed)
-    return fit, texture, hair, rgb, hair_colour(image, lms)[1]
+    return image, fit, texture, hair, rgb, hair_colour(image, lms)[1]
 
 
 def evaluate_photo(model: ICTFaceModel, builder: AvatarBuilder, row: dict[str, str],
@@ -88,7 +91,7 @@ def evaluate_photo(model: ICTFaceModel, builder: AvatarBuilder, row: dict[str, s
     """One labelled photo's choice, agreement, IoU and colour errors (the colour found,
     :data:`DEFAULT_COLOUR` and ``typical``); and its contact-sheet pair."""
     image = decode_photo((asset_root() / "faces" / row["photo"]).read_bytes())
-    fit, texture, hair, rgb, mask = choose(model, builder, image)
+    image, fit, texture, hair, rgb, mask = choose(model, builder, image)
     strands = None if hair is None else hair.positions
     bare = render_over_photo(model, fit, texture, image)
     drawn = render_over_photo(model, fit, texture, image, strands, rgb or DEFAULT_COLOUR)
@@ -134,7 +137,8 @@ def typical_colour(builder: AvatarBuilder, labels: list[dict[str, str]]
     for row in labels:
         if is_tuning(row["photo"]):
             image = decode_photo((asset_root() / "faces" / row["photo"]).read_bytes())
-            rgb = hair_colour(image, builder.landmarks(image)[0])[0]
+            lms = builder.landmarks(image)[0]
+            rgb = hair_colour(exposed(image, lms)[0], lms)[0]
             found += [rgb] if rgb else []
     return tuple(float(c) for c in np.median(found, 0))
 
