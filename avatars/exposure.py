@@ -5,7 +5,7 @@ dark, and an avatar textured from it is as dark: a light-skinned person gets the
 a much darker one. The skin's own lightness cannot tell the two apart; the sclera can:
 its albedo is much the same in every person, so a dark sclera means a dark exposure, not
 dark skin. On the London Set (studio photos, every skin tone) the sclera's 75th
-percentile of lightness is 48-79 (CIELAB L); on the webcam photos of lisa_cc0, whose face
+percentile of lightness is 48-76 (CIELAB L); on the webcam photos of lisa_cc0, whose face
 is in shadow, 17-32, while the same person's well-lit photos (zoom_cc0) read 75-80.
 
 So a photo whose sclera reads below ``SCLERA_FLOOR_L`` (under every London photo) is
@@ -64,13 +64,18 @@ def luminance_of_l(lightness: float) -> float:
     return f**3 if f > 6 / 29 else 3 * (6 / 29) ** 2 * (f - 4 / 29)
 
 
-def read_exposure(image: np.ndarray, landmarks: np.ndarray) -> Exposure:
-    """The exposure of a photo (H, W, 3) uint8 RGB with its pixel landmarks (478, 2)."""
-    h, w = image.shape[:2]
-    oval = cv2.fillPoly(np.zeros((h, w), np.uint8),
+def face_lab(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(3,) the median CIELAB of a photo's (H, W, 3) uint8 RGB face oval, from its pixel
+    landmarks (478, 2); zeros when the oval holds no pixel."""
+    oval = cv2.fillPoly(np.zeros(image.shape[:2], np.uint8),
                         [np.round(landmarks[FACE_OVAL]).astype(np.int32)], 1)
     face = image[oval > 0]  # (N, 3)
-    face_l = float(np.median(to_lab(face.astype(np.float32))[:, 0])) if len(face) else 0.0
+    return np.median(to_lab(face.astype(np.float32)), 0) if len(face) else np.zeros(3)
+
+
+def read_exposure(image: np.ndarray, landmarks: np.ndarray) -> Exposure:
+    """The exposure of a photo (H, W, 3) uint8 RGB with its pixel landmarks (478, 2)."""
+    face_l = float(face_lab(image, landmarks)[0])
     _, sclera, _ = eye_pixels(image, landmarks)
     if len(sclera) < MIN_SCLERA_PIXELS:
         return Exposure(None, face_l, 1.0)

@@ -43,9 +43,13 @@ from tqdm import tqdm
 
 import avatars.builder as builder_module
 from avatars.builder import AvatarBuilder, AvatarConfig, decode_photo
-from avatars.colour import to_lab
-from avatars.exposure import apply_gain, luminance_of_l, read_exposure, whites_gain
-from avatars.hair.photo import FACE_OVAL
+from avatars.exposure import (
+    apply_gain,
+    face_lab,
+    luminance_of_l,
+    read_exposure,
+    whites_gain,
+)
 from engines.evaluation.tables import fmt
 from engines.face.ict import ICTFaceModel
 from engines.files.assets import asset_root, sha256_bytes
@@ -55,13 +59,6 @@ PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 DIM, REFERENCE = "lisa_cc0", "zoom_cc0"  # the same woman: dim webcam photos, well-lit ones
 DARKER = 0.125  # three stops, in linear light
 Methods = dict[str, Callable[[np.ndarray, np.ndarray], float]]  # name -> (photo, landmarks) -> gain
-
-
-def face_lab(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """(3,) median CIELAB of the face oval's pixels."""
-    oval = cv2.fillPoly(np.zeros(image.shape[:2], np.uint8),
-                        [np.round(landmarks[FACE_OVAL]).astype(np.int32)], 1)
-    return np.median(to_lab(image[oval > 0].astype(np.float32)), 0)
 
 
 def method_gains(skin_l: float) -> Methods:

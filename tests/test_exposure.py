@@ -19,6 +19,7 @@ from avatars.exposure import (
     SCLERA_TYPICAL_L,
     apply_gain,
     exposed,
+    face_lab,
     read_exposure,
     srgb_to_linear,
     whites_gain,
@@ -51,9 +52,7 @@ def photos(builder) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def face_l(image: np.ndarray, landmarks: np.ndarray) -> float:
-    oval = cv2.fillPoly(np.zeros(image.shape[:2], np.uint8),
-                        [np.round(landmarks[FACE_OVAL]).astype(np.int32)], 1)
-    return float(np.median(to_lab(image[oval > 0].astype(np.float32))[:, 0]))
+    return float(face_lab(image, landmarks)[0])
 
 
 def test_well_exposed_photos_of_every_skin_tone_are_left_as_they_are(photos) -> None:
