@@ -37,6 +37,7 @@ WHITES_PERCENTILE = 99.0  # the scene's whites: its brightest 1 % (mean of the c
 MAX_GAIN = 8.0  # three stops: darker photos hold too little to restore
 FACE_MAX_L = 72.0  # the lightest well-lit face seen (the NASA portrait's 72.4)
 SHOULDER = 0.8  # linear values above roll off towards 1 instead of clipping
+WORK_SIDE = 1024  # px: the face's colour and the scene's whites are read at most this big
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,14 @@ def face_lab(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
 
 
 def read_exposure(image: np.ndarray, landmarks: np.ndarray) -> Exposure:
-    """The exposure of a photo (H, W, 3) uint8 RGB with its pixel landmarks (478, 2)."""
-    face_l = float(face_lab(image, landmarks)[0])
+    """The exposure of a photo (H, W, 3) uint8 RGB with its pixel landmarks (478, 2). The
+    sclera is read at full size; the face and the whites from the photo scaled down to
+    ``WORK_SIDE`` (a 40 MP upload: 0.1 s instead of 2 s)."""
+    h, w = image.shape[:2]
+    k = min(1.0, WORK_SIDE / max(h, w))
+    small = image if k == 1.0 else cv2.resize(
+        image, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
+    face_l = float(face_lab(small, landmarks * k)[0])
     _, sclera, _ = eye_pixels(image, landmarks)
     if len(sclera) < MIN_SCLERA_PIXELS:
         return Exposure(None, face_l, 1.0)
@@ -85,7 +92,7 @@ def read_exposure(image: np.ndarray, landmarks: np.ndarray) -> Exposure:
     sclera_y = max(luminance_of_l(sclera_l), 1e-4)
     least = luminance_of_l(SCLERA_FLOOR_L) / sclera_y
     most = luminance_of_l(SCLERA_TYPICAL_L) / sclera_y
-    gain = min(max(whites_gain(image), least), most)
+    gain = min(max(whites_gain(small), least), most)
     face_cap = luminance_of_l(FACE_MAX_L) / max(luminance_of_l(face_l), 1e-4)
     return Exposure(sclera_l, face_l, float(max(1.0, min(gain, MAX_GAIN, face_cap))))
 

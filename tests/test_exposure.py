@@ -17,6 +17,7 @@ from avatars.exposure import (
     FACE_MAX_L,
     SCLERA_FLOOR_L,
     SCLERA_TYPICAL_L,
+    WORK_SIDE,
     apply_gain,
     exposed,
     face_lab,
@@ -145,3 +146,17 @@ def test_an_avatar_from_a_dim_photo_gets_the_lighter_skin(builder, photos, monke
     as_taken = skin_l()
     print(f"texture L: as taken {as_taken:.1f}, restored {restored:.1f}")
     assert restored > as_taken + 8.0
+
+
+def test_a_large_photo_reads_as_the_same_photo_small(photos) -> None:
+    """The face and the whites are read from the photo scaled down to WORK_SIDE: a photo
+    three times as large (past it) gives the same gain, to within the sclera's pixels."""
+    image, lms = photos["001"]
+    dark = apply_gain(image, DARKER)
+    big = cv2.resize(dark, (dark.shape[1] * 3, dark.shape[0] * 3),
+                     interpolation=cv2.INTER_CUBIC)
+    assert max(big.shape[:2]) > WORK_SIDE
+    small, large = read_exposure(dark, lms), read_exposure(big, lms * 3)
+    print(small, large)
+    assert large.face_l == pytest.approx(small.face_l, abs=1.0)
+    assert large.gain == pytest.approx(small.gain, rel=0.1) and large.gain > 1.5
