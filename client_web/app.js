@@ -43,6 +43,7 @@
     conn: $("conn"),
     connText: $("conn-text"),
     avatarPhoto: $("avatar-photo"),
+    avatarCamera: $("avatar-camera"),
     makeAvatar: $("make-avatar"),
     hairGroup: $("hair-group"),
     avatarPublic: $("avatar-public"),
@@ -249,6 +250,27 @@
     if (Array.isArray(msg.targets)) buildTargets(msg.targets);
     chooseTarget(msg.id);
   }
+
+  // the camera's picture now, as the camera sees it (the preview is only shown mirrored)
+  async function avatarFromCamera() {
+    const v = el.local;
+    if (!camera || !v.videoWidth) {
+      el.avatarStatus.textContent = "Start the camera first.";
+      return;
+    }
+    const canvas = document.createElement("canvas");
+    canvas.width = v.videoWidth;
+    canvas.height = v.videoHeight;
+    canvas.getContext("2d").drawImage(v, 0, 0);
+    const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.92));
+    if (!blob) {
+      el.avatarStatus.textContent = "The camera's picture could not be taken.";
+      return;
+    }
+    makeAvatar(new File([blob], "me from the camera.jpg", { type: "image/jpeg" }));
+  }
+
+  if (el.avatarCamera) el.avatarCamera.addEventListener("click", avatarFromCamera);
 
   if (el.avatarPhoto) {
     el.avatarPhoto.addEventListener("change", () => {
@@ -907,6 +929,7 @@
     el.local.srcObject = camera;
     el.local.play().catch(() => {});
     el.localPlaceholder.hidden = true;
+    if (el.avatarCamera) el.avatarCamera.disabled = false;
     return camera;
   }
 
@@ -915,6 +938,7 @@
     camera = null;
     el.local.srcObject = null;
     el.localPlaceholder.hidden = false;
+    if (el.avatarCamera) el.avatarCamera.disabled = true;
   }
 
   function cameraErrorText(err) {

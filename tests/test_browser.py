@@ -672,6 +672,28 @@ def test_try_on_hair_live_and_save_it(page, server: Server, workdir: Path):
     assert manifest["hairstyle"] == "long_straight", manifest
 
 
+def test_make_my_avatar_from_the_camera(page, server: Server, workdir: Path):
+    """"From my camera" sends the camera's picture as it is now (the fake camera's GRID
+    speaker, unmirrored); his avatar is built like an uploaded one and becomes the target."""
+    driver = page
+    before = driver.execute_script("return window.vn3d.avatar && window.vn3d.avatar.id;")
+    button = driver.find_element("id", "avatar-camera")
+    assert button.is_enabled(), "the button waits for the camera, which is on"
+    button.click()
+    deadline = time.monotonic() + 120
+    made = None
+    while time.monotonic() < deadline and not (made and made["id"] != before):
+        made = driver.execute_script("return window.vn3d.avatar;")
+        time.sleep(0.5)
+    status = driver.find_element("id", "avatar-status").text
+    assert made and made["id"] != before, (
+        f"no new avatar after 120 s; status {status!r}\nserver log:\n{_tail(server.log)}")
+    assert made["name"] == "me from the camera" and "ready" in status, (made, status)
+    selected = driver.find_element("css selector", ".target[aria-selected='true']")
+    assert made["id"] in (selected.get_attribute("data-id") or "")
+    _screenshot(driver, workdir, "browser_avatar_from_camera.png")
+
+
 def test_stop_then_start_again(page, server: Server):
     driver = page
     driver.find_element("id", "stop").click()
