@@ -586,6 +586,22 @@ def test_a_gallery_subject_is_a_live_target(page, server: Server, workdir: Path)
     assert np.abs(back - after).mean() > 5.0, "the video did not switch back"
 
 
+def _wait_for_new_avatar(driver, server: Server, before: str | None,
+                         timeout: float = 120) -> tuple[dict, str]:
+    """The page's newest avatar once its id is not ``before`` (window.vn3d.avatar), and
+    the status line; fails with the server's log when none comes within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    made = None
+    while time.monotonic() < deadline and not (made and made["id"] != before):
+        made = driver.execute_script("return window.vn3d.avatar;")
+        time.sleep(0.5)
+    status = driver.find_element("id", "avatar-status").text
+    assert made and made["id"] != before, (
+        f"no new avatar after {timeout:.0f} s; status {status!r}\n"
+        f"server log:\n{_tail(server.log)}")
+    return made, status
+
+
 def test_make_my_avatar_in_the_page(page, server: Server, workdir: Path):
     """The page's "Make my avatar" sends a portrait; the new avatar becomes the target (the
     live video changes to it) and the page offers its zip and GLB."""
@@ -594,13 +610,7 @@ def test_make_my_avatar_in_the_page(page, server: Server, workdir: Path):
     photo = (asset_root() / "faces" / "london_set" / "london_018_neutral.jpg").resolve()
     driver.execute_script("document.getElementById('avatar-photo').hidden = false;")
     driver.find_element("id", "avatar-photo").send_keys(str(photo))
-    deadline = time.monotonic() + 120
-    made = None
-    while time.monotonic() < deadline and not made:
-        made = driver.execute_script("return window.vn3d.avatar;")
-        time.sleep(0.5)
-    status = driver.find_element("id", "avatar-status").text
-    assert made, f"no avatar after 120 s; status {status!r}\nserver log:\n{_tail(server.log)}"
+    made, status = _wait_for_new_avatar(driver, server, None)
     assert "ready" in status, status
     links = driver.find_elements("css selector", "#avatar-links a")
     hrefs = sorted(a.get_attribute("href") for a in links)
@@ -680,14 +690,7 @@ def test_make_my_avatar_from_the_camera(page, server: Server, workdir: Path):
     button = driver.find_element("id", "avatar-camera")
     assert button.is_enabled(), "the button waits for the camera, which is on"
     button.click()
-    deadline = time.monotonic() + 120
-    made = None
-    while time.monotonic() < deadline and not (made and made["id"] != before):
-        made = driver.execute_script("return window.vn3d.avatar;")
-        time.sleep(0.5)
-    status = driver.find_element("id", "avatar-status").text
-    assert made and made["id"] != before, (
-        f"no new avatar after 120 s; status {status!r}\nserver log:\n{_tail(server.log)}")
+    made, status = _wait_for_new_avatar(driver, server, before)
     assert made["name"] == "me from the camera" and "ready" in status, (made, status)
     selected = driver.find_element("css selector", ".target[aria-selected='true']")
     assert made["id"] in (selected.get_attribute("data-id") or "")
