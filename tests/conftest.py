@@ -126,28 +126,25 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 
 @pytest.fixture(scope="session")
-def london_dataset(ict, tmp_path_factory):
+def london_dataset(ict, tmp_path_factory, trained_emotion_cache):
     """A dataset built once for the session from two London people (neutral + smiling
-    photo; the other 5 expressions by the ERM) and a subject whose photo is no image:
-    (photos, dataset folder, manifest, ERM). Modules that write into it take a copy."""
+    photo; the other 5 expressions by the session's ERM) and a subject whose photo is no
+    image: (photos, dataset folder, manifest, ERM). Modules that write into it take a copy."""
     from engines.dataset.build import build_dataset
     from engines.emotion.models import default_emotion_models
 
+    with pytest.MonkeyPatch.context() as mp:  # read only: the build's caches go elsewhere
+        mp.setenv("VN3D_CACHE", str(trained_emotion_cache))
+        erm = default_emotion_models(ict.expression_names).erm
     photos = london_photos(tmp_path_factory.mktemp("photos"))
     (photos / "noface").mkdir()
     (photos / "noface" / "neutral.png").write_bytes(b"not an image")
     out = tmp_path_factory.mktemp("dataset")
-    erm = default_emotion_models(ict.expression_names).erm
     return photos, out, build_dataset(photos, out, ict, erm), erm
 
 
-@pytest.fixture(scope="session")
-def make_london_photos():
-    """Fills a dataset photo folder PERSON/{neutral,happy}.jpg from the London Set."""
-    return london_photos
-
-
 def london_photos(folder: Path, people: tuple[str, ...] = ("001", "004")) -> Path:
+    """Fills a dataset photo folder PERSON/{neutral,happy}.jpg from the London Set."""
     london = asset_root() / "faces" / "london_set"
     for person in people:
         (folder / person).mkdir()
