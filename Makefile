@@ -76,8 +76,8 @@ $(CLUSTER_STAMP): $(STAMP)
 
 test: setup test-system $(CLUSTER_STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q -m "not netns"
-	$(NETNS) sh -c 'ip link set lo up && $(VENV)/bin/pytest -q -m netns'
+	$(VENV)/bin/pytest -q -m "not netns" --durations=15
+	$(NETNS) sh -c 'ip link set lo up && $(VENV)/bin/pytest -q -m netns --durations=15'
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -98,6 +98,18 @@ def ict() -> ICTFaceModel:
         pytest.fail(str(exc))
 
 
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    """A Ray head (no call slots) and two worker nodes of one slot each, as separate
+    ``vn3d worker`` processes, shared by the cluster tests (starting one costs ~17 s
+    here): the head's address and the nodes' processes (the head's first). A test that
+    stops a node must be the last to use it (test_cluster's failover test is)."""
+    from server.cluster.local import local_cluster
+
+    with local_cluster(tmp_path_factory.mktemp("ray")) as (address, procs):
+        yield address, procs
+
+
 @pytest.fixture
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""

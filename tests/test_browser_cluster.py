@@ -31,7 +31,7 @@ from test_browser import (
 
 from engines.files.assets import asset_root
 from engines.files.video_writer import write_y4m
-from server.cluster.local import local_cluster, local_janus
+from server.cluster.local import local_janus
 
 pytest.importorskip("ray", reason="cluster mode needs the cluster extra (make test installs it)")
 pytestmark = pytest.mark.netns
@@ -61,60 +61,60 @@ def tracked(info: dict) -> bool:
     return stats.get("face") == "tracked" and stats.get("fps", 0) > 5
 
 
-def test_the_page_survives_a_host_crash_and_a_gateway_restart(tmp_path, ict) -> None:
+def test_the_page_survives_a_host_crash_and_a_gateway_restart(tmp_path, ict, ray_cluster) -> None:
     camera = tmp_path / "camera.y4m"
     assert write_y4m(asset_root() / "video/grid_corpus/bbaf2n.mpg", camera) > 25
-    with local_cluster(tmp_path) as (address, _):
-        log = tmp_path / "gateway.log"
-        gateway = Server(_free_port(), log, ("--cluster", address, "--size", "256",
-                                             "--no-sample-gallery"))  # fmt: skip
+    address, _ = ray_cluster
+    log = tmp_path / "gateway.log"
+    gateway = Server(_free_port(), log, ("--cluster", address, "--size", "256",
+                                         "--no-sample-gallery"))  # fmt: skip
+    gateway.start()
+    driver = None
+    try:
+        wait_for_log(log, r"session host ready", 2, HOSTS_READY_S)
+        driver = _chrome(camera, tmp_path / "profile")
+        driver.get(gateway.url)
+        _wait_for(driver, "welcome", lambda i: i["socket"] == "open", 30)
+        driver.find_element("id", "mode-emotion").find_element("xpath", "..").click()
+        driver.find_element("id", "start").click()
+        _wait_for(driver, "page live", lambda i: i["state"] == "live" and i["t"] > 0, 60)
+        _wait_for(driver, "the host tracks the camera's face", tracked, 30)
+        assert not driver.find_element("id", "room-call").is_displayed()  # no rooms yet
+        pid = int(wait_for_log(log, r"call on \S+ \(node \w+, pid (\d+)\)", 1, 10)[-1][1])
+
+        os.kill(pid, signal.SIGKILL)  # the host's process, as a crash would
+        killed = time.monotonic()
+        info = _wait_for(driver, "page asked to offer again",
+                         lambda i: driver.execute_script("return window.vn3d.reoffers"), 5)
+        t = driver.execute_script("return document.getElementById('avatar').currentTime")
+        while not playing(driver, t):
+            assert time.monotonic() - killed < 5.0, (
+                f"not live again within 5 s: {info}\n{_browser_log(driver)}\n{_tail(log)}")
+            time.sleep(0.05)
+        gap = time.monotonic() - killed
+        calls = wait_for_log(log, r"call on \S+ \(node \w+, pid (\d+)\)", 2, 10)
+        assert int(calls[-1][1]) != pid
+        _wait_for(driver, "stats from the new host in the kept mode",
+                  lambda i: i["stats"] and i["stats"]["mode"] == "emotion", 10)
+        print(f"host killed: the page is live again {gap:.2f} s later")
+
+        gateway.terminate()  # the gateway restarts: its hosts go with it
+        _wait_for(driver, "page notices", lambda i: "Connection lost" in i["message"], 10)
+        restarted = time.monotonic()
         gateway.start()
-        driver = None
-        try:
-            wait_for_log(log, r"session host ready", 2, HOSTS_READY_S)
-            driver = _chrome(camera, tmp_path / "profile")
-            driver.get(gateway.url)
-            _wait_for(driver, "welcome", lambda i: i["socket"] == "open", 30)
-            driver.find_element("id", "mode-emotion").find_element("xpath", "..").click()
-            driver.find_element("id", "start").click()
-            _wait_for(driver, "page live", lambda i: i["state"] == "live" and i["t"] > 0, 60)
-            _wait_for(driver, "the host tracks the camera's face", tracked, 30)
-            assert not driver.find_element("id", "room-call").is_displayed()  # no rooms yet
-            pid = int(wait_for_log(log, r"call on \S+ \(node \w+, pid (\d+)\)", 1, 10)[-1][1])
-
-            os.kill(pid, signal.SIGKILL)  # the host's process, as a crash would
-            killed = time.monotonic()
-            info = _wait_for(driver, "page asked to offer again",
-                             lambda i: driver.execute_script("return window.vn3d.reoffers"), 5)
-            t = driver.execute_script("return document.getElementById('avatar').currentTime")
-            while not playing(driver, t):
-                assert time.monotonic() - killed < 5.0, (
-                    f"not live again within 5 s: {info}\n{_browser_log(driver)}\n{_tail(log)}")
-                time.sleep(0.05)
-            gap = time.monotonic() - killed
-            calls = wait_for_log(log, r"call on \S+ \(node \w+, pid (\d+)\)", 2, 10)
-            assert int(calls[-1][1]) != pid
-            _wait_for(driver, "stats from the new host in the kept mode",
-                      lambda i: i["stats"] and i["stats"]["mode"] == "emotion", 10)
-            print(f"host killed: the page is live again {gap:.2f} s later")
-
-            gateway.terminate()  # the gateway restarts: its hosts go with it
-            _wait_for(driver, "page notices", lambda i: "Connection lost" in i["message"], 10)
-            restarted = time.monotonic()
-            gateway.start()
-            _wait_for(driver, "page live after the gateway restart",
-                      lambda i: i["state"] == "live", HOSTS_READY_S)
-            t = driver.execute_script("return document.getElementById('avatar').currentTime")
-            _wait_for(driver, "avatar playing", lambda i: playing(driver, t), 15)
-            info = _wait_for(driver, "tracked after the restart", tracked, 30)
-            print(f"gateway restarted: the page is live again "
-                  f"{time.monotonic() - restarted:.1f} s later (new hosts load meanwhile); "
-                  f"stats {info['stats']}")
-            _screenshot(driver, tmp_path, "cluster_page.png")
-        finally:
-            if driver is not None:
-                driver.quit()
-            gateway.kill()
+        _wait_for(driver, "page live after the gateway restart",
+                  lambda i: i["state"] == "live", HOSTS_READY_S)
+        t = driver.execute_script("return document.getElementById('avatar').currentTime")
+        _wait_for(driver, "avatar playing", lambda i: playing(driver, t), 15)
+        info = _wait_for(driver, "tracked after the restart", tracked, 30)
+        print(f"gateway restarted: the page is live again "
+              f"{time.monotonic() - restarted:.1f} s later (new hosts load meanwhile); "
+              f"stats {info['stats']}")
+        _screenshot(driver, tmp_path, "cluster_page.png")
+    finally:
+        if driver is not None:
+            driver.quit()
+        gateway.kill()
 
 
 ROOM_JS = """
@@ -135,14 +135,15 @@ def room_wait(driver, what: str, pred, log: Path, timeout: float = 90) -> dict:
     return info
 
 
-def test_a_room_of_two_pages_on_two_nodes_through_janus(tmp_path, ict) -> None:
+def test_a_room_of_two_pages_on_two_nodes_through_janus(tmp_path, ict, ray_cluster) -> None:
     """Two Chromium pages, their calls on different nodes, in one room: each plays the
     other's avatar, which comes from Janus (the gateway relays no media)."""
     cameras = []
     for name in ("bbaf2n.mpg", "lwbsza.mpg"):
         cameras.append(tmp_path / f"{name}.y4m")
         assert write_y4m(asset_root() / "video/grid_corpus" / name, cameras[-1]) > 25
-    with local_cluster(tmp_path) as (address, _), local_janus(tmp_path / "janus") as (janus, _):
+    address, _ = ray_cluster
+    with local_janus(tmp_path / "janus") as (janus, _):
         log = tmp_path / "gateway.log"
         gateway = Server(_free_port(), log, ("--cluster", address, "--janus", janus,
                                              "--size", "160", "--room-size", "2",

@@ -22,7 +22,7 @@ from test_server import ClipTrack
 from server.app import run_server
 from server.cluster.gateway import ClusterApp
 from server.cluster.janus import JanusSession
-from server.cluster.local import ancestor, local_cluster, local_janus
+from server.cluster.local import ancestor, local_janus
 from server.config import ServerConfig
 from server.ice import loopback_candidates_only
 
@@ -33,11 +33,10 @@ HOSTS_READY_S = 180  # two session hosts load the face model etc. on a 2-core ma
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """A head (no slots) and two nodes of one slot each: the head's address and the
-    nodes' ``vn3d worker`` processes (the head's first)."""
-    with local_cluster(tmp_path_factory.mktemp("ray")) as (address, procs):
-        yield address, procs
+def cluster(ray_cluster):
+    """The session's cluster (conftest ``ray_cluster``); this module's gateways run in the
+    test's process, whose Ray driver is shut down after them."""
+    yield ray_cluster
     if ray.is_initialized():  # the in-process gateways' driver
         ray.shutdown()
 
