@@ -208,6 +208,21 @@ def test_no_hair_colour_for_a_bald_portrait() -> None:
     assert colour is None and mask.mean() < 0.01
 
 
+@pytest.mark.parametrize("crown", [False, True])
+def test_hair_at_the_temples_only_is_a_bald_crown(crown) -> None:
+    """Dark patches beside the temples (hair or shadow at the sides of a bald head) pass the
+    mask's area threshold; without hair over the forehead they are no hair."""
+    img, landmarks = synthetic_portrait(None)
+    for x in (68, 172):
+        cv2.ellipse(img, (x, 110), (10, 22), 0, 0, 360, (60, 45, 35), -1)
+    if crown:
+        cv2.ellipse(img, (120, 68), (34, 12), 0, 0, 360, (60, 45, 35), -1)
+    colour, mask = hair_colour_checked(img, landmarks)
+    assert mask[110, 68] and mask[110, 172]  # the patches are in the mask either way
+    assert mask.sum() > photo.MIN_HAIR_AREA * np.pi * 44 * 58
+    assert (colour is not None) == crown, colour
+
+
 def hair_colour_checked(img: np.ndarray, landmarks: np.ndarray):
     colour, mask = photo.hair_colour(img, landmarks)
     assert mask.shape == img.shape[:2] and mask.dtype == bool

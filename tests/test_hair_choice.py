@@ -170,3 +170,19 @@ def test_held_out_portraits_get_their_length_and_tie(ict, builder, photo) -> Non
     assert hair is not None
     traits = STYLE_TRAITS[hair.name]
     assert (traits.length, traits.tied) == (label["length"], label["tied"] == "yes"), hair.name
+
+
+def test_a_photos_hair_mask_does_not_depend_on_the_photos_measured_before(builder) -> None:
+    """The server's builder measures one photo after another on the same threads: the same
+    photo must give the same mask and colour whatever came before. (Once the background's
+    k-means ran on OpenCV's RNG as the last photo left it, and zoom_15cm lost its hair —
+    a bald avatar — when built after another photo.)"""
+    def measured(photo: str):
+        image = decode_photo((asset_root() / "faces" / photo).read_bytes())
+        return hair_colour(image, builder.landmarks(image)[0])
+
+    first_rgb, first = measured("zoom_cc0/zoom_15cm.jpg")
+    measured("zoom_cc0/zoom_30cm.jpg")
+    again_rgb, again = measured("zoom_cc0/zoom_15cm.jpg")
+    assert first.sum() > 0
+    assert again_rgb == first_rgb and np.array_equal(again, first)

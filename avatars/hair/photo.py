@@ -24,6 +24,14 @@ SKIN_DELTA_E = 16.0  # Lab distance under which a pixel counts as the face's ski
 MIN_HAIR_AREA = 0.08  # hair masks smaller than this fraction of the face oval: no hair
 
 
+# a bald crown: hair on less than this share of the pixels over the forehead (the oval's
+# top to 0.35 face heights above it, the middle half of its width). On the 53 portraits:
+# the bald man 0.00-0.01 (his hair and shadows at the temples pass MIN_HAIR_AREA), every
+# other 0.17-0.89 (the shaved head's stubble 0.43: told apart by its colour, bare_scalp)
+CROWN_BARE = 0.05
+CROWN_SPAN = (0.35, 0.25)  # face heights above the oval's top, face widths from its middle
+
+
 WORK_SIDE = 320  # grab-cut runs on the photo scaled to this long side at most
 
 
@@ -36,6 +44,8 @@ NECK_HALF_WIDTH = 0.38  # fw
 
 
 BORDER_COLOURS = 6  # k-means clusters of the background's colours along the photo's border
+KMEANS_ATTEMPTS = 5  # the most compact of this many starts: one start's clusters varied
+# with the seed enough to take a cluttered background's hair-coloured door for the hair
 
 
 BACKGROUND_DELTA_E = 12.0  # Lab distance to one of them under which a pixel is background
@@ -74,11 +84,16 @@ def hair_colour(
     ``SCALP_CHROMA``, and not darker), forehead pixels nearer the skin than the hair's
     median colour (``HAIR_OVER_SKIN``: a shaded forehead is no fringe) and specks. The
     colour is the mask's median; a mask under ``MIN_HAIR_AREA`` of the oval's area (times
-    the part of the head over the face the photo shows) means no hair: colour None.
+    the part of the head over the face the photo shows), or one that leaves the crown
+    bare (``CROWN_BARE``: hair at the temples only), means no hair: colour None. The
+    same photo gives the same mask every time (OpenCV's RNG is seeded first).
     """
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
         raise ValueError(f"image must be (H, W, 3) uint8; got {image_rgb.shape} {image_rgb.dtype}")
     h, w = image_rgb.shape[:2]
+    # the background's k-means and GrabCut's start from OpenCV's RNG (one per thread):
+    # seeded, a photo gives the same mask whatever this thread measured before
+    cv2.setRNGSeed(0)
     k = min(1.0, WORK_SIDE / max(h, w))
     small = cv2.resize(image_rgb, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
     lm = np.asarray(landmarks_px, float) * k  # (478, 2)
@@ -105,7 +120,6 @@ def hair_colour(
     mask[border & ~head] = cv2.GC_BGD
     if not (mask == cv2.GC_PR_FGD).any():
         return None, np.zeros((h, w), bool)
-    cv2.setRNGSeed(0)  # GrabCut's k-means starts from OpenCV's RNG: the same each call
     bgd, fgd = np.zeros((1, 65)), np.zeros((1, 65))
     cv2.grabCut(small, mask, None, bgd, fgd, 5, cv2.GC_INIT_WITH_MASK)
     hair = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)) & head & ~lower
@@ -114,6 +128,8 @@ def hair_colour(
     hair = cv2.morphologyEx(hair.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     full = cv2.resize(hair, (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
     if hair.sum() < MIN_HAIR_AREA * face.sum() * shown_fraction(face.shape, oval):
+        return None, full
+    if (cover := crown_cover(hair.astype(bool), oval)) is not None and cover < CROWN_BARE:
         return None, full
     rgb = np.median(image_rgb[full], axis=0) / 255.0
     return (float(rgb[0]), float(rgb[1]), float(rgb[2])), full
@@ -154,6 +170,23 @@ def shown_fraction(shape: tuple[int, int], oval: np.ndarray) -> float:
     return float(shown.sum() / max(inside.sum(), 1))
 
 
+def crown_cover(hair: np.ndarray, oval: np.ndarray) -> float | None:
+    """The share of the pixels over the forehead (``CROWN_SPAN``) that the hair mask (H, W)
+    bool covers, for the face oval's polygon (K, 2) px; None when the photo shows under
+    a quarter of that region (its top cut off: no sign either way)."""
+    (x0, y0), (x1, y1) = oval.min(0), oval.max(0)
+    above, half_width = CROWN_SPAN
+    top, cx, hw = y0 - above * (y1 - y0), (x0 + x1) / 2, half_width * (x1 - x0)
+    left, right = cx - hw, cx + hw
+    whole = max((y0 - top) * (right - left), 1.0)
+    rows = slice(max(0, round(top)), max(0, round(y0)))
+    cols = slice(max(0, round(left)), max(0, round(right)))
+    region = hair[rows, cols]
+    if region.size < 0.25 * whole:
+        return None
+    return float(region.mean())
+
+
 def background_like(lab: np.ndarray, sample: np.ndarray) -> np.ndarray:
     """(H, W) bool: pixels of a Lab image (H, W, 3) float32 within ``BACKGROUND_DELTA_E``
     of one of the ``BORDER_COLOURS`` k-means colours of the ``sample`` (H, W) bool pixels
@@ -162,7 +195,9 @@ def background_like(lab: np.ndarray, sample: np.ndarray) -> np.ndarray:
     if len(samples) < 4 * BORDER_COLOURS:
         return np.zeros(sample.shape, bool)
     criteria = (cv2.TERM_CRITERIA_MAX_ITER, 10, 0.0)
-    _, _, centres = cv2.kmeans(samples, BORDER_COLOURS, None, criteria, 1, cv2.KMEANS_PP_CENTERS)
+    _, _, centres = cv2.kmeans(
+        samples, BORDER_COLOURS, None, criteria, KMEANS_ATTEMPTS, cv2.KMEANS_PP_CENTERS
+    )
     nearest = np.linalg.norm(lab[:, :, None] - centres[None, None], axis=3).min(2)  # (H, W)
     return nearest < BACKGROUND_DELTA_E
 
