@@ -22,9 +22,10 @@ from PIL import Image
 
 from avatars.exposure import exposed
 from avatars.eye_colour import EYE_OPENINGS, iris_colour
+from avatars.face_finder import find_face
 from avatars.hair.align import align_to_head, anchor_aligned
 from avatars.hair.choice import depth_buffer, in_front, measure_hair
-from avatars.hair.photo import choose_style, hair_colour
+from avatars.hair.photo import choose_style, hair_colour, head_box
 from avatars.hair.scalp import skin_faces
 from avatars.hair.strands import Hairstyle
 from avatars.hair.styles import STYLE_TRAITS, list_styles, load_style
@@ -130,11 +131,9 @@ class AvatarBuilder:
                 self.model.expression_names,
                 TrackerConfig(video=False, smoothing=None, landmarker=self.config.landmarker),
             )
-        result = self._tracker.process(image, 0.0)
-        if result.landmarks is None:
+        if (face := find_face(self._tracker, image)) is None:
             raise AvatarError("no face found in the photo: use a frontal portrait")
-        h, w = image.shape[:2]
-        return result.landmarks[:, :2] * [w, h], result.n_faces
+        return face
 
     def build(
         self,
@@ -227,12 +226,19 @@ class AvatarBuilder:
         if hair_mask is None or hair_mask.sum() == 0:
             return None
         skin = head[np.unique(skin_faces(self.model.topology))]
-        k = min(1.0, SILHOUETTE_SIDE / max(fit.width, fit.height))
-        size = (max(8, round(fit.width * k)), max(8, round(fit.height * k)))
-        photo = cv2.resize(hair_mask.astype(np.uint8), size, interpolation=cv2.INTER_AREA) > 0
+        x0, y0, x1, y1 = head_box((fit.height, fit.width), fit.landmarks_px)  # the head's part
+        k = min(1.0, SILHOUETTE_SIDE / max(x1 - x0, y1 - y0))
+        size = (max(8, round((x1 - x0) * k)), max(8, round((y1 - y0) * k)))
+
+        def pixels_of(points: np.ndarray) -> np.ndarray:  # (N, 3) -> (N, 2) in ``size``
+            return (fit.project(points) - (x0, y0)) * k
+
+        crop = hair_mask[y0:y1, x0:x1].astype(np.uint8)
+        photo = cv2.resize(crop, size, interpolation=cv2.INTER_AREA) > 0
         rot, t = cv2.Rodrigues(fit.rotation)[0], fit.translation  # model -> camera
-        buffer = depth_buffer(fit.project(head) * k, head @ rot[2] + t[2], size)
-        traits = measure_hair(photo, fit.landmarks_px * k, np.isfinite(buffer)).traits()
+        buffer = depth_buffer(pixels_of(head), head @ rot[2] + t[2], size)
+        landmarks = (fit.landmarks_px - (x0, y0)) * k
+        traits = measure_hair(photo, landmarks, np.isfinite(buffer)).traits()
         # the traits rank first (choose_style): only the styles that agree best need a
         # silhouette
         agree = {n: traits.agreement(STYLE_TRAITS[n]) for n in list_styles()}
@@ -240,7 +246,7 @@ class AvatarBuilder:
         for name in (n for n, a in agree.items() if a == max(agree.values())):
             style = load_style(name)
             strands = anchor_aligned(style, skin)[style.active.reshape(-1)].reshape(-1, 3)
-            pixels = fit.project(strands) * k
+            pixels = pixels_of(strands)
             shown = in_front(pixels, strands @ rot[2] + t[2], buffer)
             silhouettes[name] = splat_mask(pixels[shown], size)
         best = choose_style(photo, silhouettes, traits)

@@ -22,6 +22,7 @@ from scipy.spatial.transform import Rotation
 from avatars.builder import Avatar, AvatarError
 from avatars.exposure import exposed
 from avatars.eye_colour import iris_colour
+from avatars.face_finder import find_face
 from avatars.flame_photo_texture import flame_texture, pinhole_vertices
 from avatars.identity_fit import PhotoFit
 from engines.face.correspondence import MEDIAPIPE_IBUG68
@@ -81,11 +82,9 @@ class FlameAvatarBuilder:
 
     def landmarks(self, image: np.ndarray) -> tuple[np.ndarray, int]:
         """Pixel landmarks (478, 2) of the largest face and the number of faces."""
-        result = self._tracker.process(image, 0.0)
-        if result.landmarks is None:
+        if (face := find_face(self._tracker, image)) is None:
             raise AvatarError("no face found in the photo: use a frontal portrait")
-        h, w = image.shape[:2]
-        return result.landmarks[:, :2] * [w, h], result.n_faces
+        return face
 
     def build(self, image: np.ndarray, name: str, source_sha256: str,
               progress: Callable[[str], None] | None = None) -> Avatar:

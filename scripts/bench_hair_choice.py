@@ -12,8 +12,9 @@ mask; and the hair's colour: ΔE (CIELAB) between the median colour of the photo
 of the avatar's drawn hair, where both are, against two baselines drawn the same way (the
 renderer's default hair colour, and the median colour found on the tuning photos, the same
 for everyone). Tables + JSON + a contact sheet (photo | avatar with the chosen hair).
+``--pad K`` puts each photo in a canvas K times its size (a head filling less of it).
 
-    python scripts/bench_hair_choice.py [--out out/bench_hair_choice] [--limit N]
+    python scripts/bench_hair_choice.py [--out out/bench_hair_choice] [--limit N] [--pad 3]
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import cv2
 import numpy as np
 import torch
 
-from avatars.builder import AvatarBuilder, AvatarConfig, decode_photo
+from avatars.builder import AvatarBuilder, AvatarConfig, AvatarError, decode_photo
 from avatars.exposure import exposed
 from avatars.hair.photo import hair_colour, mask_iou
 from avatars.hair.styles import STYLE_TRAITS, list_styles
@@ -86,11 +87,30 @@ def choose(model: ICTFaceModel, builder: AvatarBuilder, image: np.ndarray):
     return image, fit, texture, hair, rgb, hair_colour(image, lms)[1]
 
 
+def read_photo(photo: str, pad: float = 1.0) -> np.ndarray:
+    """A labelled photo (RGB), or with ``pad`` > 1 the photo in the middle of a canvas
+    ``pad`` times its size: the same head filling less of the picture, as in a photo taken
+    from farther away. The canvas is filled with pixels drawn at random (seed 0) from the
+    photo's 5-pixel rim, so more of the same background's colours surround it."""
+    image = decode_photo((asset_root() / "faces" / photo).read_bytes())
+    if pad <= 1.0:
+        return image
+    h, w = image.shape[:2]
+    dy, dx = round(h * (pad - 1) / 2), round(w * (pad - 1) / 2)
+    rim = np.concatenate([image[:5].reshape(-1, 3), image[-5:].reshape(-1, 3),
+                          image[:, :5].reshape(-1, 3), image[:, -5:].reshape(-1, 3)])
+    pick = np.random.default_rng(0).integers(0, len(rim), (h + 2 * dy, w + 2 * dx))
+    canvas = rim[pick]
+    canvas[dy : dy + h, dx : dx + w] = image
+    return canvas
+
+
 def evaluate_photo(model: ICTFaceModel, builder: AvatarBuilder, row: dict[str, str],
-                   typical: tuple[float, float, float]) -> tuple[dict, np.ndarray]:
+                   typical: tuple[float, float, float], pad: float = 1.0
+                   ) -> tuple[dict, np.ndarray]:
     """One labelled photo's choice, agreement, IoU and colour errors (the colour found,
     :data:`DEFAULT_COLOUR` and ``typical``); and its contact-sheet pair."""
-    image = decode_photo((asset_root() / "faces" / row["photo"]).read_bytes())
+    image = read_photo(row["photo"], pad)
     image, fit, texture, hair, rgb, mask = choose(model, builder, image)
     strands = None if hair is None else hair.positions
     bare = render_over_photo(model, fit, texture, image)
@@ -130,14 +150,17 @@ def colour_error(photo: np.ndarray, drawn: np.ndarray, region: np.ndarray) -> fl
     return float(np.linalg.norm(medians[0] - medians[1]))
 
 
-def typical_colour(builder: AvatarBuilder, labels: list[dict[str, str]]
+def typical_colour(builder: AvatarBuilder, labels: list[dict[str, str]], pad: float = 1.0
                    ) -> tuple[float, float, float]:
     """The median hair colour found on the tuning photos (a colour baseline)."""
     found = []
     for row in labels:
         if is_tuning(row["photo"]):
-            image = decode_photo((asset_root() / "faces" / row["photo"]).read_bytes())
-            lms = builder.landmarks(image)[0]
+            image = read_photo(row["photo"], pad)
+            try:
+                lms = builder.landmarks(image)[0]
+            except AvatarError:
+                continue
             rgb = hair_colour(exposed(image, lms)[0], lms)[0]
             found += [rgb] if rgb else []
     return tuple(float(c) for c in np.median(found, 0))
@@ -253,6 +276,9 @@ def main() -> None:
     ap.add_argument("--before", default=str(BEFORE), help="JSON of a run before the change")
     ap.add_argument("--sheet", default="out/hair_choice_sheet.png")
     ap.add_argument("--limit", type=int, default=0, help="at most N photos (0 = all)")
+    ap.add_argument("--pad", type=float, default=1.0,
+                    help="each photo in a canvas this many times its size (its border's "
+                         "colour round it): the head filling less of the picture")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -260,9 +286,15 @@ def main() -> None:
     builder = AvatarBuilder(model, AvatarConfig(texture_size=256))  # texture: bald test only
     rows, pairs = [], []
     labels = read_labels()
-    typical = typical_colour(builder, labels)
+    typical = typical_colour(builder, labels, args.pad)
+    missed = []  # photos in which no face was found: no avatar
     for label in labels[: args.limit or None]:
-        row, pair = evaluate_photo(model, builder, label, typical)
+        try:
+            row, pair = evaluate_photo(model, builder, label, typical, args.pad)
+        except AvatarError as exc:
+            print(f"{label['photo']:<52} {exc}", flush=True)
+            missed.append(label["photo"])
+            continue
         print(f"{row['photo']:<52} {row['style']!s:<20} "
               + " ".join(f"{a}={'ok' if row[f'{a}_ok'] else 'x'}" for a in ATTRIBUTES), flush=True)
         rows.append(row)
@@ -272,14 +304,15 @@ def main() -> None:
     before = json.loads(before_path.read_text())["summary"] if before_path.exists() else None
     summary = groups(rows)
     (out / "bench_hair_choice.json").write_text(json.dumps(
-        {"summary": summary, "before": before, "typical_colour": typical, "rows": rows},
-        indent=2))
+        {"summary": summary, "before": before, "typical_colour": typical, "rows": rows,
+         "no_face": missed}, indent=2))
     pairs += [np.full_like(pairs[0], 255)] * (-len(pairs) % 4)
     sheet = np.concatenate([np.concatenate(pairs[i : i + 4], 1)
                             for i in range(0, len(pairs), 4)], 0)
     Path(args.sheet).parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(args.sheet, sheet[:, :, ::-1])
     print_table(summary, before)
+    print(f"\nno face found (no avatar): {len(missed)} photos {missed}")
     print(f"\nwrote {out / 'bench_hair_choice.json'} and {args.sheet}")
 
 

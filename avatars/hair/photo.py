@@ -4,6 +4,8 @@ style whose silhouette matches the mask best.
 
 from __future__ import annotations
 
+from math import ceil, floor
+
 import cv2
 import numpy as np
 
@@ -33,6 +35,8 @@ CROWN_SPAN = (0.35, 0.25)  # face heights above the oval's top, face widths from
 
 
 WORK_SIDE = 320  # grab-cut runs on the photo scaled to this long side at most
+HEAD_MARGIN = 0.25  # face heights of the photo kept round the head's region (head_box)
+WHOLE_PHOTO = 0.8  # a head box whose long side is this much of the photo's: the whole photo
 
 
 # where hair may be, in face heights (fh) and widths (fw) of the oval's bounding box: an
@@ -94,9 +98,12 @@ def hair_colour(
     # the background's k-means and GrabCut's start from OpenCV's RNG (one per thread):
     # seeded, a photo gives the same mask whatever this thread measured before
     cv2.setRNGSeed(0)
-    k = min(1.0, WORK_SIDE / max(h, w))
-    small = cv2.resize(image_rgb, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
-    lm = np.asarray(landmarks_px, float) * k  # (478, 2)
+    bx0, by0, bx1, by1 = head_box((h, w), np.asarray(landmarks_px, float))
+    crop = image_rgb[by0:by1, bx0:bx1]
+    ch, cw = crop.shape[:2]
+    k = min(1.0, WORK_SIDE / max(ch, cw))
+    small = cv2.resize(crop, (round(cw * k), round(ch * k)), interpolation=cv2.INTER_AREA)
+    lm = (np.asarray(landmarks_px, float) - (bx0, by0)) * k  # (478, 2)
     oval = np.round(lm[FACE_OVAL]).astype(np.int32)  # (36, 2)
     brow_y = lm[BROWS, 1].min()
     face, lower, head, upper = head_regions(small.shape[:2], oval, brow_y)
@@ -126,13 +133,35 @@ def hair_colour(
     hair &= ~skin_like & ~scalp_like & ~background
     hair &= ~nearer_skin(lab, hair & ~face, skin_delta, face, lower, brow_y)
     hair = cv2.morphologyEx(hair.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-    full = cv2.resize(hair, (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    full = np.zeros((h, w), bool)
+    full[by0:by1, bx0:bx1] = cv2.resize(hair, (cw, ch), interpolation=cv2.INTER_NEAREST) > 0
     if hair.sum() < MIN_HAIR_AREA * face.sum() * shown_fraction(face.shape, oval):
         return None, full
     if (cover := crown_cover(hair.astype(bool), oval)) is not None and cover < CROWN_BARE:
         return None, full
     rgb = np.median(image_rgb[full], axis=0) / 255.0
     return (float(rgb[0]), float(rgb[1]), float(rgb[2])), full
+
+
+def head_box(shape: tuple[int, int], landmarks_px: np.ndarray) -> tuple[int, int, int, int]:
+    """The part of a photo (H, W) the hair is looked for in, (x0, y0, x1, y1) px: the box
+    of :func:`head_regions`' region (the ellipse round the head, the band beside the neck)
+    and ``HEAD_MARGIN`` face heights of background round it, within the photo. Cropped to
+    it before scaling to ``WORK_SIDE``, a head is measured at the same resolution however
+    much of the photo it fills. A portrait whose head box is nearly the photo
+    (``WHOLE_PHOTO``) is measured whole, as the resolution would hardly change."""
+    (x0, y0), (x1, y1) = landmarks_px[FACE_OVAL].min(0), landmarks_px[FACE_OVAL].max(0)
+    fw, fh, cx = x1 - x0, y1 - y0, (x0 + x1) / 2
+    half = max(HANG_HALF_WIDTH, 0.75) * fw + HEAD_MARGIN * fh
+    top, bottom = y0 - (0.6 + HEAD_MARGIN) * fh, y1 + (HANG_BELOW + HEAD_MARGIN) * fh
+    h, w = shape
+    x_0, y_0 = max(0, floor(cx - half)), max(0, floor(top))
+    x_1, y_1 = min(w, ceil(cx + half)), min(h, ceil(bottom))
+    if x_1 - x_0 < 8 or y_1 - y_0 < 8:  # the face is off the photo: all of it
+        return 0, 0, w, h
+    if max(x_1 - x_0, y_1 - y_0) >= WHOLE_PHOTO * max(h, w):  # little to gain: all of it
+        return 0, 0, w, h
+    return x_0, y_0, x_1, y_1
 
 
 def head_regions(
