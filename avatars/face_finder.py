@@ -20,9 +20,8 @@ MIN_WINDOW = 96  # px: no smaller windows (the detector reads 128 px)
 
 def find_face(tracker: FaceTracker, image: np.ndarray) -> tuple[np.ndarray, int] | None:
     """Pixel landmarks (478, 2) of the largest face in an RGB photo (H, W, 3) and the
-    number of faces found where it was found (the whole photo or its window); None when
-    there is none. A face cut by a window's edge counts only where no window holds one
-    whole."""
+    number of faces in it; None when there is none. A face cut by a window's edge is
+    taken only where no window holds a whole one."""
     h, w = image.shape[:2]
     result = tracker.process(image, 0.0)
     if result.landmarks is not None:
@@ -38,9 +37,21 @@ def find_face(tracker: FaceTracker, image: np.ndarray) -> tuple[np.ndarray, int]
             if (face := window_face(tracker, image, x, y, side)) is not None
         ]
         if found:
-            _, _, pixels, n_faces = max(found, key=lambda f: f[:2])
-            return pixels, n_faces
+            _, _, pixels, _ = max(found, key=lambda f: f[:2])
+            return pixels, faces_counted(found)
     return None
+
+
+def faces_counted(found: list[tuple[bool, float, np.ndarray, int]]) -> int:
+    """How many faces the windows' finds (:func:`window_face`) show: the most any one
+    window saw, or the number of places faces were found (a face height or more apart;
+    overlapping windows find the same face more than once), whichever is more."""
+    places: list[np.ndarray] = []
+    for _, height, pixels, _ in sorted(found, key=lambda f: -f[1]):
+        centre = pixels.mean(0)
+        if all(np.linalg.norm(centre - p) > height for p in places):
+            places.append(centre)
+    return max(len(places), max(f[3] for f in found))
 
 
 def window_face(

@@ -40,6 +40,18 @@ def test_a_face_small_in_the_picture_is_found(builder) -> None:
     assert np.abs(found - (x, y) - alone).mean() < 3.0  # px, the face's own points
 
 
+def test_two_small_faces_count_as_two(builder) -> None:
+    """Overlapping windows find one face several times: it counts once; two people far
+    apart count twice (the dataset builder refuses a photo of several faces)."""
+    image = decode_photo((asset_root() / "faces/zoom_cc0/zoom_60cm.jpg").read_bytes())
+    h, w = image.shape[:2]
+    canvas, (_, y) = in_a_wider_scene(image, 5)  # one at x = 4w/3
+    canvas[y : y + h, 7 * w // 2 : 7 * w // 2 + w] = image  # and another beside it
+    assert builder.landmarks(image)[1] == 1  # the photo alone: one face
+    assert builder._tracker.process(canvas, 0.0).landmarks is None
+    assert builder.landmarks(canvas)[1] == 2
+
+
 def test_a_photo_without_a_face_is_still_refused(builder) -> None:
     noise = np.random.default_rng(1).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     assert find_face(builder._tracker, noise) is None

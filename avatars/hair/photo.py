@@ -42,6 +42,9 @@ WHOLE_PHOTO = 0.8  # a head box whose long side is this much of the photo's: the
 # where hair may be, in face heights (fh) and widths (fw) of the oval's bounding box: an
 # ellipse round the head, and a band beside the neck down to the shoulders (hair hanging
 # there tells long hair from short), less the neck
+HEAD_ABOVE = 0.6  # fh: the ellipse's top over the oval's top ...
+HEAD_HEIGHT = 1.95  # fh: ... its height ...
+HEAD_HALF_WIDTH = 0.75  # fw: ... and its half width
 HANG_BELOW = 0.9  # fh under the chin
 HANG_HALF_WIDTH = 1.1  # fw
 NECK_HALF_WIDTH = 0.38  # fw
@@ -152,8 +155,8 @@ def head_box(shape: tuple[int, int], landmarks_px: np.ndarray) -> tuple[int, int
     (``WHOLE_PHOTO``) is measured whole, as the resolution would hardly change."""
     (x0, y0), (x1, y1) = landmarks_px[FACE_OVAL].min(0), landmarks_px[FACE_OVAL].max(0)
     fw, fh, cx = x1 - x0, y1 - y0, (x0 + x1) / 2
-    half = max(HANG_HALF_WIDTH, 0.75) * fw + HEAD_MARGIN * fh
-    top, bottom = y0 - (0.6 + HEAD_MARGIN) * fh, y1 + (HANG_BELOW + HEAD_MARGIN) * fh
+    half = max(HANG_HALF_WIDTH, HEAD_HALF_WIDTH) * fw + HEAD_MARGIN * fh
+    top, bottom = y0 - (HEAD_ABOVE + HEAD_MARGIN) * fh, y1 + (HANG_BELOW + HEAD_MARGIN) * fh
     h, w = shape
     x_0, y_0 = max(0, floor(cx - half)), max(0, floor(top))
     x_1, y_1 = min(w, ceil(cx + half)), min(h, ceil(bottom))
@@ -174,8 +177,8 @@ def head_regions(
     face = cv2.fillPoly(np.zeros(shape, np.uint8), [oval], 1).astype(bool)
     (x0, y0), (x1, y1) = oval.min(0), oval.max(0)
     fw, fh = x1 - x0, y1 - y0
-    cx, cy = (x0 + x1) / 2.0, y0 - 0.6 * fh + 1.95 * fh / 2.0
-    axes = (round(0.75 * fw), round(1.95 * fh / 2.0))
+    cx, cy = (x0 + x1) / 2.0, y0 - HEAD_ABOVE * fh + HEAD_HEIGHT * fh / 2.0
+    axes = (round(HEAD_HALF_WIDTH * fw), round(HEAD_HEIGHT * fh / 2.0))
     head = cv2.ellipse(np.zeros(shape, np.uint8), (round(cx), round(cy)), axes, 0, 0, 360, 1, -1)
     ys, xs = np.arange(shape[0])[:, None], np.arange(shape[1])[None]
     beside = (ys > y0 + 0.5 * fh) & (ys < y1 + HANG_BELOW * fh)
@@ -191,7 +194,8 @@ def shown_fraction(shape: tuple[int, int], oval: np.ndarray) -> float:
     top of the head off shows less hair, which is no sign of a bald head."""
     (x0, y0), (x1, y1) = oval.min(0), oval.max(0)
     fw, fh = x1 - x0, y1 - y0
-    cx, cy, a, b = (x0 + x1) / 2.0, y0 - 0.6 * fh + 1.95 * fh / 2.0, 0.75 * fw, 1.95 * fh / 2.0
+    cx, cy = (x0 + x1) / 2.0, y0 - HEAD_ABOVE * fh + HEAD_HEIGHT * fh / 2.0
+    a, b = HEAD_HALF_WIDTH * fw, HEAD_HEIGHT * fh / 2.0
     u, v = np.meshgrid(np.linspace(-1, 1, 41), np.linspace(-1, 1, 41))  # the ellipse's box
     xs, ys = cx + a * u, cy + b * v
     inside = (u**2 + v**2 <= 1.0) & (ys < y0)
