@@ -189,6 +189,27 @@ def _avatar_pixels(driver) -> np.ndarray:
     return np.asarray(driver.execute_script(GRAB_JS, "avatar")["px"], dtype=np.float32)
 
 
+def _motion(driver, before: np.ndarray) -> float:
+    """How much the talking head alone changes the avatar grab from ``before`` (its
+    largest mean change over 2 s)."""
+    motion = 0.0
+    for _ in range(4):
+        time.sleep(0.5)
+        motion = max(motion, float(np.abs(_avatar_pixels(driver) - before).mean()))
+    return motion
+
+
+def _changed(driver, before: np.ndarray, bar: float, timeout: float = 30) -> float:
+    """The avatar grab's mean change from ``before`` once it is over ``bar`` (or the last
+    one read when ``timeout`` s pass first)."""
+    deadline = time.monotonic() + timeout
+    change = 0.0
+    while time.monotonic() < deadline and change <= bar:
+        time.sleep(0.5)
+        change = float(np.abs(_avatar_pixels(driver) - before).mean())
+    return change
+
+
 def _screenshot(driver, workdir: Path, name: str) -> None:
     """Save the page; a copy goes to out/ for looking at."""
     shot = workdir / name
@@ -607,6 +628,7 @@ def test_make_my_avatar_in_the_page(page, server: Server, workdir: Path):
     live video changes to it) and the page offers its zip and GLB."""
     driver = page
     before = _avatar_pixels(driver)
+    bar = max(5.0, 2 * _motion(driver, before))
     photo = (asset_root() / "faces" / "london_set" / "london_018_neutral.jpg").resolve()
     driver.execute_script("document.getElementById('avatar-photo').hidden = false;")
     driver.find_element("id", "avatar-photo").send_keys(str(photo))
@@ -623,9 +645,8 @@ def test_make_my_avatar_in_the_page(page, server: Server, workdir: Path):
     assert made["id"] in (selected.get_attribute("data-id") or ""), selected.get_attribute(
         "outerHTML"
     )
-    time.sleep(3)  # the next frames show the new target
-    after = _avatar_pixels(driver)
-    assert np.abs(after - before).mean() > 5.0, "the avatar video did not change"
+    change = _changed(driver, before, bar)  # the next frames show the new target
+    assert change > bar, f"the avatar video did not change ({change:.2f}, bar {bar:.2f})"
     _screenshot(driver, workdir, "browser_avatar.png")
 
 
@@ -650,10 +671,7 @@ def test_try_on_hair_live_and_save_it(page, server: Server, workdir: Path):
     made = driver.execute_script("return window.vn3d.avatar;")
     assert made, "needs the avatar made by test_make_my_avatar_in_the_page"
     before = _avatar_pixels(driver)
-    motion = 0.0  # how much the talking head alone changes the grab
-    for _ in range(4):
-        time.sleep(0.5)
-        motion = max(motion, float(np.abs(_avatar_pixels(driver) - before).mean()))
+    motion = _motion(driver, before)
     bar = max(3.0, 2 * motion)
     pictures = driver.find_elements("css selector", ".hairstyle img")
     assert len(pictures) >= 40  # every style but "as built" and "none" has its picture
@@ -666,12 +684,7 @@ def test_try_on_hair_live_and_save_it(page, server: Server, workdir: Path):
         "const c = document.getElementById('hair-colour'); c.value = '#d02020';"
         "c.dispatchEvent(new Event('change'));"
     )
-    # aligned off the loop, then the next frames: wait for them rather than a fixed time
-    deadline = time.monotonic() + 30
-    change = 0.0
-    while time.monotonic() < deadline and change <= bar:
-        time.sleep(0.5)
-        change = float(np.abs(_avatar_pixels(driver) - before).mean())
+    change = _changed(driver, before, bar)  # aligned off the loop, then the next frames
     assert change > bar, f"the live hair did not change ({change:.2f}, motion {motion:.2f})"
     print(f"grab changed {change:.2f} by the hair, {motion:.2f} by the talking head alone")
     assert driver.execute_script("return window.vn3d.socket") == "open"  # no reconnect
