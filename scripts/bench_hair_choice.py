@@ -277,8 +277,8 @@ def main() -> None:
     ap.add_argument("--sheet", default="out/hair_choice_sheet.png")
     ap.add_argument("--limit", type=int, default=0, help="at most N photos (0 = all)")
     ap.add_argument("--pad", type=float, default=1.0,
-                    help="each photo in a canvas this many times its size (its border's "
-                         "colour round it): the head filling less of the picture")
+                    help="each photo in a canvas this many times its size (pixels of its "
+                         "rim round it): the head filling less of the picture")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
